@@ -1,0 +1,161 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Config is every SCOPEGATE_ environment variable (SPEC §1–§9). The README's
+// configuration table lists the same names, defaults and meanings.
+type Config struct {
+	// Stores (SPEC §7).
+	DatabaseURL string `envconfig:"DATABASE_URL"`
+	StoreFile   string `envconfig:"STORE_FILE"`
+
+	// Listeners (SPEC §5).
+	ListenAddr     string        `envconfig:"LISTEN_ADDR" default:":8080"`
+	AdminAddr      string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090"`
+	TLSCertFile    string        `envconfig:"TLS_CERT_FILE"`
+	TLSKeyFile     string        `envconfig:"TLS_KEY_FILE"`
+	ReadTimeout    time.Duration `envconfig:"READ_TIMEOUT" default:"30s"`
+	WriteTimeout   time.Duration `envconfig:"WRITE_TIMEOUT" default:"60s"`
+	IdleTimeout    time.Duration `envconfig:"IDLE_TIMEOUT" default:"90s"`
+	MaxHeaderBytes int           `envconfig:"MAX_HEADER_BYTES" default:"16384"`
+	MaxBodyBytes   int           `envconfig:"MAX_BODY_BYTES" default:"10485760"`
+	MaxConns       int           `envconfig:"MAX_CONNS" default:"10000"`
+
+	// Proxy and forward-auth (SPEC §5).
+	UpstreamURL            string        `envconfig:"UPSTREAM_URL"`
+	UpstreamTimeout        time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s"`
+	AuthPath               string        `envconfig:"AUTH_PATH" default:"/_auth"`
+	IdentityHeaderPrefix   string        `envconfig:"IDENTITY_HEADER_PREFIX" default:"X-Auth-"`
+	StripCredentials       bool          `envconfig:"STRIP_CREDENTIALS" default:"true"`
+	TrustedProxies         string        `envconfig:"TRUSTED_PROXIES" default:"127.0.0.0/8,::1/128"`
+	ShutdownTimeout        time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	LogAllowed             bool          `envconfig:"LOG_ALLOWED" default:"false"`
+	LogLevel               string        `envconfig:"LOG_LEVEL" default:"info"`
+	RoutesFile             string        `envconfig:"ROUTES_FILE"`
+	LegacyPermissions      bool          `envconfig:"LEGACY_PERMISSIONS" default:"true"`
+	APIKeyHeader           string        `envconfig:"API_KEY_HEADER" default:"X-API-Key"`
+	DefaultRateLimitPerMin int           `envconfig:"DEFAULT_RATE_LIMIT_PER_MIN" default:"0"`
+
+	// JWTs (SPEC §3).
+	JWTCookie       string        `envconfig:"JWT_COOKIE"`
+	JWTJWKSURL      string        `envconfig:"JWT_JWKS_URL"`
+	JWTIssuer       string        `envconfig:"JWT_ISSUER"`
+	JWTJWKSRefresh  time.Duration `envconfig:"JWT_JWKS_REFRESH" default:"15m"`
+	JWTHS256Secret  string        `envconfig:"JWT_HS256_SECRET"`
+	JWTAlgorithms   string        `envconfig:"JWT_ALGORITHMS" default:"RS256,ES256,EdDSA"`
+	JWTAudience     string        `envconfig:"JWT_AUDIENCE"`
+	JWTLeeway       time.Duration `envconfig:"JWT_LEEWAY" default:"30s"`
+	JWTSubjectClaim string        `envconfig:"JWT_SUBJECT_CLAIM" default:"sub"`
+
+	// Caching, change feed, last_used_at (SPEC §6).
+	CacheTTL               time.Duration `envconfig:"CACHE_TTL" default:"30s"`
+	NegativeCacheTTL       time.Duration `envconfig:"NEGATIVE_CACHE_TTL" default:"5s"`
+	StaleTTL               time.Duration `envconfig:"STALE_TTL" default:"5m"`
+	LastUsedFlushInterval  time.Duration `envconfig:"LAST_USED_FLUSH_INTERVAL" default:"10s"`
+	ClientReloadInterval   time.Duration `envconfig:"CLIENT_RELOAD_INTERVAL" default:"5m"`
+	DatabaseConnectTimeout time.Duration `envconfig:"DATABASE_CONNECT_TIMEOUT" default:"5s"`
+}
+
+// ConfigError is invalid configuration: it names the variable.
+type ConfigError struct {
+	Var string // full name, such as SCOPEGATE_UPSTREAM_TIMEOUT
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return "invalid configuration: " + e.Var + ": " + e.Msg }
+
+// loadConfig reads the environment. A bad value is a *ConfigError.
+func loadConfig() (*Config, error) {
+	var c Config
+	if err := envconfig.Process("SCOPEGATE", &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return nil, &ConfigError{Var: pe.KeyName, Msg: fmt.Sprintf("cannot parse %q as %s", pe.Value, pe.TypeName)}
+		}
+		return nil, &ConfigError{Var: "SCOPEGATE_*", Msg: err.Error()}
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	nonNeg := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"UPSTREAM_TIMEOUT", c.UpstreamTimeout}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
+		{"CACHE_TTL", c.CacheTTL}, {"NEGATIVE_CACHE_TTL", c.NegativeCacheTTL}, {"STALE_TTL", c.StaleTTL},
+		{"LAST_USED_FLUSH_INTERVAL", c.LastUsedFlushInterval}, {"JWT_LEEWAY", c.JWTLeeway},
+		{"JWT_JWKS_REFRESH", c.JWTJWKSRefresh}, {"READ_TIMEOUT", c.ReadTimeout},
+		{"WRITE_TIMEOUT", c.WriteTimeout}, {"IDLE_TIMEOUT", c.IdleTimeout},
+	}
+	for _, v := range nonNeg {
+		if v.d < 0 {
+			return &ConfigError{Var: "SCOPEGATE_" + v.name, Msg: "must not be negative"}
+		}
+	}
+	if c.LastUsedFlushInterval == 0 {
+		return &ConfigError{Var: "SCOPEGATE_LAST_USED_FLUSH_INTERVAL", Msg: "must be positive"}
+	}
+	if c.DefaultRateLimitPerMin < 0 {
+		return &ConfigError{Var: "SCOPEGATE_DEFAULT_RATE_LIMIT_PER_MIN", Msg: "must not be negative"}
+	}
+	if c.AuthPath == "" || c.AuthPath[0] != '/' {
+		return &ConfigError{Var: "SCOPEGATE_AUTH_PATH", Msg: "must start with /"}
+	}
+	if c.IdentityHeaderPrefix == "" {
+		return &ConfigError{Var: "SCOPEGATE_IDENTITY_HEADER_PREFIX", Msg: "must not be empty"}
+	}
+	if _, err := c.trustedProxies(); err != nil {
+		return err
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return &ConfigError{Var: "SCOPEGATE_TLS_CERT_FILE", Msg: "SCOPEGATE_TLS_CERT_FILE and SCOPEGATE_TLS_KEY_FILE go together"}
+	}
+	if c.DatabaseURL != "" && c.StoreFile != "" {
+		return &ConfigError{Var: "SCOPEGATE_STORE_FILE", Msg: "set either SCOPEGATE_DATABASE_URL or SCOPEGATE_STORE_FILE, not both"}
+	}
+	return nil
+}
+
+// trustedProxies parses SCOPEGATE_TRUSTED_PROXIES (CIDRs or single addresses).
+func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.TrustedProxies, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, &ConfigError{Var: "SCOPEGATE_TRUSTED_PROXIES", Msg: fmt.Sprintf("%q is not an address or CIDR", f)}
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// splitList splits a comma-separated variable, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
