@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// freeAddr returns a free loopback address.
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startUpstream serves a fixed small answer on loopback, like a hello-world
+// service. It runs in the bench process.
+func startUpstream() (addr string, stop func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	body := []byte(`{"ok":true}`)
+	s := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			ctx.SetContentType("application/json")
+			ctx.SetBody(body)
+		},
+		DisableHeaderNamesNormalizing: true,
+	}
+	go s.Serve(ln)
+	return ln.Addr().String(), func() { _ = s.Shutdown() }
+}
+
+// process is a child process the bench started; stop ends it by its PID.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+}
+
+// start runs bin with args and env, its output to a log file in dir.
+func start(dir, name, bin string, args, env []string) (*process, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	go func() { _ = cmd.Wait(); f.Close() }()
+	return &process{name: name, cmd: cmd, log: logPath}, nil
+}
+
+// pid returns the process id.
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+// stop sends SIGTERM to the process and, after 10 s, SIGKILL.
+func (p *process) stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if p.cmd.ProcessState != nil || syscall.Kill(p.pid(), 0) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = p.cmd.Process.Kill()
+}
+
+// waitHTTP polls url until it answers 200 or the timeout passes.
+func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *process) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		status, _, err := fasthttp.GetTimeout(nil, url, time.Second)
+		if err == nil && status == 200 {
+			return nil
+		}
+		if p != nil && p.cmd.ProcessState != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	log := ""
+	if p != nil {
+		if b, err := os.ReadFile(p.log); err == nil {
+			if len(b) > 2000 {
+				b = b[len(b)-2000:]
+			}
+			log = "\n" + string(b)
+		}
+	}
+	return fmt.Errorf("%s did not become ready at %s%s", nameOf(p), url, log)
+}
+
+func nameOf(p *process) string {
+	if p == nil {
+		return "server"
+	}
+	return p.name
+}
+
+// findNginx returns the nginx binary, "" when it is not installed.
+func findNginx() string {
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	return ""
+}
+
+// nginxConf renders the two nginx front ends of the benchmark: a plain
+// proxy_pass (nginx-proxy) and auth_request to scopegate's /_auth before the
+// upstream (nginx-auth-request), the same shape as configs/nginx.conf.
+func nginxConf(dir, proxyAddr, authReqAddr, upstream, gateway string) string {
+	return fmt.Sprintf(`worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    upstream app { server %[4]s; keepalive 256; }
+    upstream scopegate { server %[5]s; keepalive 256; }
+    server {
+        listen %[2]s;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen %[3]s;
+        location = /_auth {
+            internal;
+            proxy_pass http://scopegate/_auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+        }
+        location / {
+            auth_request /_auth;
+            auth_request_set $auth_type $upstream_http_x_auth_type;
+            auth_request_set $auth_client $upstream_http_x_auth_client_id;
+            proxy_set_header X-Auth-Type $auth_type;
+            proxy_set_header X-Auth-Client-Id $auth_client;
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+`, dir, proxyAddr, authReqAddr, upstream, gateway)
+}

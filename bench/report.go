@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// scenarioResult is one scenario of one round.
+type scenarioResult struct {
+	Name              string  `json:"name"`
+	Requests          int64   `json:"requests"`
+	RPS               float64 `json:"rps"`
+	RatioToDirect     float64 `json:"ratio_to_direct"` // 0 when the round has no direct run
+	P50us             float64 `json:"p50_us"`
+	P99us             float64 `json:"p99_us"`
+	P999us            float64 `json:"p999_us"`
+	GatewayCPUus      float64 `json:"gateway_cpu_us_per_req,omitempty"`
+	GatewayPeakRSSKiB int64   `json:"gateway_peak_rss_kib,omitempty"`
+	DBXactPerSec      float64 `json:"db_xact_per_sec"`
+	Errors            int64   `json:"errors"`
+}
+
+// roundResult is one pass over the scenarios.
+type roundResult struct {
+	Round     int              `json:"round"`
+	Scenarios []scenarioResult `json:"scenarios"`
+}
+
+// report is the whole run, as printed and written to JSON.
+type report struct {
+	Machine  machine       `json:"machine"`
+	Store    string        `json:"store"`
+	Conns    int           `json:"conns"`
+	Duration string        `json:"duration"`
+	Rounds   []roundResult `json:"rounds"`
+}
+
+// round1 fills the ratios to direct of the same round.
+func round1(n int, rs []scenarioResult) roundResult {
+	var direct float64
+	for _, r := range rs {
+		if r.Name == "direct" {
+			direct = r.RPS
+		}
+	}
+	if direct > 0 {
+		for i := range rs {
+			rs[i].RatioToDirect = rs[i].RPS / direct
+		}
+	}
+	return roundResult{Round: n, Scenarios: rs}
+}
+
+func (r *report) print(w io.Writer) {
+	fmt.Fprintf(w, "machine: %d cores, %s, %s; store=%s conns=%d duration=%s\n",
+		r.Machine.Cores, r.Machine.CPUModel, r.Machine.GoVersion, r.Store, r.Conns, r.Duration)
+	for _, rd := range r.Rounds {
+		fmt.Fprintf(w, "\nround %d\n", rd.Round)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "scenario\treq/s\t% direct\tp50 µs\tp99 µs\tp99.9 µs\tgw CPU µs/req\tgw peak RSS MiB\tdb xact/s\terrors\t")
+		for _, s := range rd.Scenarios {
+			cpu, rss := "-", "-"
+			if s.GatewayCPUus > 0 {
+				cpu = fmt.Sprintf("%.1f", s.GatewayCPUus)
+				rss = fmt.Sprintf("%.1f", float64(s.GatewayPeakRSSKiB)/1024)
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%.0f%%\t%.0f\t%.0f\t%.0f\t%s\t%s\t%.1f\t%d\t\n",
+				s.Name, s.RPS, s.RatioToDirect*100, s.P50us, s.P99us, s.P999us, cpu, rss, s.DBXactPerSec, s.Errors)
+		}
+		tw.Flush()
+	}
+}

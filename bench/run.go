@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/valyala/fasthttp"
+)
+
+// allScenarios is the order of one round (issue 6).
+var allScenarios = []string{
+	"direct", "proxy-public", "proxy-apikey", "proxy-jwt", "forward-auth",
+	"nginx-proxy", "nginx-auth-request", "cold-users", "bad-keys",
+}
+
+// jwtSecret signs the benchmark's user tokens (HS256, configured on the
+// gateway with SCOPEGATE_JWT_HS256_SECRET).
+const jwtSecret = "bench-hs256-secret-not-for-production-use-0123456789"
+
+// benchRoutes is the routes file the gateway runs with.
+const benchRoutes = `default: deny
+routes:
+  - path: /public/**
+    auth: none
+  - path: /api/companies/{company}/sites/{site}/**
+    auth: [jwt]
+    module: inventory
+    scope: site:{site}
+  - path: /api/**
+    auth: [api_key]
+`
+
+// env is everything the scenarios need to address.
+type env struct {
+	dir                  string
+	upstream             string
+	gateway, gatewayCold *process
+	gwAddr, gwColdAddr   string
+	nginx                *process
+	nginxProxy, nginxAR  string
+	dbURL, dbName        string
+	userToken            string
+	coldTokens           []string
+}
+
+func sign(sub string) string {
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": sub, "exp": time.Now().Add(2 * time.Hour).Unix(), "iat": time.Now().Unix(),
+	})
+	s, err := t.SignedString([]byte(jwtSecret))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func runBench(ctx context.Context, o options) (*report, error) {
+	dir, err := os.MkdirTemp("", "scopegate-bench-")
+	if err != nil {
+		return nil, err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	}
+	bin := o.bin
+	if bin == "" {
+		bin = filepath.Join(dir, "scopegate")
+		fmt.Fprintln(os.Stderr, "building ./cmd/scopegate ...")
+		b := exec.Command("go", "build", "-o", bin, "./cmd/scopegate")
+		b.Stdout, b.Stderr = os.Stderr, os.Stderr
+		if err := b.Run(); err != nil {
+			return nil, fmt.Errorf("building scopegate (run from the repository root): %w", err)
+		}
+	}
+	e := &env{dir: dir}
+	var stopUp func()
+	e.upstream, stopUp = startUpstream()
+	defer stopUp()
+
+	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	routes := filepath.Join(dir, "routes.yaml")
+	if err := os.WriteFile(routes, []byte(benchRoutes), 0o644); err != nil {
+		return nil, err
+	}
+	common := append(base,
+		"SCOPEGATE_UPSTREAM_URL=http://"+e.upstream,
+		"SCOPEGATE_ROUTES_FILE="+routes,
+		"SCOPEGATE_JWT_HS256_SECRET="+jwtSecret,
+		"SCOPEGATE_JWT_ALGORITHMS=HS256",
+		"SCOPEGATE_LOG_LEVEL=error",
+	)
+	switch o.store {
+	case "pg":
+		e.dbName = "scopegate_bench"
+		e.dbURL, err = createBenchDB(ctx, o.adminURL, e.dbName)
+		if err != nil {
+			return nil, err
+		}
+		m := exec.Command(bin, "migrate")
+		m.Env = append(base, "SCOPEGATE_DATABASE_URL="+e.dbURL)
+		if out, err := m.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("scopegate migrate: %w\n%s", err, out)
+		}
+		if err := seed(ctx, e.dbURL); err != nil {
+			return nil, err
+		}
+		common = append(common, "SCOPEGATE_DATABASE_URL="+e.dbURL)
+	case "file":
+		path := filepath.Join(dir, "store.yaml")
+		if err := writeFileStore(path); err != nil {
+			return nil, err
+		}
+		common = append(common, "SCOPEGATE_STORE_FILE="+path)
+	default:
+		return nil, fmt.Errorf("-store must be pg or file")
+	}
+
+	e.gwAddr = freeAddr()
+	admin := freeAddr()
+	e.gateway, err = start(dir, "scopegate", bin, []string{"serve"}, append(common,
+		"SCOPEGATE_LISTEN_ADDR="+e.gwAddr, "SCOPEGATE_ADMIN_ADDR="+admin))
+	if err != nil {
+		return nil, err
+	}
+	defer e.gateway.stop()
+	if err := waitHTTP(ctx, "http://"+admin+"/readyz", 60*time.Second, e.gateway); err != nil {
+		return nil, err
+	}
+	want := splitComma(o.scenarios)
+	if contains(want, "cold-users") && o.store == "pg" {
+		// A second gateway whose user cache expires at once: every request
+		// is a database lookup.
+		e.gwColdAddr = freeAddr()
+		coldAdmin := freeAddr()
+		e.gatewayCold, err = start(dir, "scopegate-cold", bin, []string{"serve"}, append(common,
+			"SCOPEGATE_LISTEN_ADDR="+e.gwColdAddr, "SCOPEGATE_ADMIN_ADDR="+coldAdmin,
+			"SCOPEGATE_CACHE_TTL=1ms", "SCOPEGATE_NEGATIVE_CACHE_TTL=1ms"))
+		if err != nil {
+			return nil, err
+		}
+		defer e.gatewayCold.stop()
+		if err := waitHTTP(ctx, "http://"+coldAdmin+"/readyz", 60*time.Second, e.gatewayCold); err != nil {
+			return nil, err
+		}
+		for i := 1; i <= nUsers; i++ {
+			e.coldTokens = append(e.coldTokens, sign(userSub(i)))
+		}
+	}
+	if ng := findNginx(); ng != "" && (contains(want, "nginx-proxy") || contains(want, "nginx-auth-request")) {
+		e.nginxProxy, e.nginxAR = freeAddr(), freeAddr()
+		for _, d := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+			_ = os.MkdirAll(filepath.Join(dir, d), 0o755)
+		}
+		conf := filepath.Join(dir, "nginx.conf")
+		if err := os.WriteFile(conf, []byte(nginxConf(dir, e.nginxProxy, e.nginxAR, e.upstream, e.gwAddr)), 0o644); err != nil {
+			return nil, err
+		}
+		e.nginx, err = start(dir, "nginx", ng, []string{"-p", dir, "-c", conf, "-g", "daemon off;"}, base)
+		if err != nil {
+			return nil, err
+		}
+		defer e.nginx.stop()
+		if err := waitHTTP(ctx, "http://"+e.nginxProxy+"/", 10*time.Second, e.nginx); err != nil {
+			return nil, err
+		}
+	}
+	e.userToken = sign(userSub(1))
+
+	rep := &report{Machine: describeMachine(), Store: o.store, Conns: o.conns, Duration: o.duration.String()}
+	for round := 0; round < o.rounds; round++ {
+		order := append([]string(nil), want...)
+		if round%2 == 1 {
+			for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
+				order[i], order[j] = order[j], order[i]
+			}
+		}
+		var results []scenarioResult
+		for _, name := range order {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			r, ok, err := runScenario(ctx, e, name, o)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			if !ok {
+				fmt.Fprintf(os.Stderr, "round %d: %s skipped (not available)\n", round+1, name)
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "round %d: %-20s %9.0f req/s  p99 %v  errors %d\n", round+1, name, r.RPS, time.Duration(r.P99us*1000), r.Errors)
+			results = append(results, r)
+		}
+		rep.Rounds = append(rep.Rounds, round1(round+1, results))
+	}
+	return rep, nil
+}
+
+// runScenario measures one scenario; ok is false when it cannot run here.
+func runScenario(ctx context.Context, e *env, name string, o options) (scenarioResult, bool, error) {
+	var t target
+	var gw *process
+	t.okStatus = 200
+	apiFill := func(path string) func(*fasthttp.Request, int, int) {
+		tokens := make([]string, 100)
+		for i := range tokens {
+			tokens[i] = apiToken(i + 1)
+		}
+		return func(req *fasthttp.Request, w, i int) {
+			req.SetRequestURI(path)
+			req.Header.Set("X-API-Key", tokens[(w*31+i)%len(tokens)])
+		}
+	}
+	switch name {
+	case "direct":
+		t.addr = e.upstream
+		t.fill = func(req *fasthttp.Request, w, i int) { req.SetRequestURI("/api/orders/1") }
+	case "proxy-public":
+		t.addr, gw = e.gwAddr, e.gateway
+		t.fill = func(req *fasthttp.Request, w, i int) { req.SetRequestURI("/public/hello") }
+	case "proxy-apikey":
+		t.addr, gw = e.gwAddr, e.gateway
+		t.fill = apiFill("/api/orders/1")
+	case "proxy-jwt":
+		t.addr, gw = e.gwAddr, e.gateway
+		auth := "Bearer " + e.userToken
+		t.fill = func(req *fasthttp.Request, w, i int) {
+			req.SetRequestURI("/api/companies/c050/sites/c050-s03/stock")
+			req.Header.Set("Authorization", auth)
+		}
+	case "forward-auth":
+		t.addr, gw = e.gwAddr, e.gateway
+		inner := apiFill("/_auth")
+		t.fill = func(req *fasthttp.Request, w, i int) {
+			inner(req, w, i)
+			req.Header.Set("X-Original-URI", "/api/orders/1")
+			req.Header.Set("X-Original-Method", "GET")
+		}
+	case "nginx-proxy":
+		if e.nginx == nil {
+			return scenarioResult{}, false, nil
+		}
+		t.addr = e.nginxProxy
+		t.fill = func(req *fasthttp.Request, w, i int) { req.SetRequestURI("/api/orders/1") }
+	case "nginx-auth-request":
+		if e.nginx == nil {
+			return scenarioResult{}, false, nil
+		}
+		t.addr, gw = e.nginxAR, e.gateway
+		t.fill = apiFill("/api/orders/1")
+	case "cold-users":
+		if e.gatewayCold == nil {
+			return scenarioResult{}, false, nil
+		}
+		t.addr, gw = e.gwColdAddr, e.gatewayCold
+		t.fill = func(req *fasthttp.Request, w, i int) {
+			n := (w*7919 + i*104729) % len(e.coldTokens)
+			req.SetRequestURI("/api/companies/c050/sites/c050-s03/stock")
+			req.Header.Set("Authorization", "Bearer "+e.coldTokens[n])
+		}
+		t.okStatus = 0 // mixed allows and permission denials: count transport errors only
+	case "bad-keys":
+		t.addr, gw = e.gwAddr, e.gateway
+		t.okStatus = 401
+		t.fill = func(req *fasthttp.Request, w, i int) {
+			req.SetRequestURI("/api/orders/1")
+			req.Header.Set("X-API-Key", "nokey-"+strconv.Itoa(w)+"-"+strconv.Itoa(i)+".wrong-secret")
+		}
+	default:
+		return scenarioResult{}, false, fmt.Errorf("unknown scenario %q (known: %s)", name, strings.Join(allScenarios, ", "))
+	}
+	var cpu0 int64
+	if gw != nil {
+		cpu0, _ = cpuTime(gw.pid())
+	}
+	var x0 int64
+	if e.dbURL != "" {
+		x0, _ = xactCount(ctx, e.dbURL, e.dbName)
+	}
+	var res loadResult
+	if o.useWrk {
+		var err error
+		res, err = driveWrk(t, o.conns, o.warmup, o.duration)
+		if err != nil {
+			return scenarioResult{}, false, err
+		}
+	} else {
+		if t.okStatus == 0 {
+			t.okStatus = -1
+		}
+		res = drive(t, o.conns, o.warmup, o.duration)
+		if t.okStatus == -1 {
+			res.Errors = 0
+		}
+	}
+	r := scenarioResult{Name: name, Requests: res.Requests, RPS: res.RPS(), Errors: res.Errors,
+		P50us: us(res.Percentile(50)), P99us: us(res.Percentile(99)), P999us: us(res.Percentile(99.9))}
+	if gw != nil {
+		// CPU is counted from the start of the warm-up; divide by all
+		// requests the gateway served in that time (estimated from the rate).
+		cpu1, _ := cpuTime(gw.pid())
+		served := res.RPS() * (o.warmup + o.duration).Seconds()
+		if served > 0 {
+			r.GatewayCPUus = float64(cpu1-cpu0) / served
+		}
+		r.GatewayPeakRSSKiB, _ = peakRSS(gw.pid())
+	}
+	if e.dbURL != "" {
+		time.Sleep(1100 * time.Millisecond) // pg_stat counters are flushed about once a second
+		x1, _ := xactCount(ctx, e.dbURL, e.dbName)
+		r.DBXactPerSec = float64(x1-x0-1) / (o.warmup + o.duration + 1100*time.Millisecond).Seconds()
+	}
+	return r, true, nil
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+
+func splitComma(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
