@@ -1,0 +1,172 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Client is a compiled api_clients row: IP prefixes, origin matchers, path
+// globs and the hash verifier are parsed once by [CompileClient] and never on
+// the request path. A Client is immutable (apart from its internal cache) and
+// safe for concurrent use; the store replaces the whole value when the row
+// changes, which also drops its verified-token cache.
+type Client struct {
+	ID              string
+	ClientKey       string
+	Name            string
+	Active          bool      // status is 'active'
+	ExpiresAt       time.Time // zero: never expires
+	RateLimitPerMin int       // -1: NULL (use the default); 0: unlimited
+	rec             ClientRecord
+
+	hash verifier
+
+	// Each restriction is active when the stored list was non-empty; a list
+	// whose entries are all malformed then matches nothing.
+	restrictIPs     bool
+	ips             []netip.Prefix
+	restrictOrigins bool
+	origins         []originPattern
+	restrictPaths   bool
+	paths           []glob
+
+	verified verifiedCache
+}
+
+// Record returns the row the client was compiled from.
+func (c *Client) Record() ClientRecord { return c.rec }
+
+// CompileClient compiles a row. Malformed list entries are reported in the
+// returned errors (one per entry, naming the list and the entry, never the
+// hash) and never match; an unusable api_key_hash is reported too and never
+// verifies. The Client is returned in every case.
+func CompileClient(rec ClientRecord) (*Client, []error) {
+	c := &Client{ID: rec.ID, ClientKey: rec.ClientKey, Name: rec.Name, Active: rec.Status == "active", RateLimitPerMin: -1, rec: rec}
+	if rec.ExpiresAt != nil {
+		c.ExpiresAt = *rec.ExpiresAt
+	}
+	if rec.RateLimitPerMin != nil {
+		c.RateLimitPerMin = *rec.RateLimitPerMin
+		if c.RateLimitPerMin < 0 {
+			c.RateLimitPerMin = 0
+		}
+	}
+	var errs []error
+	var err error
+	if c.hash, err = compileHash(rec.APIKeyHash); err != nil {
+		errs = append(errs, fmt.Errorf("client %q: api_key_hash: %w", rec.ClientKey, err))
+	}
+	c.restrictIPs = len(rec.AllowedIPs) > 0
+	for _, s := range rec.AllowedIPs {
+		p, err := compileIP(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client %q: allowed_ips entry %q: %w", rec.ClientKey, s, err))
+			continue
+		}
+		c.ips = append(c.ips, p)
+	}
+	c.restrictOrigins = len(rec.AllowedOrigins) > 0
+	for _, s := range rec.AllowedOrigins {
+		o, err := compileOrigin(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client %q: allowed_origins entry %q: %w", rec.ClientKey, s, err))
+			continue
+		}
+		c.origins = append(c.origins, o)
+	}
+	c.restrictPaths = len(rec.AllowedPaths) > 0
+	for _, s := range rec.AllowedPaths {
+		g, err := compileGlob(s, false)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client %q: allowed_paths entry %q: %w", rec.ClientKey, s, err))
+			continue
+		}
+		c.paths = append(c.paths, g)
+	}
+	return c, errs
+}
+
+// checkSecret verifies the presented secret, from the verified-token cache
+// for slow hashes. It does not allocate for SHA-256 hashes or cached tokens.
+func (c *Client) checkSecret(secret string, now time.Time, ttl time.Duration) bool {
+	if !c.hash.slow() {
+		return c.hash.verify(secret)
+	}
+	key := sha256.Sum256(bytesOf(secret))
+	if c.verified.hit(key, now) {
+		return true
+	}
+	if !c.hash.verify(secret) {
+		return false
+	}
+	c.verified.add(key, now.Add(ttl))
+	return true
+}
+
+// ipAllowed reports check 5 of SPEC §3.
+func (c *Client) ipAllowed(ip netip.Addr) bool {
+	return !c.restrictIPs || prefixesContain(c.ips, ip)
+}
+
+// originAllowed reports check 6: an absent Origin always passes.
+func (c *Client) originAllowed(origin string) bool {
+	if !c.restrictOrigins || origin == "" {
+		return true
+	}
+	for i := range c.origins {
+		if c.origins[i].match(origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// pathAllowed reports check 7 over the decoded path.
+func (c *Client) pathAllowed(method, path string) bool {
+	if !c.restrictPaths {
+		return true
+	}
+	for i := range c.paths {
+		if c.paths[i].match(method, path, nil) {
+			return true
+		}
+	}
+	return false
+}
+
+// verifiedCacheMax bounds the verified tokens remembered per client.
+const verifiedCacheMax = 64
+
+// verifiedCache remembers secrets that passed a slow hash, keyed by their
+// SHA-256, until a deadline. It lives inside a Client, so replacing the
+// client (any change to the row) drops it.
+type verifiedCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]time.Time
+}
+
+func (v *verifiedCache) hit(key [sha256.Size]byte, now time.Time) bool {
+	v.mu.Lock()
+	until, ok := v.m[key]
+	if ok && !now.Before(until) {
+		delete(v.m, key)
+		ok = false
+	}
+	v.mu.Unlock()
+	return ok
+}
+
+func (v *verifiedCache) add(key [sha256.Size]byte, until time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = make(map[[sha256.Size]byte]time.Time)
+	}
+	if len(v.m) >= verifiedCacheMax {
+		clear(v.m)
+	}
+	v.m[key] = until
+}

@@ -1,0 +1,168 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+)
+
+// Origin patterns (SPEC §3 allowed_origins):
+//
+//   - "*" matches any Origin;
+//   - "https://app.example.com" matches that origin exactly, scheme and host
+//     compared case-insensitively; an explicit default port is the same origin
+//     ("https://app.example.com:443");
+//   - "https://*.example.com" matches one or more labels in front of
+//     "example.com" (not "example.com" itself). A port in the pattern must
+//     match exactly; none means the scheme's default port.
+//
+// A request Origin that is not "scheme://host[:port]" (such as "null") matches
+// only "*".
+type originPattern struct {
+	any      bool
+	wildcard bool   // host is a suffix after "*."
+	scheme   string // lower case
+	host     string // lower case; for wildcards the part after "*."
+	port     string // explicit or the scheme's default; "" when neither
+	valid    bool
+}
+
+var errOriginSyntax = errors.New(`not "*" or scheme://host[:port]`)
+
+// compileOrigin compiles an allowed_origins entry.
+func compileOrigin(src string) (originPattern, error) {
+	s := strings.TrimSpace(src)
+	if s == "*" {
+		return originPattern{any: true, valid: true}, nil
+	}
+	scheme, host, port, ok := splitOrigin(s)
+	if !ok {
+		return originPattern{}, errOriginSyntax
+	}
+	o := originPattern{scheme: strings.ToLower(scheme), host: strings.ToLower(host), valid: true}
+	if port == "" {
+		port = defaultPort(o.scheme)
+	}
+	o.port = port
+	if strings.HasPrefix(o.host, "*.") {
+		o.wildcard = true
+		o.host = o.host[2:]
+		if o.host == "" || o.host[0] == '.' {
+			return originPattern{}, errOriginSyntax
+		}
+	}
+	if strings.Contains(o.host, "*") {
+		return originPattern{}, errOriginSyntax
+	}
+	return o, nil
+}
+
+// defaultPort returns the default port of http and https, else "".
+func defaultPort(scheme string) string {
+	switch {
+	case strings.EqualFold(scheme, "https"):
+		return "443"
+	case strings.EqualFold(scheme, "http"):
+		return "80"
+	}
+	return ""
+}
+
+// splitOrigin splits "scheme://host[:port]". It rejects paths, queries,
+// fragments, user info, empty hosts and bad ports. It does not allocate.
+func splitOrigin(s string) (scheme, host, port string, ok bool) {
+	i := strings.Index(s, "://")
+	if i <= 0 || len(s) > 1024 {
+		return "", "", "", false
+	}
+	scheme = s[:i]
+	for j := 0; j < len(scheme); j++ {
+		c := scheme[j]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || j > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return "", "", "", false
+		}
+	}
+	hp := s[i+3:]
+	if hp == "" || strings.ContainsAny(hp, "/?#@ \t\\") {
+		return "", "", "", false
+	}
+	host = hp
+	if hp[0] == '[' {
+		end := strings.IndexByte(hp, ']')
+		if end < 0 {
+			return "", "", "", false
+		}
+		host = hp[:end+1]
+		rest := hp[end+1:]
+		if rest != "" {
+			if rest[0] != ':' {
+				return "", "", "", false
+			}
+			port = rest[1:]
+			if !validPort(port) {
+				return "", "", "", false
+			}
+		}
+		return scheme, host, port, len(host) > 2
+	}
+	if c := strings.LastIndexByte(hp, ':'); c >= 0 {
+		host, port = hp[:c], hp[c+1:]
+		if !validPort(port) || strings.IndexByte(host, ':') >= 0 {
+			return "", "", "", false
+		}
+	}
+	if host == "" || strings.ContainsAny(host, "[]") {
+		return "", "", "", false
+	}
+	return scheme, host, port, true
+}
+
+func validPort(p string) bool {
+	if p == "" || len(p) > 5 {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+		n = n*10 + int(p[i]-'0')
+	}
+	return n > 0 && n <= 65535
+}
+
+// samePort compares ports numerically enough to ignore leading zeros.
+func samePort(a, b string) bool {
+	a = strings.TrimLeft(a, "0")
+	b = strings.TrimLeft(b, "0")
+	return a == b
+}
+
+// matchOrigin reports whether the request Origin matches. It does not allocate.
+func (o *originPattern) match(origin string) bool {
+	if !o.valid {
+		return false
+	}
+	if o.any {
+		return true
+	}
+	scheme, host, port, ok := splitOrigin(origin)
+	if !ok || !strings.EqualFold(scheme, o.scheme) {
+		return false
+	}
+	if port == "" {
+		port = defaultPort(scheme)
+	}
+	if !samePort(port, o.port) {
+		return false
+	}
+	if !o.wildcard {
+		return strings.EqualFold(host, o.host)
+	}
+	// One or more non-empty labels, then "." and the suffix.
+	n := len(host) - len(o.host)
+	if n < 2 || host[n-1] != '.' || !strings.EqualFold(host[n:], o.host) {
+		return false
+	}
+	labels := host[:n-1]
+	return labels[0] != '.' && !strings.Contains(labels, "..") && !strings.ContainsAny(labels, "[]")
+}
