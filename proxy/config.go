@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// Config configures a [Proxy]. The zero value of each field means its
+// documented default; cmd/scopegate fills it from the SCOPEGATE_ variables.
+type Config struct {
+	// Logger receives the decision log (one JSON line per denial, and per
+	// allow with LogAllowed) and errors. If nil, logs are discarded.
+	Logger *slog.Logger
+	// LogAllowed logs allowed decisions too (SCOPEGATE_LOG_ALLOWED).
+	LogAllowed bool
+
+	// AuthPath is the forward-auth endpoint (SCOPEGATE_AUTH_PATH). Default
+	// "/_auth". AuthPath + "/envoy" + original path serves Envoy ext_authz.
+	// Requests under AuthPath are never proxied.
+	AuthPath string
+	// IdentityHeaderPrefix names the identity headers
+	// (SCOPEGATE_IDENTITY_HEADER_PREFIX). Default "X-Auth-".
+	IdentityHeaderPrefix string
+	// StripCredentials removes the API key headers (and the Authorization
+	// header when it carried the key) from forwarded requests
+	// (SCOPEGATE_STRIP_CREDENTIALS, whose default is true). Zero keeps them.
+	StripCredentials bool
+	// APIKeyHeader is the API key header (SCOPEGATE_API_KEY_HEADER). Default
+	// "X-API-Key".
+	APIKeyHeader string
+	// JWTCookie names the cookie a JWT may come in (SCOPEGATE_JWT_COOKIE).
+	// Empty: cookies are not read.
+	JWTCookie string
+
+	// Upstreams are the base URLs authorized requests are forwarded to
+	// (SCOPEGATE_UPSTREAM_URL, comma-separated there), used round-robin over
+	// the healthy ones. Only scheme and host:port are used; the request's raw
+	// path and query are forwarded unchanged. Empty: no reverse proxy; an
+	// allowed request outside AuthPath is answered 200 with the identity
+	// headers (decision-only mode).
+	Upstreams []string
+	// UpstreamTimeout bounds the wait for the upstream's response headers
+	// (SCOPEGATE_UPSTREAM_TIMEOUT). Default 30s. Past it: 504 upstream_timeout.
+	UpstreamTimeout time.Duration
+	// UpstreamFailTimeout is how long an upstream that failed to connect or
+	// answer is skipped (passive health check). Default 10s.
+	UpstreamFailTimeout time.Duration
+	// UpstreamMaxConns bounds the keep-alive pool per upstream. Default 1024.
+	UpstreamMaxConns int
+	// UpstreamIdleTimeout closes pooled upstream connections idle that long.
+	// Default 60s.
+	UpstreamIdleTimeout time.Duration
+
+	// BaseContext is the parent of the per-call contexts of store lookups
+	// (never the RequestCtx). If nil, context.Background is used.
+	BaseContext context.Context
+	// StoreTimeout bounds one LookupUser call that misses the cache.
+	// Default 2s.
+	StoreTimeout time.Duration
+
+	// Listener limits, applied by [Proxy.NewServer].
+
+	// MaxHeaderBytes bounds the request line plus headers
+	// (SCOPEGATE_MAX_HEADER_BYTES). Default 16 KiB. Larger: 431.
+	MaxHeaderBytes int
+	// MaxBodyBytes bounds request bodies (SCOPEGATE_MAX_BODY_BYTES). Default
+	// 10 MiB. Larger: 413. Bodies are streamed to the upstream, not buffered.
+	MaxBodyBytes int
+	// ReadTimeout, WriteTimeout and IdleTimeout are the client connection
+	// timeouts. Defaults 30s, 60s, 90s.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxConns bounds concurrent client connections (SCOPEGATE_MAX_CONNS).
+	// Default 10000.
+	MaxConns int
+
+	// Metrics is the set the proxy registers its metrics in. If nil, a new
+	// set is created. ExtraMetrics (for example the store's cache and
+	// change-feed metrics) are written on /metrics too.
+	Metrics      *metrics.Set
+	ExtraMetrics []*metrics.Set
+}
+
+// ClientLookup finds compiled API clients; store.Store satisfies it.
+type ClientLookup interface {
+	LookupClient(clientKey string, now time.Time) (*policy.Client, error)
+}
+
+// UserLookup finds compiled users; store.Store satisfies it.
+type UserLookup interface {
+	LookupUser(ctx context.Context, sub string, now time.Time) (*policy.User, error)
+}
+
+// DirectorySource gives the current modules, companies and sites;
+// store.Store satisfies it.
+type DirectorySource interface {
+	Directory(now time.Time) (*policy.Directory, error)
+}
+
+// UsageRecorder records API client uses for last_used_at; store.Store
+// satisfies it.
+type UsageRecorder interface {
+	MarkUsed(clientID string, at time.Time)
+}
+
+// Store is everything the handler needs from a credential store. It is the
+// request-path subset of store.Store.
+type Store interface {
+	ClientLookup
+	UserLookup
+	DirectorySource
+	UsageRecorder
+	// Ready reports whether the store is reachable or serving from a warm
+	// cache within the stale TTL (/readyz).
+	Ready(now time.Time) bool
+}
+
+// Deps are the collaborators of a [Proxy].
+type Deps struct {
+	Engine *policy.Engine
+	Store  Store
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.AuthPath == "" {
+		c.AuthPath = "/_auth"
+	}
+	if c.IdentityHeaderPrefix == "" {
+		c.IdentityHeaderPrefix = "X-Auth-"
+	}
+	if c.APIKeyHeader == "" {
+		c.APIKeyHeader = "X-API-Key"
+	}
+	if c.UpstreamTimeout <= 0 {
+		c.UpstreamTimeout = 30 * time.Second
+	}
+	if c.UpstreamFailTimeout <= 0 {
+		c.UpstreamFailTimeout = 10 * time.Second
+	}
+	if c.UpstreamMaxConns <= 0 {
+		c.UpstreamMaxConns = 1024
+	}
+	if c.UpstreamIdleTimeout <= 0 {
+		c.UpstreamIdleTimeout = 60 * time.Second
+	}
+	if c.BaseContext == nil {
+		c.BaseContext = context.Background()
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 2 * time.Second
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 16 << 10
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 10 << 20
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 60 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 90 * time.Second
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 10000
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+}

@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// decide runs SPEC §4's order for st.req (filled by fill): raw path
+// screening → forwarded headers from a trusted peer → route → credential
+// kind → the credential's checks → for users scope, module and grant. It
+// sets st.req.ClientIP and st.req.Now. The engine decides; decide only
+// fetches what the engine needs from the store and fails closed when the
+// store cannot answer.
+func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now time.Time) policy.Decision {
+	req := &st.req
+	req.Now = now
+	ip, ipReason := p.engine.ClientIP(peer, xff, xRealIP)
+	req.ClientIP = ip
+
+	m, d := p.engine.Match(req)
+	if d.Reason == policy.ReasonPathInvalid {
+		return withRoute(d, m.Route)
+	}
+	if ipReason != policy.ReasonNone {
+		return policy.Denied(ipReason)
+	}
+	if d.Reason != policy.ReasonNone {
+		return withRoute(d, m.Route)
+	}
+	if m.Public {
+		return policy.Decision{Verdict: policy.Allow, Route: m.Route}
+	}
+	switch req.Cred.Kind {
+	case policy.CredentialAPIKey:
+		c, err := p.store.LookupClient(req.Cred.ClientKey, now)
+		if err != nil {
+			p.storeError(err)
+			return withRoute(policy.Denied(policy.ReasonStoreUnavailable), m.Route)
+		}
+		d = p.engine.AuthorizeClient(req, &m, c)
+		if d.Allowed() && c != nil {
+			p.store.MarkUsed(c.ID, now)
+		}
+	case policy.CredentialJWT:
+		claims, vd := p.engine.VerifyToken(req)
+		if vd.Reason != policy.ReasonNone {
+			return withRoute(vd, m.Route)
+		}
+		dir, err := p.store.Directory(now)
+		if err != nil {
+			p.storeError(err)
+			return withRoute(policy.Denied(policy.ReasonStoreUnavailable), m.Route)
+		}
+		// The lookup context derives from the base context, never from the
+		// RequestCtx (which has no deadline); a warm cache never uses it.
+		cctx, cancel := context.WithTimeout(p.cfg.BaseContext, p.cfg.StoreTimeout)
+		u, err := p.store.LookupUser(cctx, claims.Subject, now)
+		cancel()
+		if err != nil {
+			p.storeError(err)
+			return withRoute(policy.Denied(policy.ReasonStoreUnavailable), m.Route)
+		}
+		d = p.engine.AuthorizeUser(req, &m, u, dir)
+	default:
+		// Match should have answered credentials_missing; fail closed.
+		d = policy.Denied(policy.ReasonCredentialsMissing)
+	}
+	return withRoute(d, m.Route)
+}
+
+// withRoute records the matched route (for the decision log).
+func withRoute(d policy.Decision, route int) policy.Decision {
+	d.Route = route
+	return d
+}
+
+func (p *Proxy) storeError(err error) {
+	p.m.storeErrors.Inc()
+	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "store lookup failed", slog.String("err", err.Error()))
+}

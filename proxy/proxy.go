@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// Proxy is the traffic handler: reverse proxy, forward-auth endpoint and
+// denial writer. It is safe for concurrent use.
+type Proxy struct {
+	cfg    Config
+	engine *policy.Engine
+	store  Store
+	log    *slog.Logger
+	m      *proxyMetrics
+
+	authPath   string // AuthPath
+	envoyPath  string // AuthPath + "/envoy"
+	prefix     string // identity header prefix
+	hdrType    string // prefix + "Type", ...
+	hdrClient  string
+	hdrCKey    string
+	hdrUserID  string
+	hdrUserSub string
+	hdrEmail   string
+	hdrScope   string
+
+	upstreams []*upstream
+	rr        atomic.Uint64
+
+	idPrefix [17]byte // 16 hex chars + '-' : per-process random request-id prefix
+	idSeq    atomic.Uint64
+
+	pool      sync.Pool // *reqState
+	notLoaded atomic.Bool
+}
+
+// New validates cfg and builds a Proxy. deps.Engine and deps.Store are
+// required.
+func New(cfg Config, deps Deps) (*Proxy, error) {
+	if deps.Engine == nil {
+		return nil, errors.New("proxy: Deps.Engine is nil")
+	}
+	if deps.Store == nil {
+		return nil, errors.New("proxy: Deps.Store is nil")
+	}
+	cfg.setDefaults()
+	if !strings.HasPrefix(cfg.AuthPath, "/") || strings.HasSuffix(cfg.AuthPath, "/") && cfg.AuthPath != "/" {
+		return nil, fmt.Errorf("proxy: auth path %q must start with / and not end with /", cfg.AuthPath)
+	}
+	if cfg.AuthPath == "/" {
+		return nil, errors.New("proxy: auth path must not be /")
+	}
+	p := &Proxy{
+		cfg:       cfg,
+		engine:    deps.Engine,
+		store:     deps.Store,
+		log:       cfg.Logger,
+		authPath:  cfg.AuthPath,
+		envoyPath: cfg.AuthPath + "/envoy",
+		prefix:    cfg.IdentityHeaderPrefix,
+	}
+	pre := cfg.IdentityHeaderPrefix
+	p.hdrType, p.hdrClient, p.hdrCKey = pre+"Type", pre+"Client-Id", pre+"Client-Key"
+	p.hdrUserID, p.hdrUserSub, p.hdrEmail, p.hdrScope = pre+"User-Id", pre+"User-Sub", pre+"User-Email", pre+"Scope"
+	for _, raw := range cfg.Upstreams {
+		u, err := newUpstream(raw, &cfg)
+		if err != nil {
+			return nil, err
+		}
+		p.upstreams = append(p.upstreams, u)
+	}
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fmt.Errorf("proxy: reading random request-id prefix: %w", err)
+	}
+	hex.Encode(p.idPrefix[:16], rnd[:])
+	p.idPrefix[16] = '-'
+	p.m = newProxyMetrics(cfg.Metrics)
+	p.pool.New = func() any { return new(reqState) }
+	return p, nil
+}
+
+// Handler serves the traffic listener: forward-auth under AuthPath, the
+// reverse proxy (or decision-only answers) elsewhere. It recovers panics,
+// logs them and answers 500 internal_error.
+func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
+	st := p.pool.Get().(*reqState)
+	defer p.release(st)
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.LogAttrs(p.cfg.BaseContext, slog.LevelError, "panic serving request",
+				slog.String("panic", fmt.Sprint(r)), slog.String("request_id", string(st.reqID)))
+			ctx.Response.Reset()
+			p.writeDenial(ctx, st, policy.Denied(policy.ReasonInternal), false)
+		}
+	}()
+	p.requestID(ctx, st)
+	uri := ctx.Request.Header.RequestURI()
+	if path, _, ok := splitTarget(uri); ok {
+		if mode := p.authMode(path); mode != modeProxy {
+			p.serveForwardAuth(ctx, st, mode, uri)
+			return
+		}
+	}
+	p.serveProxy(ctx, st)
+}
+
+func (p *Proxy) release(st *reqState) {
+	st.reset()
+	p.pool.Put(st)
+}
+
+// requestID keeps a well-formed incoming X-Request-Id (up to 128 bytes of
+// [A-Za-z0-9._:-], so it is safe in JSON and logs) or generates one from a
+// per-process random prefix and a counter. It does not allocate once st's
+// buffer has grown.
+func (p *Proxy) requestID(ctx *fasthttp.RequestCtx, st *reqState) {
+	in := ctx.Request.Header.PeekBytes(hdrRequestID)
+	if validRequestID(in) {
+		st.reqID = append(st.reqID[:0], in...)
+	} else {
+		st.reqID = append(st.reqID[:0], p.idPrefix[:]...)
+		st.reqID = fasthttp.AppendUint(st.reqID, int(p.idSeq.Add(1)&(1<<62-1)))
+	}
+	ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+}
+
+func validRequestID(b []byte) bool {
+	if len(b) == 0 || len(b) > 128 {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validateUpstreamURL checks one SCOPEGATE_UPSTREAM_URL entry.
+func validateUpstreamURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: upstream %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("proxy: upstream %q: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("proxy: upstream %q: no host", raw)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		return nil, fmt.Errorf("proxy: upstream %q: a path or query is not supported (the request path is forwarded unchanged)", raw)
+	}
+	return u, nil
+}
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// Pre-declared header names and values (fasthttp strings.go style).
+var (
+	hdrRequestID     = []byte("X-Request-Id")
+	hdrClientKey     = []byte("X-Client-Key")
+	hdrAuthorization = []byte("Authorization")
+	hdrOrigin        = []byte("Origin")
+	hdrXFF           = []byte("X-Forwarded-For")
+	hdrXRealIP       = []byte("X-Real-Ip")
+	hdrXFProto       = []byte("X-Forwarded-Proto")
+	hdrXFHost        = []byte("X-Forwarded-Host")
+	hdrXFMethod      = []byte("X-Forwarded-Method")
+	hdrXFURI         = []byte("X-Forwarded-Uri")
+	hdrXOrigMethod   = []byte("X-Original-Method")
+	hdrXOrigURI      = []byte("X-Original-Uri")
+	hdrForwarded     = []byte("Forwarded")
+)
+
+// reqState is the per-request scratch space, pooled so the hot path does
+// not allocate. Everything in it is reset before it goes back to the pool.
+type reqState struct {
+	req     policy.Request
+	values  valueSource
+	reqID   []byte
+	scratch []byte
+	names   [][]byte // header names to delete (copied)
+	keys    []byte   // backing store for names
+}
+
+func (st *reqState) reset() {
+	st.req = policy.Request{}
+	st.values.reset()
+	st.reqID = st.reqID[:0]
+	st.scratch = st.scratch[:0]
+	st.names = st.names[:0]
+	st.keys = st.keys[:0]
+}
+
+// valueSource serves the request headers and query parameters a route's
+// scope may read. In forward-auth mode the query is the forwarded URI's.
+type valueSource struct {
+	h        *fasthttp.RequestHeader
+	rawQuery []byte // the raw query string (no '?'), copied
+	args     fasthttp.Args
+	parsed   bool
+}
+
+func (v *valueSource) reset() {
+	v.h = nil
+	v.rawQuery = v.rawQuery[:0]
+	v.args.Reset()
+	v.parsed = false
+}
+
+// Header returns the first value of the request header name.
+func (v *valueSource) Header(name string) string {
+	if v.h == nil {
+		return ""
+	}
+	return b2s(v.h.Peek(name))
+}
+
+// Query returns the first value of the query parameter name, decoded.
+func (v *valueSource) Query(name string) string {
+	if !v.parsed {
+		v.args.ParseBytes(v.rawQuery)
+		v.parsed = true
+	}
+	return b2s(v.args.Peek(name))
+}
+
+// peerAddr returns the connection's peer address, unmapped. It does not
+// allocate. An unknown address type yields the zero Addr (never trusted,
+// never in an allow-list).
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	switch a := ctx.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// splitTarget splits a request target (origin-form "/p?q", or absolute-form
+// "http://host/p?q") into its raw path and raw query. A target that is
+// neither (for example "*" or "p") yields ok false.
+func splitTarget(target []byte) (path, query []byte, ok bool) {
+	if len(target) == 0 {
+		return nil, nil, false
+	}
+	if target[0] != '/' {
+		rest, found := cutScheme(target)
+		if !found {
+			return nil, nil, false
+		}
+		i := bytes.IndexByte(rest, '/')
+		if j := bytes.IndexByte(rest, '?'); j >= 0 && (i < 0 || j < i) {
+			// "http://host?q": empty path.
+			return []byte("/"), rest[j+1:], true
+		}
+		if i < 0 {
+			return []byte("/"), nil, true
+		}
+		target = rest[i:]
+	}
+	if i := bytes.IndexByte(target, '#'); i >= 0 {
+		target = target[:i]
+	}
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		return target[:i], target[i+1:], true
+	}
+	return target, nil, true
+}
+
+func cutScheme(b []byte) ([]byte, bool) {
+	for _, s := range [...]string{"http://", "https://"} {
+		if len(b) >= len(s) && bytes.EqualFold(b[:len(s)], []byte(s)) {
+			return b[len(s):], true
+		}
+	}
+	return nil, false
+}
+
+// fill prepares st.req from the request: method, raw path, Origin,
+// credential headers and the value source. Strings alias ctx's buffers.
+func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, method, rawPath, rawQuery []byte) {
+	h := &ctx.Request.Header
+	st.values.h = h
+	st.values.rawQuery = append(st.values.rawQuery[:0], rawQuery...)
+	ch := policy.CredentialHeaders{
+		APIKey:        b2s(h.Peek(p.cfg.APIKeyHeader)),
+		ClientKey:     b2s(h.PeekBytes(hdrClientKey)),
+		Authorization: b2s(h.PeekBytes(hdrAuthorization)),
+	}
+	if p.cfg.JWTCookie != "" {
+		ch.JWTCookie = b2s(h.Cookie(p.cfg.JWTCookie))
+	}
+	st.req = policy.Request{
+		Method:  b2s(method),
+		RawPath: b2s(rawPath),
+		Origin:  b2s(h.PeekBytes(hdrOrigin)),
+		Cred:    policy.ParseCredential(ch),
+		Values:  &st.values,
+	}
+}

@@ -1,0 +1,138 @@
+package proxy
+
+import (
+	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+var (
+	hdrWWWAuthenticate = []byte("WWW-Authenticate")
+	hdrRetryAfter      = []byte("Retry-After")
+	hdrRateLimitPolicy = []byte("RateLimit-Policy")
+	hdrRateLimit       = []byte("RateLimit")
+	hdrRateLimitLimit  = []byte("RateLimit-Limit")
+	hdrRateLimitRemain = []byte("RateLimit-Remaining")
+	hdrRateLimitReset  = []byte("RateLimit-Reset")
+	hdrCacheControl    = []byte("Cache-Control")
+	hdrContentType     = []byte("Content-Type")
+	// hdrDenyReason and hdrDenyError carry the reason code and its text on
+	// forward-auth denials, so a proxy that discards the auth body (nginx
+	// auth_request) can rebuild the JSON denial (see configs/nginx.conf).
+	hdrDenyReason = []byte("X-Scopegate-Reason")
+	hdrDenyError  = []byte("X-Scopegate-Error")
+
+	valBearerInvalid = []byte(`Bearer error="invalid_token"`)
+	valNoStore       = []byte("no-store")
+	valJSON          = []byte("application/json")
+	valOne           = []byte("1")
+)
+
+// writeDenial answers d (a denial) with the JSON body
+// {"error","reason","request_id"}, WWW-Authenticate for token failures, and
+// the rate-limit headers when the request reached a bucket. In forward-auth
+// mode the 400-class reasons are answered 403 (nginx turns any other 4xx
+// into 500), and the reason is repeated in headers for nginx.
+func (p *Proxy) writeDenial(ctx *fasthttp.RequestCtx, st *reqState, d policy.Decision, forwardAuth bool) {
+	r := d.Reason
+	if r == policy.ReasonNone {
+		r = policy.ReasonInternal
+	}
+	status := r.Status()
+	if forwardAuth && status == fasthttp.StatusBadRequest {
+		status = fasthttp.StatusForbidden
+	}
+	resp := &ctx.Response
+	resp.SetStatusCode(status)
+	resp.Header.SetBytesKV(hdrContentType, valJSON)
+	resp.Header.SetBytesKV(hdrCacheControl, valNoStore)
+	if r == policy.ReasonTokenExpired || r == policy.ReasonTokenInvalid {
+		resp.Header.SetBytesKV(hdrWWWAuthenticate, valBearerInvalid)
+	}
+	if forwardAuth {
+		resp.Header.SetBytesK(hdrDenyReason, r.String())
+		resp.Header.SetBytesK(hdrDenyError, r.Text())
+	}
+	p.setRateLimitHeaders(ctx, st, &d.RateLimit, r == policy.ReasonRateLimited)
+	// The request id is restricted to JSON-safe characters (validRequestID),
+	// and reason texts are constant ASCII without quotes.
+	b := append(st.scratch[:0], `{"error":"`...)
+	b = append(b, r.Text()...)
+	b = append(b, `","reason":"`...)
+	b = append(b, r.String()...)
+	b = append(b, `","request_id":"`...)
+	b = append(b, st.reqID...)
+	b = append(b, "\"}\n"...)
+	resp.SetBody(b)
+	st.scratch = b[:0]
+}
+
+// setRateLimitHeaders writes the RateLimit headers of SPEC §5 when the
+// request reached the client's bucket, and Retry-After on a 429.
+func (p *Proxy) setRateLimitHeaders(ctx *fasthttp.RequestCtx, st *reqState, rl *policy.RateLimitState, limited bool) {
+	if !rl.Applied {
+		if limited {
+			ctx.Response.Header.SetBytesKV(hdrRetryAfter, valOne)
+		}
+		return
+	}
+	h := &ctx.Response.Header
+	b := append(st.scratch[:0], `"per-minute";q=`...)
+	b = fasthttp.AppendUint(b, rl.Limit)
+	b = append(b, ";w=60"...)
+	h.SetBytesKV(hdrRateLimitPolicy, b)
+	b = append(b[:0], `"per-minute";r=`...)
+	b = fasthttp.AppendUint(b, nonNeg(rl.Remaining))
+	b = append(b, ";t="...)
+	b = fasthttp.AppendUint(b, nonNeg(rl.ResetSecs))
+	h.SetBytesKV(hdrRateLimit, b)
+	h.SetBytesKV(hdrRateLimitLimit, fasthttp.AppendUint(b[:0], rl.Limit))
+	h.SetBytesKV(hdrRateLimitRemain, fasthttp.AppendUint(b[:0], nonNeg(rl.Remaining)))
+	h.SetBytesKV(hdrRateLimitReset, fasthttp.AppendUint(b[:0], nonNeg(rl.ResetSecs)))
+	if limited {
+		ra := rl.RetryAfter
+		if ra < 1 {
+			ra = 1
+		}
+		h.SetBytesKV(hdrRetryAfter, fasthttp.AppendUint(b[:0], ra))
+	}
+	st.scratch = b[:0]
+}
+
+func nonNeg(n int) int {
+	if n < 0 {
+		return 0
+	}
+	return n
+}
+
+// headerSetter is *fasthttp.RequestHeader or *fasthttp.ResponseHeader.
+type headerSetter interface {
+	Set(key, value string)
+}
+
+// setIdentity writes the identity headers of SPEC §5 into h (the upstream
+// request or the forward-auth answer). Absent values are not set.
+func (p *Proxy) setIdentity(h headerSetter, st *reqState, id *policy.Identity) {
+	if id.Type == policy.CredentialNone {
+		return
+	}
+	set := func(k, v string) {
+		if v != "" {
+			h.Set(k, v)
+		}
+	}
+	set(p.hdrType, id.Type.String())
+	set(p.hdrClient, id.ClientID)
+	set(p.hdrCKey, id.ClientKey)
+	set(p.hdrUserID, id.UserID)
+	set(p.hdrUserSub, id.UserSub)
+	set(p.hdrEmail, id.UserEmail)
+	if id.ScopeKind != "" && id.ScopeKey != "" {
+		b := append(st.scratch[:0], id.ScopeKind...)
+		b = append(b, ':')
+		b = append(b, id.ScopeKey...)
+		h.Set(p.hdrScope, b2s(b))
+		st.scratch = b[:0]
+	}
+}

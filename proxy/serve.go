@@ -1,0 +1,256 @@
+package proxy
+
+import (
+	"bytes"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// authMode tells which front end a request target addresses.
+type authMode uint8
+
+const (
+	modeProxy authMode = iota // anything outside AuthPath
+	modeAuth                  // AuthPath: nginx and Traefik conventions
+	modeEnvoy                 // AuthPath/envoy + original path
+	modeOther                 // another path under AuthPath/: never proxied
+)
+
+// authMode classifies the raw path of the request target.
+func (p *Proxy) authMode(path []byte) authMode {
+	if !bytes.HasPrefix(path, s2b(p.authPath)) {
+		return modeProxy
+	}
+	rest := path[len(p.authPath):]
+	switch {
+	case len(rest) == 0:
+		return modeAuth
+	case rest[0] != '/':
+		return modeProxy // "/_authx"
+	}
+	if bytes.HasPrefix(path, s2b(p.envoyPath)) {
+		r := path[len(p.envoyPath):]
+		if len(r) == 0 || r[0] == '/' {
+			return modeEnvoy
+		}
+	}
+	return modeOther
+}
+
+// trustedForwarded returns the X-Forwarded-For (all its lines joined) and
+// X-Real-IP values when peer is a trusted proxy, else "" for both: an
+// untrusted peer's forwarded headers are never read.
+func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer netip.Addr) (trusted bool, xff, xri string) {
+	if !p.engine.IsTrustedProxy(peer) {
+		return false, "", ""
+	}
+	h := &ctx.Request.Header
+	all := h.PeekAll(string(hdrXFF))
+	switch len(all) {
+	case 0:
+	case 1:
+		xff = b2s(all[0])
+	default:
+		// Several X-Forwarded-For lines are one list (RFC 9110 §5.3).
+		j := append(st.keys[:0], all[0]...)
+		for _, v := range all[1:] {
+			j = append(j, ',')
+			j = append(j, v...)
+		}
+		st.keys = j
+		xff = b2s(j)
+	}
+	return true, xff, b2s(h.PeekBytes(hdrXRealIP))
+}
+
+// serveProxy handles a request outside AuthPath: decide, then forward (or
+// answer 200 in decision-only mode) or deny.
+func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
+	start := time.Now()
+	path, query, ok := splitTarget(ctx.Request.Header.RequestURI())
+	var d policy.Decision
+	peer := peerAddr(ctx)
+	trusted := false
+	if !ok {
+		d = policy.Denied(policy.ReasonPathInvalid)
+	} else {
+		p.fill(ctx, st, ctx.Method(), path, query)
+		var xff, xri string
+		trusted, xff, xri = p.trustedForwarded(ctx, st, peer)
+		d = p.decide(st, peer, xff, xri, start)
+	}
+	p.observe(ctx, st, &d, start, false)
+	if !d.Allowed() {
+		p.writeDenial(ctx, st, d, false)
+		return
+	}
+	if len(p.upstreams) == 0 {
+		p.writeAllow(ctx, st, &d)
+		return
+	}
+	p.forward(ctx, st, &d, peer, trusted)
+}
+
+// serveForwardAuth answers nginx auth_request, Traefik ForwardAuth and Envoy
+// ext_authz (HTTP) calls. Only trusted proxies may call it; the original
+// request comes from X-Forwarded-Method/-Uri (Traefik), X-Original-Method/
+// -URI (nginx) or, for Envoy, the method and the path after AuthPath/envoy.
+func (p *Proxy) serveForwardAuth(ctx *fasthttp.RequestCtx, st *reqState, mode authMode, target []byte) {
+	start := time.Now()
+	peer := peerAddr(ctx)
+	d := p.forwardAuthDecision(ctx, st, mode, target, peer, start)
+	p.observe(ctx, st, &d, start, true)
+	if !d.Allowed() {
+		p.writeDenial(ctx, st, d, true)
+		return
+	}
+	p.writeAllow(ctx, st, &d)
+}
+
+func (p *Proxy) forwardAuthDecision(ctx *fasthttp.RequestCtx, st *reqState, mode authMode, target []byte, peer netip.Addr, now time.Time) policy.Decision {
+	trusted, xff, xri := p.trustedForwarded(ctx, st, peer)
+	if !trusted {
+		return policy.Denied(policy.ReasonForwardedUntrusted)
+	}
+	var method, path, query []byte
+	switch mode {
+	case modeEnvoy:
+		full, q, ok := splitTarget(target)
+		if !ok {
+			return policy.Denied(policy.ReasonPathInvalid)
+		}
+		method, path, query = ctx.Method(), full[len(p.envoyPath):], q
+		if len(path) == 0 {
+			path = slash
+		}
+	case modeAuth:
+		h := &ctx.Request.Header
+		var ok bool
+		if method, ok = oneOf(h.PeekBytes(hdrXFMethod), h.PeekBytes(hdrXOrigMethod)); !ok {
+			return policy.Denied(policy.ReasonForwardedInvalid)
+		}
+		uri, ok := oneOf(h.PeekBytes(hdrXFURI), h.PeekBytes(hdrXOrigURI))
+		if !ok || len(method) == 0 || len(uri) == 0 {
+			return policy.Denied(policy.ReasonForwardedInvalid)
+		}
+		if path, query, ok = splitTarget(uri); !ok {
+			return policy.Denied(policy.ReasonPathInvalid)
+		}
+	default:
+		return policy.Denied(policy.ReasonNoRoute)
+	}
+	p.fill(ctx, st, method, path, query)
+	return p.decide(st, peer, xff, xri, now)
+}
+
+var slash = []byte("/")
+
+// oneOf picks the Traefik or the nginx form of a forwarded value. When a
+// request carries both and they differ, one of them was forged by the client
+// behind the other proxy (each proxy only overwrites its own convention), so
+// it is not ok.
+func oneOf(traefik, nginx []byte) ([]byte, bool) {
+	switch {
+	case len(traefik) == 0:
+		return nginx, true
+	case len(nginx) == 0:
+		return traefik, true
+	case bytes.Equal(traefik, nginx):
+		return traefik, true
+	}
+	return nil, false
+}
+
+// writeAllow answers an allowed forward-auth (or decision-only) request:
+// 200, empty body, identity and rate-limit headers.
+func (p *Proxy) writeAllow(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision) {
+	ctx.Response.SetStatusCode(fasthttp.StatusOK)
+	ctx.Response.Header.SetBytesKV(hdrCacheControl, valNoStore)
+	p.setIdentity(&ctx.Response.Header, st, &d.Identity)
+	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
+}
+
+// observe records metrics and the decision log line for d.
+func (p *Proxy) observe(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, start time.Time, forwardAuth bool) {
+	p.m.decisionSeconds.UpdateDuration(start)
+	allowed := d.Allowed()
+	if allowed {
+		p.m.allowed.Inc()
+	} else {
+		p.m.denied(d.Reason).Inc()
+		if d.Reason == policy.ReasonRateLimited {
+			p.m.rateLimited.Inc()
+		}
+	}
+	if allowed && !p.cfg.LogAllowed {
+		return
+	}
+	level := slog.LevelInfo
+	if !p.log.Enabled(p.cfg.BaseContext, level) {
+		return
+	}
+	decision, reason := "allow", ""
+	status := 200
+	if !allowed {
+		decision, reason = "deny", d.Reason.String()
+		if reason == "" {
+			reason = policy.ReasonInternal.String()
+		}
+		status = d.Status()
+		if forwardAuth && status == fasthttp.StatusBadRequest {
+			status = fasthttp.StatusForbidden
+		}
+	}
+	mode := "proxy"
+	if forwardAuth {
+		mode = "forward_auth"
+	}
+	// Copies: the log handler may keep what it is given.
+	attrs := [...]slog.Attr{
+		slog.String("decision", decision),
+		slog.String("reason", reason),
+		slog.Int("status", status),
+		slog.String("mode", mode),
+		slog.String("method", strings.Clone(st.req.Method)),
+		slog.String("path", strings.Clone(st.req.RawPath)),
+		slog.String("client_ip", clientIPString(st.req.ClientIP)),
+		slog.String("request_id", string(st.reqID)),
+		slog.Int("route", d.Route),
+		{},
+	}
+	n := len(attrs) - 1
+	switch {
+	case d.Identity.UserSub != "":
+		attrs[n] = slog.String("user_sub", d.Identity.UserSub)
+		n++
+	case d.Identity.ClientKey != "":
+		attrs[n] = slog.String("client_key", d.Identity.ClientKey)
+		n++
+	case st.req.Cred.Kind == policy.CredentialAPIKey && st.req.Cred.ClientKey != "":
+		// The presented client_key is an identifier, not the secret.
+		attrs[n] = slog.String("client_key", truncate(st.req.Cred.ClientKey, 64))
+		n++
+	}
+	p.log.LogAttrs(p.cfg.BaseContext, level, "decision", attrs[:n]...)
+}
+
+func clientIPString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// truncate copies at most n bytes of s.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.Clone(s)
+}

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// upstream is one SCOPEGATE_UPSTREAM_URL entry with its keep-alive pool and
+// its passive health state.
+type upstream struct {
+	url       string // for logs
+	hc        *fasthttp.HostClient
+	tls       bool
+	downUntil atomic.Int64 // unix nanos; skipped until then
+}
+
+func newUpstream(raw string, cfg *Config) (*upstream, error) {
+	u, err := validateUpstreamURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	isTLS := u.Scheme == "https"
+	addr := u.Host
+	if u.Port() == "" {
+		if isTLS {
+			addr = net.JoinHostPort(u.Hostname(), "443")
+		} else {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	hc := &fasthttp.HostClient{
+		Addr:                          addr,
+		IsTLS:                         isTLS,
+		MaxConns:                      cfg.UpstreamMaxConns,
+		MaxIdleConnDuration:           cfg.UpstreamIdleTimeout,
+		ReadTimeout:                   0, // per request: DoDeadline
+		WriteTimeout:                  cfg.UpstreamTimeout,
+		DisablePathNormalizing:        true, // the raw path goes out unchanged (SPEC §5 Paths)
+		DisableHeaderNamesNormalizing: true,
+		NoDefaultUserAgentHeader:      true,
+		StreamResponseBody:            true,
+		// One attempt: a request body may be a stream that cannot be replayed,
+		// and a retried non-idempotent request could run twice.
+		MaxIdemponentCallAttempts: 1,
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) {
+			return false, false
+		},
+		MaxConnWaitTimeout: cfg.UpstreamTimeout,
+	}
+	if isTLS {
+		hc.TLSConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	}
+	return &upstream{url: u.Scheme + "://" + u.Host, hc: hc, tls: isTLS}, nil
+}
+
+// pick returns the next upstream round-robin, skipping those marked down;
+// when all are down it tries the next one anyway.
+func (p *Proxy) pick(now time.Time) *upstream {
+	n := uint64(len(p.upstreams))
+	start := p.rr.Add(1)
+	t := now.UnixNano()
+	for i := uint64(0); i < n; i++ {
+		u := p.upstreams[(start+i)%n]
+		if u.downUntil.Load() <= t {
+			return u
+		}
+	}
+	return p.upstreams[start%n]
+}
+
+// forward sends the authorized request to an upstream and streams the answer
+// back. The request is rewritten in place: hop-by-hop headers, incoming
+// identity headers and (with StripCredentials) the credential are removed;
+// X-Forwarded-For/-Proto/-Host, X-Request-Id and the identity headers set.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, peer netip.Addr, trusted bool) {
+	req := &ctx.Request
+	stripCred := p.cfg.StripCredentials && st.req.Cred.Kind == policy.CredentialAPIKey
+	inAuthz := st.req.Cred.InAuthorization
+	closeClient := req.Header.ConnectionClose()
+	// From here on st.req's strings (which alias request headers) are stale.
+	st.req = policy.Request{}
+	p.cleanRequestHeaders(&req.Header, st)
+	if stripCred {
+		req.Header.Del(p.cfg.APIKeyHeader)
+		req.Header.DelBytes(hdrClientKey)
+		if inAuthz {
+			req.Header.DelBytes(hdrAuthorization)
+		}
+	}
+	p.setForwarded(ctx, st, peer, trusted)
+	req.Header.SetBytesKV(hdrRequestID, st.reqID)
+	p.setIdentity(&req.Header, st, &d.Identity)
+	if closeClient {
+		// The client asked to close; Connection was removed from the upstream
+		// request (hop-by-hop), so close the client connection ourselves.
+		defer ctx.Response.SetConnectionClose()
+	}
+
+	now := time.Now()
+	u := p.pick(now)
+	if len(req.Header.Host()) == 0 {
+		// HTTP/1.0 without Host: name the upstream.
+		req.Header.SetHost(u.hc.Addr)
+	}
+	if u.tls {
+		req.URI().SetSchemeBytes(strHTTPS)
+	} else {
+		req.URI().SetSchemeBytes(strHTTP)
+	}
+	err := u.hc.DoDeadline(req, &ctx.Response, now.Add(p.cfg.UpstreamTimeout))
+	p.m.upstreamSeconds.UpdateDuration(now)
+	if err != nil {
+		reason := policy.ReasonUpstreamUnavailable
+		if errors.Is(err, fasthttp.ErrTimeout) || isTimeout(err) {
+			reason = policy.ReasonUpstreamTimeout
+			p.m.upstreamTimeouts.Inc()
+		} else {
+			p.m.upstreamUnavailable.Inc()
+			u.downUntil.Store(time.Now().Add(p.cfg.UpstreamFailTimeout).UnixNano())
+		}
+		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
+			slog.String("upstream", u.url), slog.String("err", err.Error()),
+			slog.String("reason", reason.String()), slog.String("request_id", string(st.reqID)))
+		ctx.Response.Reset()
+		ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+		p.writeDenial(ctx, st, policy.Denied(reason), false)
+		return
+	}
+	cleanResponseHeaders(&ctx.Response.Header, st)
+	ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
+}
+
+var (
+	strHTTP  = []byte("http")
+	strHTTPS = []byte("https")
+)
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
