@@ -1,0 +1,228 @@
+// Package storetest holds store fixtures that can be written both as a
+// declarative store file and as SQL inserts, so one decision table can run
+// against the file store and PostgreSQL.
+package storetest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// Grant is one user_scope_permissions row named by keys: exactly one of
+// Company and Site is set.
+type Grant struct {
+	User    string // authentik_sub
+	Module  string // module_key
+	Action  string
+	Company string // company_key
+	Site    string // site_key
+}
+
+// Fixture is a set of rows. Every row has its id set, so both stores report
+// the same ids. Secrets maps a client_key to the plain secret whose hash the
+// client holds (for building tokens in tests); it is never written out.
+type Fixture struct {
+	Companies []policy.CompanyRecord
+	Modules   []policy.ModuleRecord
+	Sites     []policy.SiteRecord
+	Users     []policy.UserRecord
+	Clients   []policy.ClientRecord
+	Grants    []Grant
+	Secrets   map[string]string
+}
+
+// Token returns the API key token <client_key>.<secret> of a fixture client.
+func (f Fixture) Token(clientKey string) string {
+	return clientKey + "." + f.Secrets[clientKey]
+}
+
+// HashSecret returns the stored form of a secret: sha256:<hex>.
+func HashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func intp(n int) *int { return &n }
+
+// Basic returns a small fixture covering each kind of row and status:
+// companies acme (active) and globex (inactive); modules inventory, billing
+// (active) and legacy (inactive); sites acme-hq and acme-depot of acme,
+// globex-lab of globex; users alice (grants), bob (inactive), carol (no
+// grants); clients app (active, GET /api/** from anywhere), limited (rate
+// limit 2), office (10.0.0.0/8 only, one origin), suspended, revoked and
+// expired.
+func Basic() Fixture {
+	past := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	future := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := Fixture{
+		Companies: []policy.CompanyRecord{
+			{ID: "11111111-0000-4000-8000-000000000001", Key: "acme", Status: "active"},
+			{ID: "11111111-0000-4000-8000-000000000002", Key: "globex", Status: "inactive"},
+		},
+		Modules: []policy.ModuleRecord{
+			{ID: "22222222-0000-4000-8000-000000000001", Key: "inventory", Status: "active"},
+			{ID: "22222222-0000-4000-8000-000000000002", Key: "billing", Status: "active"},
+			{ID: "22222222-0000-4000-8000-000000000003", Key: "legacy", Status: "inactive"},
+		},
+		Sites: []policy.SiteRecord{
+			{ID: "33333333-0000-4000-8000-000000000001", Key: "acme-hq", CompanyID: "11111111-0000-4000-8000-000000000001", Status: "active"},
+			{ID: "33333333-0000-4000-8000-000000000002", Key: "acme-depot", CompanyID: "11111111-0000-4000-8000-000000000001", Status: "inactive"},
+			{ID: "33333333-0000-4000-8000-000000000003", Key: "globex-lab", CompanyID: "11111111-0000-4000-8000-000000000002", Status: "active"},
+		},
+		Users: []policy.UserRecord{
+			{ID: "44444444-0000-4000-8000-000000000001", Sub: "alice", Email: "alice@example.com", DisplayName: "Alice", Status: "active", IsActive: true},
+			{ID: "44444444-0000-4000-8000-000000000002", Sub: "bob", Email: "bob@example.com", DisplayName: "Bob", Status: "active", IsActive: false},
+			{ID: "44444444-0000-4000-8000-000000000003", Sub: "carol", Status: "active", IsActive: true},
+		},
+		Grants: []Grant{
+			{User: "alice", Module: "inventory", Action: "view", Company: "acme"},
+			{User: "alice", Module: "inventory", Action: "update", Site: "acme-hq"},
+			{User: "alice", Module: "billing", Action: "manage", Site: "acme-hq"},
+			{User: "bob", Module: "inventory", Action: "view", Company: "acme"},
+		},
+		Secrets: map[string]string{},
+	}
+	client := func(n int, key, status string, rec policy.ClientRecord) {
+		secret := "secret-of-" + key
+		f.Secrets[key] = secret
+		rec.ID = fmt.Sprintf("55555555-0000-4000-8000-%012d", n)
+		rec.ClientKey, rec.Name, rec.Status, rec.APIKeyHash = key, "Client "+key, status, HashSecret(secret)
+		for _, l := range []*[]string{&rec.AllowedOrigins, &rec.AllowedIPs, &rec.AllowedPaths} {
+			if *l == nil {
+				*l = []string{}
+			}
+		}
+		f.Clients = append(f.Clients, rec)
+	}
+	client(1, "app", "active", policy.ClientRecord{AllowedPaths: []string{"GET /api/**"}})
+	client(2, "limited", "active", policy.ClientRecord{RateLimitPerMin: intp(2)})
+	client(3, "office", "active", policy.ClientRecord{AllowedIPs: []string{"10.0.0.0/8"}, AllowedOrigins: []string{"https://app.example.com"}, ExpiresAt: &future})
+	client(4, "suspended", "suspended", policy.ClientRecord{})
+	client(5, "revoked", "revoked", policy.ClientRecord{})
+	client(6, "expired", "active", policy.ClientRecord{ExpiresAt: &past})
+	return f
+}
+
+// YAML returns the fixture as a declarative store file.
+func (f Fixture) YAML() []byte {
+	type m = map[string]any
+	var companies, modules, sites, users, clients, grants []m
+	for _, c := range f.Companies {
+		companies = append(companies, m{"id": c.ID, "company_key": c.Key, "status": c.Status})
+	}
+	for _, x := range f.Modules {
+		modules = append(modules, m{"id": x.ID, "module_key": x.Key, "status": x.Status})
+	}
+	for _, s := range f.Sites {
+		sites = append(sites, m{"id": s.ID, "site_key": s.Key, "company": s.CompanyID, "status": s.Status})
+	}
+	for _, u := range f.Users {
+		row := m{"id": u.ID, "authentik_sub": u.Sub, "status": u.Status, "is_active": u.IsActive}
+		if u.Email != "" {
+			row["email"] = u.Email
+		}
+		if u.DisplayName != "" {
+			row["display_name"] = u.DisplayName
+		}
+		users = append(users, row)
+	}
+	for _, c := range f.Clients {
+		row := m{
+			"id": c.ID, "client_key": c.ClientKey, "name": c.Name, "status": c.Status, "api_key_hash": c.APIKeyHash,
+			"allowed_origins": nonNil(c.AllowedOrigins), "allowed_ips": nonNil(c.AllowedIPs), "allowed_paths": nonNil(c.AllowedPaths),
+		}
+		if c.RateLimitPerMin != nil {
+			row["rate_limit_per_min"] = *c.RateLimitPerMin
+		}
+		if c.ExpiresAt != nil {
+			row["expires_at"] = c.ExpiresAt.UTC().Format(time.RFC3339Nano)
+		}
+		clients = append(clients, row)
+	}
+	for _, g := range f.Grants {
+		row := m{"user": g.User, "module": g.Module, "action": g.Action}
+		if g.Company != "" {
+			row["company"] = g.Company
+		} else {
+			row["site"] = g.Site
+		}
+		grants = append(grants, row)
+	}
+	out, err := yaml.Marshal(m{
+		"companies": companies, "modules": modules, "sites": sites,
+		"users": users, "api_clients": clients, "grants": grants,
+	})
+	if err != nil {
+		panic(err) // plain maps and strings always marshal
+	}
+	return out
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+// SQL returns the fixture as INSERT statements (one string, several
+// statements) for a migrated database. Names are the keys.
+func (f Fixture) SQL() string {
+	var b strings.Builder
+	for _, c := range f.Companies {
+		fmt.Fprintf(&b, "INSERT INTO companies (id, company_key, name, status) VALUES (%s, %s, %s, %s);\n", q(c.ID), q(c.Key), q(c.Key), q(c.Status))
+	}
+	for _, x := range f.Modules {
+		fmt.Fprintf(&b, "INSERT INTO modules (id, module_key, name, status) VALUES (%s, %s, %s, %s);\n", q(x.ID), q(x.Key), q(x.Key), q(x.Status))
+	}
+	for _, s := range f.Sites {
+		fmt.Fprintf(&b, "INSERT INTO sites (id, site_key, company_id, name, status) VALUES (%s, %s, %s, %s, %s);\n", q(s.ID), q(s.Key), q(s.CompanyID), q(s.Key), q(s.Status))
+	}
+	for _, u := range f.Users {
+		fmt.Fprintf(&b, "INSERT INTO users (id, authentik_sub, email, display_name, status, is_active) VALUES (%s, %s, %s, %s, %s, %t);\n",
+			q(u.ID), q(u.Sub), qNull(u.Email), qNull(u.DisplayName), q(u.Status), u.IsActive)
+	}
+	for _, c := range f.Clients {
+		rate, exp := "NULL", "NULL"
+		if c.RateLimitPerMin != nil {
+			rate = fmt.Sprint(*c.RateLimitPerMin)
+		}
+		if c.ExpiresAt != nil {
+			exp = q(c.ExpiresAt.UTC().Format(time.RFC3339Nano))
+		}
+		fmt.Fprintf(&b, "INSERT INTO api_clients (id, client_key, name, status, api_key_hash, allowed_origins, allowed_ips, allowed_paths, rate_limit_per_min, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s);\n",
+			q(c.ID), q(c.ClientKey), q(c.Name), q(c.Status), q(c.APIKeyHash), qJSON(c.AllowedOrigins), qJSON(c.AllowedIPs), qJSON(c.AllowedPaths), rate, exp)
+	}
+	for _, g := range f.Grants {
+		scope, col, ref := "company", "company_id", "(SELECT id FROM companies WHERE company_key = "+q(g.Company)+")"
+		if g.Site != "" {
+			scope, col, ref = "site", "site_id", "(SELECT id FROM sites WHERE site_key = "+q(g.Site)+")"
+		}
+		fmt.Fprintf(&b, "INSERT INTO user_scope_permissions (user_id, module_id, action, scope_type, %s) VALUES ((SELECT id FROM users WHERE authentik_sub = %s), (SELECT id FROM modules WHERE module_key = %s), %s, %s, %s);\n",
+			col, q(g.User), q(g.Module), q(g.Action), q(scope), ref)
+	}
+	return b.String()
+}
+
+// q quotes a SQL string literal.
+func q(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func qNull(s string) string {
+	if s == "" {
+		return "NULL"
+	}
+	return q(s)
+}
+
+func qJSON(l []string) string {
+	b, _ := json.Marshal(nonNil(l))
+	return q(string(b)) + "::jsonb"
+}

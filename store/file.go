@@ -1,0 +1,333 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// FileConfig configures a [File] store.
+type FileConfig struct {
+	// Logger receives reload results and watcher errors. If nil, logs are
+	// discarded.
+	Logger *slog.Logger
+	// NoWatch disables the fsnotify watcher; the file is then reloaded only
+	// by [File.Reload] (SIGHUP). Zero: the file's directory is watched.
+	NoWatch bool
+	// Debounce is how long the watcher waits after the last change event
+	// before it reloads, so an editor's write-rename-chmod burst is one
+	// reload. Zero means 100ms.
+	Debounce time.Duration
+	// OnReload, if set, is called after every reload attempt (explicit or by
+	// the watcher) with its result: nil when the new data is in use, else the
+	// error that kept the old data. Watcher reloads that find the content
+	// unchanged are not reported.
+	OnReload func(err error)
+}
+
+// File is the declarative store (SPEC §7, SCOPEGATE_STORE_FILE): every
+// api_clients, users, modules, companies, sites and grants row comes from one
+// YAML file, validated as a whole (see [ParseFile] for the format) and
+// swapped in atomically. A file that fails validation on reload is rejected
+// and the previous data stays in use. last_used_at is kept in memory only.
+//
+// File implements [Store]; it is safe for concurrent use. Lookups read an
+// immutable snapshot through an atomic pointer and do not allocate.
+type File struct {
+	path   string
+	cfg    FileConfig
+	logger *slog.Logger
+
+	snap atomic.Pointer[fileSnapshot]
+
+	reloadMu sync.Mutex        // serializes reloads
+	lastSum  [sha256.Size]byte // content of the last load attempt
+
+	usedMu sync.Mutex
+	used   map[string]time.Time // client id → newest use
+
+	watcher   *fsnotify.Watcher
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// fileSnapshot is one loaded version of the file. It is never modified after
+// it is published.
+type fileSnapshot struct {
+	clients map[string]*policy.Client // by client_key
+	users   map[string]*policy.User   // by authentik_sub
+	dir     *policy.Directory
+	data    *FileData
+}
+
+// OpenFile loads the store file at path and, unless cfg.NoWatch, starts
+// watching its directory for changes. An invalid file is an error (a joined
+// list of [*FileError] values with line numbers).
+func OpenFile(path string, cfg FileConfig) (*File, error) {
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 100 * time.Millisecond
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store file %q: %w", path, err)
+	}
+	f := &File{path: abs, cfg: cfg, logger: logger, used: make(map[string]time.Time)}
+	if err := f.load(); err != nil {
+		return nil, err
+	}
+	if !cfg.NoWatch {
+		if err := f.startWatcher(); err != nil {
+			return nil, fmt.Errorf("watching store file %q: %w", path, err)
+		}
+	}
+	return f, nil
+}
+
+// Path returns the absolute path of the store file.
+func (f *File) Path() string { return f.path }
+
+// Reload re-reads the file (serve calls it on SIGHUP). On error the old data
+// stays in use and the error is logged and returned.
+func (f *File) Reload() error {
+	err := f.load()
+	f.report(err)
+	return err
+}
+
+// report logs the result of a reload and calls OnReload.
+func (f *File) report(err error) {
+	if err != nil {
+		f.logger.Error("store file reload rejected, keeping the previous data", slog.String("path", f.path), slog.String("err", err.Error()))
+	} else {
+		f.logger.Info("store file reloaded", slog.String("path", f.path))
+	}
+	if f.cfg.OnReload != nil {
+		f.cfg.OnReload(err)
+	}
+}
+
+// load reads, validates and compiles the file, then publishes it.
+func (f *File) load() error {
+	f.reloadMu.Lock()
+	defer f.reloadMu.Unlock()
+	raw, err := os.ReadFile(f.path)
+	if err != nil {
+		return fmt.Errorf("reading store file: %w", err)
+	}
+	f.lastSum = sha256.Sum256(raw)
+	snap, err := f.compile(raw)
+	if err != nil {
+		return err
+	}
+	f.snap.Store(snap)
+	return nil
+}
+
+// reloadIfChanged reloads when the file's content differs from the last
+// load attempt, so a rejected file is reported once, not on every event.
+func (f *File) reloadIfChanged() {
+	raw, err := os.ReadFile(f.path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return // mid-rename; the create event that follows reloads
+		}
+		f.report(fmt.Errorf("reading store file: %w", err))
+		return
+	}
+	f.reloadMu.Lock()
+	same := sha256.Sum256(raw) == f.lastSum
+	f.reloadMu.Unlock()
+	if same {
+		return
+	}
+	f.report(f.load())
+}
+
+// compile parses raw and builds a snapshot. Clients whose row is unchanged
+// since the previous snapshot keep their compiled value, so their
+// verified-token caches survive a reload that touched other rows.
+func (f *File) compile(raw []byte) (*fileSnapshot, error) {
+	data, err := ParseFile(f.path, raw)
+	if err != nil {
+		return nil, err
+	}
+	prev := f.snap.Load()
+	now := time.Now().UTC()
+	s := &fileSnapshot{
+		clients: make(map[string]*policy.Client, len(data.Clients)),
+		users:   make(map[string]*policy.User, len(data.Users)),
+		data:    data,
+	}
+	s.dir = policy.NewDirectory(data.Modules, data.Companies, data.Sites)
+	for _, rec := range data.Clients {
+		if prev != nil {
+			if old, ok := prev.clients[rec.ClientKey]; ok && sameClient(old.Record(), rec) {
+				s.clients[rec.ClientKey] = old
+				continue
+			}
+		}
+		rec.UpdatedAt = now
+		c, _ := policy.CompileClient(rec) // entries were validated by ParseFile
+		s.clients[rec.ClientKey] = c
+	}
+	for _, u := range data.Users {
+		s.users[u.Sub] = policy.CompileUser(u, data.Grants[u.ID], s.dir)
+	}
+	return s, nil
+}
+
+// sameClient reports whether two records hold the same row, ignoring
+// UpdatedAt and LastUsedAt.
+func sameClient(a, b policy.ClientRecord) bool {
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+	a.LastUsedAt, b.LastUsedAt = nil, nil
+	if a.ID != b.ID || a.ClientKey != b.ClientKey || a.Name != b.Name || a.Status != b.Status || a.APIKeyHash != b.APIKeyHash {
+		return false
+	}
+	if !equalStrings(a.AllowedOrigins, b.AllowedOrigins) || !equalStrings(a.AllowedIPs, b.AllowedIPs) || !equalStrings(a.AllowedPaths, b.AllowedPaths) {
+		return false
+	}
+	if (a.RateLimitPerMin == nil) != (b.RateLimitPerMin == nil) || (a.RateLimitPerMin != nil && *a.RateLimitPerMin != *b.RateLimitPerMin) {
+		return false
+	}
+	if (a.ExpiresAt == nil) != (b.ExpiresAt == nil) || (a.ExpiresAt != nil && !a.ExpiresAt.Equal(*b.ExpiresAt)) {
+		return false
+	}
+	return true
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// LookupClient returns the client with this client_key, nil when none
+// exists. It does not allocate.
+func (f *File) LookupClient(clientKey string, now time.Time) (*policy.Client, error) {
+	return f.snap.Load().clients[clientKey], nil
+}
+
+// LookupUser returns the user with this authentik_sub, nil when unknown. It
+// does not allocate.
+func (f *File) LookupUser(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
+	return f.snap.Load().users[sub], nil
+}
+
+// Directory returns the modules, companies and sites of the current file.
+func (f *File) Directory(now time.Time) (*policy.Directory, error) {
+	return f.snap.Load().dir, nil
+}
+
+// Data returns the rows of the current file, as validated. The caller must
+// not modify them.
+func (f *File) Data() *FileData { return f.snap.Load().data }
+
+// MarkUsed records a use of the client in memory (never moving it
+// backwards). It does not block on I/O.
+func (f *File) MarkUsed(clientID string, at time.Time) {
+	f.usedMu.Lock()
+	if old, ok := f.used[clientID]; !ok || at.After(old) {
+		f.used[clientID] = at
+	}
+	f.usedMu.Unlock()
+}
+
+// LastUsed returns the newest use recorded by [File.MarkUsed] for a client id,
+// and whether there is one. Uses survive reloads (ids are stable).
+func (f *File) LastUsed(clientID string) (time.Time, bool) {
+	f.usedMu.Lock()
+	defer f.usedMu.Unlock()
+	t, ok := f.used[clientID]
+	return t, ok
+}
+
+// Ready reports true: a File exists only once its file has loaded.
+func (f *File) Ready(now time.Time) bool { return f.snap.Load() != nil }
+
+// Close stops the watcher. It is safe to call more than once.
+func (f *File) Close(ctx context.Context) error {
+	f.closeOnce.Do(func() {
+		if f.watcher == nil {
+			return
+		}
+		close(f.stop)
+		f.watcher.Close()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+		}
+	})
+	return nil
+}
+
+// startWatcher watches the file's directory rather than the file itself, so
+// editors that write a new file and rename it over the old one, and
+// Kubernetes ConfigMap symlink swaps, are seen too. Any event in the
+// directory schedules a debounced check; the file is reloaded only when its
+// content changed.
+func (f *File) startWatcher() error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	if err := w.Add(filepath.Dir(f.path)); err != nil {
+		w.Close()
+		return err
+	}
+	f.watcher = w
+	f.stop = make(chan struct{})
+	f.done = make(chan struct{})
+	go f.watch()
+	return nil
+}
+
+func (f *File) watch() {
+	defer close(f.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case _, ok := <-f.watcher.Events:
+			if !ok {
+				return
+			}
+			timer.Reset(f.cfg.Debounce)
+		case err, ok := <-f.watcher.Errors:
+			if !ok {
+				return
+			}
+			f.logger.Warn("store file watcher error", slog.String("path", f.path), slog.String("err", err.Error()))
+		case <-timer.C:
+			f.reloadIfChanged()
+		}
+	}
+}
+
+// Interface guard.
+var _ Store = (*File)(nil)
