@@ -1,0 +1,139 @@
+package policy
+
+import (
+	"encoding/base64"
+	"strings"
+)
+
+// CredentialHeaders holds the raw values a credential can come from. Empty
+// means absent.
+type CredentialHeaders struct {
+	APIKey        string // SCOPEGATE_API_KEY_HEADER (default X-API-Key)
+	ClientKey     string // X-Client-Key
+	Authorization string
+	JWTCookie     string // value of the cookie named by SCOPEGATE_JWT_COOKIE
+}
+
+// Credential is the one credential a request carries (SPEC §3: the first
+// present of X-API-Key / the X-Client-Key pair, then Authorization, then the
+// JWT cookie). Its strings alias the request's buffers.
+type Credential struct {
+	Kind CredentialKind
+	// API key: ClientKey and Secret (split at the last dot, or the
+	// X-Client-Key pair). Malformed is set when an API key was presented but
+	// cannot be split; it is then api_key_invalid.
+	ClientKey string
+	Secret    string
+	Malformed bool
+	// Token is the whole presented token: the API key as sent, or the JWT.
+	Token string
+	// InAuthorization reports that the credential came in the Authorization
+	// header (stripped before forwarding with SCOPEGATE_STRIP_CREDENTIALS).
+	InAuthorization bool
+}
+
+// ParseCredential picks and parses the credential of a request (SPEC §3):
+//
+//   - X-API-Key, or the pair X-Client-Key + X-API-Key (the secret). An
+//     X-Client-Key without X-API-Key is a malformed API key;
+//   - else Authorization "Bearer <token>" (a JWT when the token looks like
+//     one: three base64url segments whose first decodes to a JSON object with
+//     "alg"; otherwise an API key) or "ApiKey <token>" (always an API key);
+//     scheme names are case-insensitive. Other schemes (Basic, ...) are not
+//     scopegate credentials and are ignored;
+//   - else the JWT cookie.
+//
+// An API key token is split at its last dot into client_key and secret;
+// either part empty is Malformed. Only the first present source is
+// considered. It does not allocate.
+func ParseCredential(h CredentialHeaders) Credential {
+	if h.APIKey != "" || h.ClientKey != "" {
+		if h.ClientKey != "" {
+			return Credential{Kind: CredentialAPIKey, ClientKey: h.ClientKey, Secret: h.APIKey, Token: h.APIKey, Malformed: h.APIKey == ""}
+		}
+		return apiKeyCredential(h.APIKey, false)
+	}
+	if h.Authorization != "" {
+		scheme, tok, _ := strings.Cut(strings.TrimSpace(h.Authorization), " ")
+		tok = strings.TrimSpace(tok)
+		switch {
+		case strings.EqualFold(scheme, "Bearer"):
+			if looksLikeJWT(tok) {
+				return Credential{Kind: CredentialJWT, Token: tok, InAuthorization: true}
+			}
+			return apiKeyCredential(tok, true)
+		case strings.EqualFold(scheme, "ApiKey"):
+			return apiKeyCredential(tok, true)
+		}
+	}
+	if h.JWTCookie != "" {
+		return Credential{Kind: CredentialJWT, Token: h.JWTCookie}
+	}
+	return Credential{}
+}
+
+func apiKeyCredential(tok string, inAuth bool) Credential {
+	c := Credential{Kind: CredentialAPIKey, Token: tok, InAuthorization: inAuth}
+	i := strings.LastIndexByte(tok, '.')
+	if i <= 0 || i == len(tok)-1 {
+		c.Malformed = true
+		return c
+	}
+	c.ClientKey, c.Secret = tok[:i], tok[i+1:]
+	return c
+}
+
+// maxJWTHeader bounds the encoded JWT header looksLikeJWT decodes.
+const maxJWTHeader = 1024
+
+// looksLikeJWT reports whether tok is three base64url segments whose first
+// decodes to a JSON object with an "alg" member. It does not allocate.
+func looksLikeJWT(tok string) bool {
+	i := strings.IndexByte(tok, '.')
+	if i <= 0 || i > maxJWTHeader {
+		return false
+	}
+	rest := tok[i+1:]
+	j := strings.IndexByte(rest, '.')
+	if j <= 0 || strings.IndexByte(rest[j+1:], '.') >= 0 {
+		return false
+	}
+	if !isBase64URL(tok[:i]) || !isBase64URL(rest[:j]) || !isBase64URL(rest[j+1:]) || len(rest) == j+1 {
+		return false
+	}
+	var buf [maxJWTHeader]byte
+	n, err := base64.RawURLEncoding.Decode(buf[:], bytesOf(tok[:i]))
+	if err != nil {
+		return false
+	}
+	return jsonObjectHasAlg(buf[:n])
+}
+
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonObjectHasAlg is a cheap shape check, not a JSON parser: the text is an
+// object and holds the member name "alg". The real parser runs later.
+func jsonObjectHasAlg(b []byte) bool {
+	s := strings.TrimSpace(stringOf(b))
+	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
+		return false
+	}
+	for {
+		i := strings.Index(s, `"alg"`)
+		if i < 0 {
+			return false
+		}
+		s = s[i+5:]
+		if t := strings.TrimLeft(s, " \t\r\n"); t != "" && t[0] == ':' {
+			return true
+		}
+	}
+}

@@ -1,0 +1,232 @@
+package policy
+
+import (
+	"errors"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// ValueSource gives the engine the request headers and query parameters a
+// route's scope may read (scope: site:header:NAME, company:query:NAME).
+type ValueSource interface {
+	Header(name string) string
+	Query(name string) string
+}
+
+// Request is one request as the HTTP side saw it. Its strings may alias
+// buffers valid only until the engine call returns; policy never retains them.
+type Request struct {
+	Method   string
+	RawPath  string // the path part of the request target as received, or of the forwarded URI; no query
+	Origin   string // Origin header, "" when absent
+	ClientIP netip.Addr
+	Now      time.Time
+	Cred     Credential
+	Values   ValueSource // may be nil when no route reads headers or query
+	// Forwarded is the Reason [Engine.ClientIP] returned (ReasonNone when
+	// the forwarded headers were fine or not read). [Engine.Match] denies
+	// with it right after raw path screening, the order of SPEC §4.
+	Forwarded Reason
+	// Scratch, when its capacity is at least len(RawPath), receives the
+	// percent-decoded path of a path with escapes, so decoding does not
+	// allocate; [Match.Path] then aliases it until Scratch is reused.
+	Scratch []byte
+}
+
+// Match is the request-level result of [Engine.Match]: the matched route and
+// the decoded path and placeholder values. Its zero value is "not matched".
+type Match struct {
+	Route int // index of the route, -1 with no routes file or no matching route
+	// Public reports an auth: none route: no credential needed, none checked.
+	Public bool
+	Path   string // the percent-decoded path the rules matched
+
+	routes *Routes // the routes the match was made against (nil: no file)
+	rule   *route  // the matched rule, nil when none
+	caps   captures
+}
+
+// EngineConfig configures an [Engine].
+type EngineConfig struct {
+	Routes                 *Routes // nil: no routes file (every request needs a valid credential)
+	DefaultRateLimitPerMin int     // for clients whose rate_limit_per_min is NULL; 0 = unlimited
+	JWT                    JWTConfig
+	TrustedProxies         []netip.Prefix
+	// HashCacheTTL is how long a secret that passed a bcrypt or Argon2id
+	// check is remembered by its client. Default 5m; a changed client is
+	// a new *Client and forgets at once.
+	HashCacheTTL time.Duration
+}
+
+// Engine decides. It is safe for concurrent use. Its token buckets and
+// verified-token cache live as long as the Engine; routes can be swapped with
+// [Engine.SetRoutes] without losing them.
+type Engine struct {
+	cfg     EngineConfig
+	routes  atomic.Pointer[Routes]
+	trusted []netip.Prefix
+	buckets bucketTable
+	jwt     *jwtVerifier
+}
+
+// NewEngine builds an Engine. It fails on a negative rate limit or an
+// unusable JWT configuration (see [JWTConfig]).
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	if cfg.DefaultRateLimitPerMin < 0 {
+		return nil, errors.New("policy: negative default rate limit")
+	}
+	if cfg.HashCacheTTL <= 0 {
+		cfg.HashCacheTTL = 5 * time.Minute
+	}
+	e := &Engine{cfg: cfg}
+	for _, p := range cfg.TrustedProxies {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		e.trusted = append(e.trusted, p.Masked())
+	}
+	v, err := newJWTVerifier(cfg.JWT)
+	if err != nil {
+		return nil, err
+	}
+	e.jwt = v
+	e.routes.Store(cfg.Routes)
+	return e, nil
+}
+
+// SetRoutes swaps the routes atomically (reload). nil removes the routes file.
+func (e *Engine) SetRoutes(r *Routes) { e.routes.Store(r) }
+
+// Routes returns the routes in use, nil when there is no routes file.
+func (e *Engine) Routes() *Routes { return e.routes.Load() }
+
+// deny builds a denial on route.
+func deny(r Reason, route int) Decision { return Decision{Verdict: Deny, Reason: r, Route: route} }
+
+// Match runs the request-level steps of SPEC §4's order: raw path screening
+// (path_invalid), the forwarded-header verdict of req.Forwarded, route match
+// (no_route), and whether the route accepts the credential kind
+// (credentials_missing, credential_not_accepted). A Decision with a Reason
+// denies; a public route (auth: none) returns an allowing Decision and
+// m.Public; otherwise the Decision has no Reason and the caller resolves the
+// credential and calls AuthorizeClient or AuthorizeUser with the Match.
+// It does not allocate when the path has no escapes or req.Scratch is large
+// enough.
+func (e *Engine) Match(req *Request) (Match, Decision) {
+	m := Match{Route: -1}
+	d := screenPath(req.RawPath)
+	if d&pathBad != 0 {
+		return m, deny(ReasonPathInvalid, -1)
+	}
+	if req.Forwarded != ReasonNone {
+		return m, deny(req.Forwarded, -1)
+	}
+	encSlash := d&pathEncodedSlash != 0
+	path, ok := decodePath(req.RawPath, encSlash, req.Scratch)
+	if !ok {
+		return m, deny(ReasonPathInvalid, -1)
+	}
+	m.Path = path
+	rs := e.routes.Load()
+	m.routes = rs
+	if rs == nil {
+		if encSlash {
+			return m, deny(ReasonPathInvalid, -1)
+		}
+		return m, needCredential(req, acceptAll, -1)
+	}
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		m.caps = captures{}
+		if r.glob.match(req.Method, path, &m.caps) {
+			m.Route, m.rule = i, r
+			break
+		}
+	}
+	if m.rule == nil {
+		m.caps = captures{}
+		if encSlash {
+			return m, deny(ReasonPathInvalid, -1)
+		}
+		if !rs.defaultAuthenticated {
+			return m, deny(ReasonNoRoute, -1)
+		}
+		return m, needCredential(req, acceptAll, -1)
+	}
+	if encSlash && !m.rule.allowEncodedSlash {
+		return m, deny(ReasonPathInvalid, m.Route)
+	}
+	if m.rule.public {
+		m.Public = true
+		return m, Decision{Verdict: Allow, Route: m.Route}
+	}
+	return m, needCredential(req, m.rule.accept, m.Route)
+}
+
+// needCredential checks that a credential is present and of a kind the route
+// accepts.
+func needCredential(req *Request, accept acceptMask, route int) Decision {
+	switch req.Cred.Kind {
+	case CredentialAPIKey:
+		if accept&acceptAPIKey == 0 {
+			return deny(ReasonCredentialNotAccepted, route)
+		}
+	case CredentialJWT:
+		if accept&acceptJWT == 0 {
+			return deny(ReasonCredentialNotAccepted, route)
+		}
+	default:
+		return deny(ReasonCredentialsMissing, route)
+	}
+	return Decision{Route: route}
+}
+
+// AuthorizeClient runs the API-key checks 2–8 of SPEC §3 for a client the
+// store looked up by req.Cred.ClientKey (nil: unknown client_key), including
+// the hash check and the token bucket, in this order: api_key_invalid,
+// api_key_inactive, api_key_expired (expires_at ≤ now), ip_not_allowed,
+// origin_not_allowed, path_not_allowed (over m.Path and req.Method),
+// rate_limited. Denials before the bucket consume no token. On a route with
+// a module the key is still authorized by its own allowed_paths only.
+// It does not allocate for a SHA-256 hash or a cached slow-hash token.
+func (e *Engine) AuthorizeClient(req *Request, m *Match, c *Client) Decision {
+	route := m.Route
+	cred := &req.Cred
+	if cred.Kind != CredentialAPIKey || cred.Malformed || c == nil || c.ClientKey != cred.ClientKey ||
+		!c.checkSecret(cred.Secret, req.Now, e.cfg.HashCacheTTL) {
+		return deny(ReasonAPIKeyInvalid, route)
+	}
+	if !c.Active {
+		return deny(ReasonAPIKeyInactive, route)
+	}
+	if !c.ExpiresAt.IsZero() && !req.Now.Before(c.ExpiresAt) {
+		return deny(ReasonAPIKeyExpired, route)
+	}
+	if !c.ipAllowed(req.ClientIP) {
+		return deny(ReasonIPNotAllowed, route)
+	}
+	if !c.originAllowed(req.Origin) {
+		return deny(ReasonOriginNotAllowed, route)
+	}
+	if !c.pathAllowed(req.Method, m.Path) {
+		return deny(ReasonPathNotAllowed, route)
+	}
+	dec := Decision{
+		Verdict:  Allow,
+		Route:    route,
+		Identity: Identity{Type: CredentialAPIKey, ClientID: c.ID, ClientKey: c.ClientKey},
+	}
+	limit := c.RateLimitPerMin
+	if limit < 0 {
+		limit = e.cfg.DefaultRateLimitPerMin
+	}
+	if limit > 0 {
+		ok, st := e.buckets.take(c.ID, limit, req.Now)
+		dec.RateLimit = st
+		if !ok {
+			dec.Verdict, dec.Reason, dec.Identity = Deny, ReasonRateLimited, Identity{}
+		}
+	}
+	return dec
+}

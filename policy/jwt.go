@@ -1,0 +1,272 @@
+package policy
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// JWTConfig configures token verification (SPEC §3 User JWTs).
+type JWTConfig struct {
+	Keys         KeySet        // JWKS keys; nil when only HS256 is configured
+	HS256Secret  []byte        // empty: HS256 is never accepted
+	Algorithms   []string      // allow-list; default RS256, ES256, EdDSA (HS256 is added when HS256Secret is set)
+	Issuer       string        // "" : iss not checked
+	Audience     string        // "" : aud not checked
+	Leeway       time.Duration // default 30s; negative means none
+	SubjectClaim string        // default "sub"
+	CacheSize    int           // verified-token cache bound; default 100000
+	// CacheMaxAge bounds how long a verified token is served from the cache
+	// before its signature is checked again (so a key removed from the JWKS
+	// stops working within it). Default 5m. Entries never outlive exp.
+	CacheMaxAge time.Duration
+	// MaxTokenBytes caps the size of a token; larger ones are token_invalid
+	// before any parsing. Default 8 KiB.
+	MaxTokenBytes int
+}
+
+// KeySet resolves the verification key of a token, normally by its kid. It
+// is satisfied by keyfunc.Keyfunc (github.com/MicahParks/keyfunc/v3). The
+// engine checks that the key's type fits the token's algorithm (an RSA key
+// for RS*/PS*, ECDSA for ES*, Ed25519 for EdDSA) and never asks the KeySet
+// for HS256, which only the shared secret verifies.
+type KeySet interface {
+	Keyfunc(token *jwt.Token) (any, error)
+}
+
+// Claims is what the engine keeps of a verified token.
+type Claims struct {
+	Subject   string
+	ExpiresAt time.Time // zero when the token has no exp
+}
+
+var knownAlgs = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true,
+	"PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true,
+	"EdDSA": true, "HS256": true,
+}
+
+// jwtVerifier verifies tokens and caches the verified ones.
+type jwtVerifier struct {
+	cfg     JWTConfig
+	algs    []string
+	keyfunc jwt.Keyfunc
+	seed    maphash.Seed
+
+	mu    sync.RWMutex
+	cache map[uint64]*jwtEntry
+}
+
+type jwtEntry struct {
+	token  string
+	claims Claims
+	until  time.Time // served from the cache before this instant
+}
+
+func newJWTVerifier(cfg JWTConfig) (*jwtVerifier, error) {
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 30 * time.Second
+	} else if cfg.Leeway < 0 {
+		cfg.Leeway = 0
+	}
+	if cfg.SubjectClaim == "" {
+		cfg.SubjectClaim = "sub"
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 100000
+	}
+	if cfg.CacheMaxAge <= 0 {
+		cfg.CacheMaxAge = 5 * time.Minute
+	}
+	if cfg.MaxTokenBytes <= 0 {
+		cfg.MaxTokenBytes = 8 << 10
+	}
+	algs := cfg.Algorithms
+	if len(algs) == 0 {
+		algs = []string{"RS256", "ES256", "EdDSA"}
+	}
+	v := &jwtVerifier{seed: maphash.MakeSeed(), cache: make(map[uint64]*jwtEntry)}
+	hs := false
+	for _, a := range algs {
+		if !knownAlgs[a] {
+			return nil, fmt.Errorf("policy: JWT algorithm %q is not supported", a)
+		}
+		if a == "HS256" {
+			if len(cfg.HS256Secret) == 0 {
+				return nil, errors.New("policy: JWT algorithm HS256 needs a shared secret")
+			}
+			hs = true
+		}
+		v.algs = append(v.algs, a)
+	}
+	if len(cfg.HS256Secret) > 0 && !hs {
+		v.algs = append(v.algs, "HS256")
+	}
+	v.cfg = cfg
+	v.keyfunc = v.key
+	return v, nil
+}
+
+var (
+	errNoKey   = errors.New("no key for this token")
+	errKeyType = errors.New("key type does not fit the algorithm")
+)
+
+// key resolves the verification key and rejects alg/key-type confusion.
+func (v *jwtVerifier) key(t *jwt.Token) (any, error) {
+	switch t.Method.(type) {
+	case *jwt.SigningMethodHMAC:
+		if t.Method.Alg() != "HS256" || len(v.cfg.HS256Secret) == 0 {
+			return nil, errNoKey
+		}
+		return v.cfg.HS256Secret, nil
+	}
+	if v.cfg.Keys == nil {
+		return nil, errNoKey
+	}
+	k, err := v.cfg.Keys.Keyfunc(t)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	switch t.Method.(type) {
+	case *jwt.SigningMethodRSA, *jwt.SigningMethodRSAPSS:
+		_, ok = k.(*rsa.PublicKey)
+	case *jwt.SigningMethodECDSA:
+		_, ok = k.(*ecdsa.PublicKey)
+	case *jwt.SigningMethodEd25519:
+		_, ok = k.(ed25519.PublicKey)
+	}
+	if !ok {
+		return nil, errKeyType
+	}
+	return k, nil
+}
+
+// VerifyToken verifies the request's JWT (signature, alg allow-list, iss,
+// aud, exp, nbf with leeway), from the verified-token cache when it can.
+// A non-zero Reason in the Decision denies: token_expired when the token is
+// past exp (plus leeway) and otherwise valid, token_invalid for everything
+// else, a future nbf included. A cache hit does not allocate.
+func (e *Engine) VerifyToken(req *Request) (Claims, Decision) {
+	v := e.jwt
+	tok := req.Cred.Token
+	if req.Cred.Kind != CredentialJWT || tok == "" || len(tok) > v.cfg.MaxTokenBytes {
+		return Claims{}, deny(ReasonTokenInvalid, -1)
+	}
+	now := req.Now
+	h := maphash.String(v.seed, tok)
+	v.mu.RLock()
+	ent := v.cache[h]
+	v.mu.RUnlock()
+	if ent != nil && ent.token == tok {
+		if !ent.claims.ExpiresAt.IsZero() && !now.Before(ent.claims.ExpiresAt.Add(v.cfg.Leeway)) {
+			v.drop(h)
+			return Claims{}, deny(ReasonTokenExpired, -1)
+		}
+		if now.Before(ent.until) {
+			return ent.claims, Decision{Verdict: Allow, Route: -1}
+		}
+		v.drop(h)
+	}
+	claims, reason := v.verify(tok, now)
+	if reason != ReasonNone {
+		return Claims{}, deny(reason, -1)
+	}
+	until := now.Add(v.cfg.CacheMaxAge)
+	if !claims.ExpiresAt.IsZero() && claims.ExpiresAt.Add(v.cfg.Leeway).Before(until) {
+		until = claims.ExpiresAt.Add(v.cfg.Leeway)
+	}
+	v.add(h, &jwtEntry{token: tok, claims: claims, until: until}, now)
+	return claims, Decision{Verdict: Allow, Route: -1}
+}
+
+// verify runs the full check.
+func (v *jwtVerifier) verify(tok string, now time.Time) (Claims, Reason) {
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(v.algs),
+		jwt.WithLeeway(v.cfg.Leeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	}
+	if v.cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(v.cfg.Issuer))
+	}
+	if v.cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(v.cfg.Audience))
+	}
+	mc := jwt.MapClaims{}
+	_, err := jwt.NewParser(opts...).ParseWithClaims(tok, mc, v.keyfunc)
+	if err != nil {
+		if onlyExpired(err) {
+			return Claims{}, ReasonTokenExpired
+		}
+		return Claims{}, ReasonTokenInvalid
+	}
+	sub, ok := mc[v.cfg.SubjectClaim].(string)
+	if !ok || sub == "" {
+		return Claims{}, ReasonTokenInvalid
+	}
+	c := Claims{Subject: sub}
+	if exp, err := mc.GetExpirationTime(); err == nil && exp != nil {
+		c.ExpiresAt = exp.Time
+	}
+	return c, ReasonNone
+}
+
+// onlyExpired reports whether err says the token is valid but past exp. A
+// bad signature stops golang-jwt before claim validation, so ErrTokenExpired
+// implies a verified signature (CVE-2024-51744 was about ignoring that).
+func onlyExpired(err error) bool {
+	if !errors.Is(err, jwt.ErrTokenExpired) {
+		return false
+	}
+	for _, other := range []error{
+		jwt.ErrTokenSignatureInvalid, jwt.ErrTokenUnverifiable, jwt.ErrTokenMalformed,
+		jwt.ErrTokenNotValidYet, jwt.ErrTokenInvalidIssuer, jwt.ErrTokenInvalidAudience,
+		jwt.ErrTokenRequiredClaimMissing, jwt.ErrTokenUsedBeforeIssued, jwt.ErrTokenInvalidSubject,
+		jwt.ErrTokenInvalidId,
+	} {
+		if errors.Is(err, other) {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *jwtVerifier) drop(h uint64) {
+	v.mu.Lock()
+	delete(v.cache, h)
+	v.mu.Unlock()
+}
+
+// add stores a verified token. When the cache is full it first drops
+// entries past their deadline, then an arbitrary eighth of the rest (map
+// iteration order is random), so the bound holds without an LRU list.
+func (v *jwtVerifier) add(h uint64, ent *jwtEntry, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.cache) >= v.cfg.CacheSize {
+		for k, e := range v.cache {
+			if !now.Before(e.until) {
+				delete(v.cache, k)
+			}
+		}
+		if n := len(v.cache) - v.cfg.CacheSize*7/8; n >= 0 {
+			for k := range v.cache {
+				delete(v.cache, k)
+				if n--; n < 0 {
+					break
+				}
+			}
+		}
+	}
+	v.cache[h] = ent
+}

@@ -1,0 +1,143 @@
+package policy
+
+import (
+	"unicode/utf8"
+)
+
+// Raw path screening (SPEC §5 "Paths").
+//
+// Before any rule runs, the raw path (the path part of the request target as
+// received; the query is not screened) is rejected with path_invalid when it:
+//
+//   - does not start with "/";
+//   - holds an encoded slash (%2F) or backslash (%5C), in either case, or a
+//     raw backslash;
+//   - holds a NUL, raw or %00;
+//   - holds an empty segment ("//" anywhere, a leading "//" included; a
+//     single trailing "/" is not an empty segment);
+//   - holds a "." or ".." segment, literal or percent-encoded in any case
+//     ("%2e", "%2E%2e", ".%2e");
+//   - holds a "%" not followed by two hex digits;
+//   - does not decode to valid UTF-8.
+//
+// An encoded slash is special: a path whose only defect is %2F is matched
+// with %2F as segment text, and passes only on a route with
+// allow_encoded_slash (see [Engine.Match]).
+
+type pathDefect uint8
+
+const (
+	pathOK           pathDefect = 0
+	pathEncodedSlash pathDefect = 1 << iota
+	pathBad
+)
+
+// screenPath returns the defects of a raw path. It does not allocate.
+func screenPath(raw string) (d pathDefect) {
+	if raw == "" || raw[0] != '/' {
+		return pathBad
+	}
+	segStart := 1
+	dots, other := 0, false // dot count and whether the segment has anything else
+	escapes := false
+	for i := 1; i <= len(raw); i++ {
+		if i == len(raw) || raw[i] == '/' {
+			if !other && (dots == 1 || dots == 2) {
+				return d | pathBad
+			}
+			if i == segStart && i < len(raw) {
+				return d | pathBad // empty segment before another "/"
+			}
+			segStart = i + 1
+			dots, other = 0, false
+			continue
+		}
+		switch c := raw[i]; c {
+		case '\\', 0:
+			return d | pathBad
+		case '.':
+			dots++
+		case '%':
+			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+				return d | pathBad
+			}
+			escapes = true
+			v := unhex(raw[i+1])<<4 | unhex(raw[i+2])
+			i += 2
+			switch v {
+			case '/':
+				d |= pathEncodedSlash
+				other = true
+			case '\\', 0:
+				return d | pathBad
+			case '.':
+				dots++
+			default:
+				other = true
+			}
+		default:
+			other = true
+		}
+	}
+	if !escapes && !utf8.ValidString(raw) {
+		return d | pathBad
+	}
+	return d
+}
+
+// decodePath percent-decodes a screened raw path. With keepSlash, %2F stays
+// as the three bytes of segment text. A path without escapes is returned as
+// is; otherwise the result is written to scratch when it is large enough
+// (then it aliases scratch), else to a new buffer. ok is false when the
+// result is not valid UTF-8.
+func decodePath(raw string, keepSlash bool, scratch []byte) (path string, ok bool) {
+	n := 0
+	for i := 0; i < len(raw); i++ {
+		if raw[i] == '%' {
+			n++
+		}
+	}
+	if n == 0 {
+		return raw, utf8.ValidString(raw)
+	}
+	var buf []byte
+	if cap(scratch) >= len(raw) {
+		buf = scratch[:0]
+	} else {
+		buf = make([]byte, 0, len(raw))
+	}
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c == '%' && i+2 < len(raw) && isHex(raw[i+1]) && isHex(raw[i+2]) {
+			v := unhex(raw[i+1])<<4 | unhex(raw[i+2])
+			if v == '/' && keepSlash {
+				buf = append(buf, raw[i:i+3]...)
+			} else {
+				buf = append(buf, v)
+			}
+			i += 2
+			continue
+		}
+		buf = append(buf, c)
+	}
+	if !utf8.Valid(buf) {
+		return "", false
+	}
+	return stringOf(buf), true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10
+	}
+	return 0
+}
