@@ -226,15 +226,15 @@ func matchSegments(segs []segment, path string, caps *captures) bool {
 			pos = end + 1
 			continue
 		}
-		if starPi < 0 {
+		if starPi < 0 || starPos > len(rest) {
 			return false
 		}
 		// Let the last "**" absorb one more segment.
-		e := strings.IndexByte(rest[starPos:], '/')
-		if e < 0 {
-			return false
+		if e := strings.IndexByte(rest[starPos:], '/'); e < 0 {
+			starPos = len(rest) + 1
+		} else {
+			starPos += e + 1
 		}
-		starPos += e + 1
 		pos = starPos
 		pi = starPi + 1
 	}

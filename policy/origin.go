@@ -164,5 +164,5 @@ func (o *originPattern) match(origin string) bool {
 		return false
 	}
 	labels := host[:n-1]
-	return labels[0] != '.' && !strings.Contains(labels, "..") && !strings.ContainsAny(labels, "[]")
+	return labels[0] != '.' && labels[len(labels)-1] != '.' && !strings.Contains(labels, "..") && !strings.ContainsAny(labels, "[]")
 }

@@ -1,0 +1,234 @@
+package policy
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+func testClients(tb testing.TB) map[string]*Client {
+	tb.Helper()
+	mk := func(rec ClientRecord) *Client {
+		if rec.Status == "" {
+			rec.Status = "active"
+		}
+		if rec.APIKeyHash == "" {
+			rec.APIKeyHash = sha256Hex("good")
+		}
+		c, _ := CompileClient(rec)
+		return c
+	}
+	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
+	cs := []*Client{
+		mk(ClientRecord{ID: "1", ClientKey: "plain"}),
+		mk(ClientRecord{ID: "2", ClientKey: "suspended", Status: "suspended"}),
+		mk(ClientRecord{ID: "3", ClientKey: "expired", ExpiresAt: timep(t0)}),
+		mk(ClientRecord{ID: "4", ClientKey: "future", ExpiresAt: timep(t0.Add(time.Second))}),
+		mk(ClientRecord{ID: "5", ClientKey: "ips", AllowedIPs: []string{"192.168.0.0/16", "10.1.2.3", "2001:db8::/32"}}),
+		mk(ClientRecord{ID: "6", ClientKey: "badips", AllowedIPs: []string{"nonsense"}}),
+		mk(ClientRecord{ID: "7", ClientKey: "origins", AllowedOrigins: []string{"https://app.example.com"}}),
+		mk(ClientRecord{ID: "8", ClientKey: "paths", AllowedPaths: []string{"GET /api/orders/*", "/api/public/**"}}),
+		mk(ClientRecord{ID: "9", ClientKey: "limited", RateLimitPerMin: intp(2)}),
+		mk(ClientRecord{ID: "10", ClientKey: "bcrypt", APIKeyHash: string(bc)}),
+		mk(ClientRecord{ID: "11", ClientKey: "unknownhash", APIKeyHash: "md5:abc"}),
+		mk(ClientRecord{ID: "12", ClientKey: "bare", APIKeyHash: sha256Hex("good")[len("sha256:"):]}),
+		mk(ClientRecord{ID: "13", ClientKey: "all", Status: "revoked", ExpiresAt: timep(t0.Add(-time.Hour)), AllowedIPs: []string{"1.1.1.1"}, AllowedOrigins: []string{"https://x"}, AllowedPaths: []string{"/x"}, RateLimitPerMin: intp(1)}),
+		mk(ClientRecord{ID: "14", ClientKey: "unlimited", RateLimitPerMin: intp(0)}),
+	}
+	m := make(map[string]*Client)
+	for _, c := range cs {
+		m[c.ClientKey] = c
+	}
+	return m
+}
+
+func TestAuthorizeClient(t *testing.T) {
+	clients := testClients(t)
+	lookup := func(k string) *Client { return clients[k] }
+	tests := []struct {
+		name   string
+		req    func() *Request
+		reason Reason
+		status int
+	}{
+		{"valid", func() *Request { return apiReq("GET", "/x", "plain.good") }, ReasonNone, 200},
+		{"bare hex hash", func() *Request { return apiReq("GET", "/x", "bare.good") }, ReasonNone, 200},
+		{"bcrypt hash", func() *Request { return apiReq("GET", "/x", "bcrypt.good") }, ReasonNone, 200},
+		{"bcrypt wrong secret", func() *Request { return apiReq("GET", "/x", "bcrypt.bad") }, ReasonAPIKeyInvalid, 401},
+		{"missing credential", func() *Request { return apiReq("GET", "/x", "") }, ReasonCredentialsMissing, 401},
+		{"unknown client", func() *Request { return apiReq("GET", "/x", "nobody.good") }, ReasonAPIKeyInvalid, 401},
+		{"malformed token", func() *Request { return apiReq("GET", "/x", "plaingood") }, ReasonAPIKeyInvalid, 401},
+		{"hash mismatch", func() *Request { return apiReq("GET", "/x", "plain.bad") }, ReasonAPIKeyInvalid, 401},
+		{"unknown hash format never verifies", func() *Request { return apiReq("GET", "/x", "unknownhash.good") }, ReasonAPIKeyInvalid, 401},
+		{"invalid wins over inactive", func() *Request { return apiReq("GET", "/x", "suspended.bad") }, ReasonAPIKeyInvalid, 401},
+		{"inactive", func() *Request { return apiReq("GET", "/x", "suspended.good") }, ReasonAPIKeyInactive, 401},
+		{"inactive wins over expired and the rest", func() *Request { return apiReq("GET", "/y", "all.good") }, ReasonAPIKeyInactive, 401},
+		{"expired at exactly now", func() *Request { return apiReq("GET", "/x", "expired.good") }, ReasonAPIKeyExpired, 401},
+		{"not yet expired", func() *Request { return apiReq("GET", "/x", "future.good") }, ReasonNone, 200},
+		{"ip allowed", func() *Request { return apiReq("GET", "/x", "ips.good") }, ReasonNone, 200},
+		{"ip v4-mapped allowed", func() *Request {
+			r := apiReq("GET", "/x", "ips.good")
+			r.ClientIP = netip.MustParseAddr("::ffff:192.168.9.9")
+			return r
+		}, ReasonNone, 200},
+		{"ip v6 allowed", func() *Request {
+			r := apiReq("GET", "/x", "ips.good")
+			r.ClientIP = netip.MustParseAddr("2001:db8::1")
+			return r
+		}, ReasonNone, 200},
+		{"ip not allowed", func() *Request {
+			r := apiReq("GET", "/x", "ips.good")
+			r.ClientIP = netip.MustParseAddr("10.1.2.4")
+			return r
+		}, ReasonIPNotAllowed, 403},
+		{"ip unknown denied", func() *Request {
+			r := apiReq("GET", "/x", "ips.good")
+			r.ClientIP = netip.Addr{}
+			return r
+		}, ReasonIPNotAllowed, 403},
+		{"only malformed ip entries deny", func() *Request { return apiReq("GET", "/x", "badips.good") }, ReasonIPNotAllowed, 403},
+		{"origin absent passes", func() *Request { return apiReq("GET", "/x", "origins.good") }, ReasonNone, 200},
+		{"origin allowed", func() *Request {
+			r := apiReq("GET", "/x", "origins.good")
+			r.Origin = "https://app.example.com:443"
+			return r
+		}, ReasonNone, 200},
+		{"origin not allowed", func() *Request {
+			r := apiReq("GET", "/x", "origins.good")
+			r.Origin = "https://evil.example.com"
+			return r
+		}, ReasonOriginNotAllowed, 403},
+		{"path allowed with method", func() *Request { return apiReq("GET", "/api/orders/7", "paths.good") }, ReasonNone, 200},
+		{"path method not allowed", func() *Request { return apiReq("POST", "/api/orders/7", "paths.good") }, ReasonPathNotAllowed, 403},
+		{"path allowed deep", func() *Request { return apiReq("DELETE", "/api/public", "paths.good") }, ReasonNone, 200},
+		{"path matched decoded", func() *Request { return apiReq("GET", "/api/%6Frders/7", "paths.good") }, ReasonNone, 200},
+		{"path not allowed", func() *Request { return apiReq("GET", "/api/admin", "paths.good") }, ReasonPathNotAllowed, 403},
+		{"dot-dot bypass is path_invalid first", func() *Request { return apiReq("GET", "/api/public/../admin", "paths.good") }, ReasonPathInvalid, 400},
+		{"encoded dot-dot bypass", func() *Request { return apiReq("GET", "/api/public/%2E%2e/admin", "paths.good") }, ReasonPathInvalid, 400},
+		{"encoded slash without routes", func() *Request { return apiReq("GET", "/api/public%2F..%2Fadmin", "paths.good") }, ReasonPathInvalid, 400},
+		{"forwarded invalid after path screening", func() *Request {
+			r := apiReq("GET", "/x", "plain.good")
+			r.Forwarded = ReasonForwardedInvalid
+			return r
+		}, ReasonForwardedInvalid, 400},
+	}
+	e := mustEngine(t, EngineConfig{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := tt.req()
+			d := decideAPIKey(e, req, lookup)
+			if d.Reason != tt.reason || d.Status() != tt.status || d.Allowed() != (tt.reason == ReasonNone) {
+				t.Errorf("decision(%s %s) = %v/%d, want %v/%d", req.Method, req.RawPath, d.Reason, d.Status(), tt.reason, tt.status)
+			}
+			if d.Allowed() && (d.Identity.Type != CredentialAPIKey || d.Identity.ClientKey != req.Cred.ClientKey) {
+				t.Errorf("identity = %+v", d.Identity)
+			}
+		})
+	}
+}
+
+func TestAuthorizeClientRateLimit(t *testing.T) {
+	clients := testClients(t)
+	lookup := func(k string) *Client { return clients[k] }
+	e := mustEngine(t, EngineConfig{DefaultRateLimitPerMin: 100})
+
+	// Denials before the bucket consume no token.
+	bad := apiReq("GET", "/x", "limited.good")
+	bad.Origin = "https://x"
+	bad.ClientIP = netip.Addr{}
+	for i := 0; i < 5; i++ {
+		_ = decideAPIKey(e, apiReq("GET", "/x", "limited.bad"), lookup)
+	}
+	steps := []struct {
+		at                   time.Duration
+		reason               Reason
+		remaining, reset, ra int
+	}{
+		{0, ReasonNone, 1, 30, 0},
+		{0, ReasonNone, 0, 60, 0},
+		{0, ReasonRateLimited, 0, 60, 30},
+		{10 * time.Second, ReasonRateLimited, 0, 50, 20},
+		{30 * time.Second, ReasonNone, 0, 60, 0},
+		{90 * time.Second, ReasonNone, 1, 30, 0},
+	}
+	for i, s := range steps {
+		req := apiReq("GET", "/x", "limited.good")
+		req.Now = t0.Add(s.at)
+		d := decideAPIKey(e, req, lookup)
+		rl := d.RateLimit
+		if d.Reason != s.reason || !rl.Applied || rl.Limit != 2 || rl.Remaining != s.remaining || rl.ResetSecs != s.reset || rl.RetryAfter != s.ra {
+			t.Errorf("step %d: reason %v, ratelimit %+v; want %v remaining %d reset %d retry %d", i, d.Reason, rl, s.reason, s.remaining, s.reset, s.ra)
+		}
+		if s.reason == ReasonRateLimited && d.Status() != 429 {
+			t.Errorf("step %d: status %d, want 429", i, d.Status())
+		}
+	}
+
+	// NULL limit uses the default; 0 is unlimited and carries no state.
+	d := decideAPIKey(e, apiReq("GET", "/x", "plain.good"), lookup)
+	if !d.RateLimit.Applied || d.RateLimit.Limit != 100 || d.RateLimit.Remaining != 99 {
+		t.Errorf("default limit: %+v", d.RateLimit)
+	}
+	d = decideAPIKey(e, apiReq("GET", "/x", "unlimited.good"), lookup)
+	if d.RateLimit.Applied || !d.Allowed() {
+		t.Errorf("unlimited: %+v", d)
+	}
+
+	// A changed limit rebuilds the bucket.
+	changed := mustClient(t, ClientRecord{ID: "9", ClientKey: "limited", Status: "active", APIKeyHash: sha256Hex("good"), RateLimitPerMin: intp(5)})
+	req := apiReq("GET", "/x", "limited.good")
+	m, _ := e.Match(req)
+	d = e.AuthorizeClient(req, &m, changed)
+	if !d.Allowed() || d.RateLimit.Limit != 5 || d.RateLimit.Remaining != 4 {
+		t.Errorf("changed limit: %v %+v", d.Reason, d.RateLimit)
+	}
+
+	// Idle buckets are swept.
+	if n := e.SweepRateLimits(t0.Add(10*time.Minute), time.Minute); n != 2 || e.buckets.len() != 0 {
+		t.Errorf("SweepRateLimits dropped %d, %d left", n, e.buckets.len())
+	}
+}
+
+func TestSlowHashCache(t *testing.T) {
+	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
+	c := mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
+	if !c.checkSecret("good", t0, time.Minute) {
+		t.Fatal("first check failed")
+	}
+	// Corrupt the verifier: a hit must not need it, an expired entry must.
+	c.hash.bcrypt = []byte("$2a$04$invalidinvalidinvalidinvalidinvalidinvalidinvalidinva")
+	if !c.checkSecret("good", t0.Add(59*time.Second), time.Minute) {
+		t.Error("cached check failed")
+	}
+	if c.checkSecret("good", t0.Add(time.Minute), time.Minute) {
+		t.Error("expired cache entry still used")
+	}
+	if c.checkSecret("other", t0, time.Minute) {
+		t.Error("a different secret hit the cache")
+	}
+}
+
+func TestArgon2id(t *testing.T) {
+	// Generated with the reference argon2 CLI semantics: m=64 KiB, t=1, p=1.
+	v, err := compileHash("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$" + argonTestKey("good", "saltsalt", 1, 64, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.verify("good") || v.verify("bad") {
+		t.Error("argon2id verify mismatch")
+	}
+	for _, h := range []string{
+		"$argon2id$v=18$m=64,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA",
+		"$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA",
+		"$argon2id$v=19$m=64,t=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA",
+		"$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA",
+		"$argon2id$v=19$m=64,t=1,p=1$!!$AAAAAAAAAAAAAAAAAAAAAA",
+		"sha256:xyz", "$2x$10$abc",
+	} {
+		if _, err := compileHash(h); err == nil {
+			t.Errorf("compileHash(%q) accepted", h)
+		}
+	}
+}
