@@ -467,3 +467,45 @@ func TestOpenFileErrors(t *testing.T) {
 		t.Errorf("OpenFile(bad) = %v, want FileErrors naming %s", err, path)
 	}
 }
+
+// TestDemoStoreFile checks that configs/demo/store.yaml loads and that the
+// secrets documented in its header match the stored hashes.
+func TestDemoStoreFile(t *testing.T) {
+	f := openFile(t, filepath.Join("..", "configs", "demo", "store.yaml"), store.FileConfig{NoWatch: true})
+	now := time.Now()
+	tests := []struct {
+		key, secret, status string
+		rate                int
+	}{
+		{"demo", "demo-secret-change-me", "active", 60},
+		{"demo-limited", "demo-limited-secret", "active", 3},
+		{"demo-office", "demo-office-secret", "active", -1},
+		{"demo-revoked", "demo-revoked-secret", "revoked", -1},
+		{"demo-expired", "demo-expired-secret", "active", -1},
+	}
+	for _, tc := range tests {
+		c, _ := f.LookupClient(tc.key, now)
+		if c == nil {
+			t.Errorf("demo client %q missing", tc.key)
+			continue
+		}
+		rec := c.Record()
+		if rec.APIKeyHash != storetest.HashSecret(tc.secret) || rec.Status != tc.status || c.RateLimitPerMin != tc.rate {
+			t.Errorf("demo client %q = {hash %s, status %s, rate %d}, want the hash of %q, %s, %d",
+				tc.key, rec.APIKeyHash, rec.Status, c.RateLimitPerMin, tc.secret, tc.status, tc.rate)
+		}
+	}
+	if c, _ := f.LookupClient("demo-expired", now); !c.ExpiresAt.Before(now) {
+		t.Errorf("demo-expired expires at %v, want the past", c.ExpiresAt)
+	}
+	ctx := context.Background()
+	for sub, active := range map[string]bool{"alice": true, "bob": false, "carol": true} {
+		u, _ := f.LookupUser(ctx, sub, now)
+		if u == nil || u.Active != active {
+			t.Errorf("demo user %q = %+v, want active %v", sub, u, active)
+		}
+	}
+	if u, _ := f.LookupUser(ctx, "alice", now); len(u.Grants()) != 3 {
+		t.Errorf("alice has %d grants, want 3", len(u.Grants()))
+	}
+}
