@@ -20,14 +20,13 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 	req.Now = now
 	ip, ipReason := p.engine.ClientIP(peer, xff, xRealIP)
 	req.ClientIP = ip
+	req.Forwarded = ipReason // Match denies with it right after path screening
+	if cap(st.pathBuf) < len(req.RawPath) {
+		st.pathBuf = make([]byte, 0, len(req.RawPath)+64)
+	}
+	req.Scratch = st.pathBuf[:0]
 
 	m, d := p.engine.Match(req)
-	if d.Reason == policy.ReasonPathInvalid {
-		return withRoute(d, m.Route)
-	}
-	if ipReason != policy.ReasonNone {
-		return policy.Denied(ipReason)
-	}
 	if d.Reason != policy.ReasonNone {
 		return withRoute(d, m.Route)
 	}

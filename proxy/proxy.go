@@ -151,6 +151,14 @@ func validRequestID(b []byte) bool {
 	return true
 }
 
+// ValidateUpstream reports whether raw is a usable upstream URL: http or
+// https, a host, and no path or query (the request's own path and query are
+// forwarded unchanged).
+func ValidateUpstream(raw string) error {
+	_, err := validateUpstreamURL(raw)
+	return err
+}
+
 // validateUpstreamURL checks one SCOPEGATE_UPSTREAM_URL entry.
 func validateUpstreamURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)

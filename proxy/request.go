@@ -34,6 +34,7 @@ type reqState struct {
 	values  valueSource
 	reqID   []byte
 	scratch []byte
+	pathBuf []byte   // policy.Request.Scratch: the decoded path
 	names   [][]byte // header names to delete (copied)
 	keys    []byte   // backing store for names
 }

@@ -10,7 +10,6 @@ import (
 
 var errNotBuilt = errors.New("not built yet")
 
-func cmdServe(args []string, stdout, stderr io.Writer) error   { return errNotBuilt }
 func cmdMigrate(args []string, stdout, stderr io.Writer) error { return errNotBuilt }
 func cmdRoutes(args []string, stdout, stderr io.Writer) error  { return errNotBuilt }
 func cmdDemo(args []string, stdout, stderr io.Writer) error    { return errNotBuilt }

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/scopegate/scopegate/policy"
+	"github.com/scopegate/scopegate/proxy"
+)
+
+// cmdServe runs the gateway until SIGTERM or SIGINT (SPEC §5, §8).
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		return &usageError{msg: "serve takes no arguments (configuration is SCOPEGATE_* variables)"}
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(cfg.LogLevel, stderr)
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	return serve(cfg, logger, sigs, nil)
+}
+
+// newLogger builds the JSON logger of SCOPEGATE_LOG_LEVEL.
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, &ConfigError{Var: "SCOPEGATE_LOG_LEVEL", Msg: fmt.Sprintf("%q is not debug, info, warn or error", level)}
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// serveStarted reports the bound addresses once both listeners accept
+// (tests use it to learn the ports of ":0" listeners).
+type serveStarted func(traffic, admin net.Addr)
+
+// serve runs the gateway with cfg until a SIGTERM/SIGINT arrives on sigs
+// (SIGHUP reloads). It returns nil after a graceful shutdown.
+func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serveStarted) error {
+	baseCtx, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+
+	routes, err := loadRoutes(cfg.RoutesFile, logger)
+	if err != nil {
+		return err
+	}
+	upstreams := splitList(cfg.UpstreamURL)
+	for _, u := range upstreams {
+		if err := proxy.ValidateUpstream(u); err != nil {
+			return &ConfigError{Var: "SCOPEGATE_UPSTREAM_URL", Msg: err.Error()}
+		}
+	}
+	trusted, err := cfg.trustedProxies()
+	if err != nil {
+		return err
+	}
+	jwtCfg, err := buildJWT(baseCtx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	engine, err := policy.NewEngine(policy.EngineConfig{
+		Routes:                 routes,
+		DefaultRateLimitPerMin: cfg.DefaultRateLimitPerMin,
+		JWT:                    jwtCfg,
+		TrustedProxies:         trusted,
+	})
+	if err != nil {
+		return &ConfigError{Var: "SCOPEGATE_JWT_ALGORITHMS", Msg: err.Error()}
+	}
+	st, err := openStore(baseCtx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	closeStore := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
+		defer cancel()
+		if err := st.store.Close(ctx); err != nil {
+			logger.Error("closing store", slog.String("err", err.Error()))
+		}
+	}
+
+	p, err := proxy.New(proxy.Config{
+		Logger:               logger,
+		LogAllowed:           cfg.LogAllowed,
+		AuthPath:             cfg.AuthPath,
+		IdentityHeaderPrefix: cfg.IdentityHeaderPrefix,
+		StripCredentials:     cfg.StripCredentials,
+		APIKeyHeader:         cfg.APIKeyHeader,
+		JWTCookie:            cfg.JWTCookie,
+		Upstreams:            upstreams,
+		UpstreamTimeout:      cfg.UpstreamTimeout,
+		BaseContext:          baseCtx,
+		MaxHeaderBytes:       cfg.MaxHeaderBytes,
+		MaxBodyBytes:         cfg.MaxBodyBytes,
+		ReadTimeout:          cfg.ReadTimeout,
+		WriteTimeout:         cfg.WriteTimeout,
+		IdleTimeout:          cfg.IdleTimeout,
+		MaxConns:             cfg.MaxConns,
+		ExtraMetrics:         st.metrics,
+	}, proxy.Deps{Engine: engine, Store: st.store})
+	if err != nil {
+		closeStore()
+		return &ConfigError{Var: "SCOPEGATE_AUTH_PATH", Msg: err.Error()}
+	}
+	if len(upstreams) == 0 {
+		logger.Warn("SCOPEGATE_UPSTREAM_URL is empty: forward-auth and decision-only mode, nothing is proxied")
+	}
+	if !cfg.StripCredentials {
+		logger.Warn("SCOPEGATE_STRIP_CREDENTIALS=false: API keys are forwarded to the upstream")
+	}
+
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		closeStore()
+		return fmt.Errorf("listening on SCOPEGATE_LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		ln.Close()
+		closeStore()
+		return fmt.Errorf("listening on SCOPEGATE_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+	}
+	srv, admin := p.NewServer(), p.NewAdminServer()
+	errc := make(chan error, 2)
+	go func() {
+		if cfg.TLSCertFile != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
+	go func() { errc <- admin.Serve(adminLn) }()
+	logger.Info("serving", slog.String("listen_addr", ln.Addr().String()), slog.String("admin_addr", adminLn.Addr().String()),
+		slog.Int("upstreams", len(upstreams)), slog.String("auth_path", cfg.AuthPath), slog.Bool("tls", cfg.TLSCertFile != ""))
+	if started != nil {
+		started(ln.Addr(), adminLn.Addr())
+	}
+
+	var serveErr error
+loop:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(cfg, logger, engine, st)
+				continue
+			}
+			logger.Info("shutting down", slog.String("signal", sig.String()), slog.Duration("timeout", cfg.ShutdownTimeout))
+			break loop
+		case err := <-errc:
+			serveErr = err
+			logger.Error("listener stopped", slog.String("err", fmt.Sprint(err)))
+			break loop
+		}
+	}
+
+	// Stop accepting, finish in-flight requests (bounded), then flush
+	// last_used_at and close the pool.
+	p.SetRulesLoaded(false) // /readyz fails while draining
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	drainErr := srv.ShutdownWithContext(ctx)
+	cancel()
+	if drainErr != nil {
+		logger.Warn("shutdown timeout: in-flight requests cut", slog.String("err", drainErr.Error()))
+	}
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	_ = admin.ShutdownWithContext(actx)
+	acancel()
+	cancelBase()
+	closeStore()
+	logger.Info("stopped")
+	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+// loadRoutes reads and compiles SCOPEGATE_ROUTES_FILE ("" : no routes file).
+// A bad file is invalid configuration naming the variable.
+func loadRoutes(path string, logger *slog.Logger) (*policy.Routes, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{Var: "SCOPEGATE_ROUTES_FILE", Msg: err.Error()}
+	}
+	r, warnings, err := policy.ParseRoutes(data)
+	if err != nil {
+		return nil, &ConfigError{Var: "SCOPEGATE_ROUTES_FILE", Msg: fmt.Sprintf("%s: %s", path, oneLine(err))}
+	}
+	for _, w := range warnings {
+		logger.Warn("routes file warning", slog.String("file", path), slog.Int("line", w.Line), slog.String("msg", w.Msg))
+	}
+	return r, nil
+}
+
+// reload re-reads the routes file and the store (SIGHUP). A bad routes file
+// is rejected and the old rules stay.
+func reload(cfg *Config, logger *slog.Logger, engine *policy.Engine, st *openedStore) {
+	if cfg.RoutesFile != "" {
+		r, err := loadRoutes(cfg.RoutesFile, logger)
+		if err != nil {
+			logger.Error("routes reload rejected; the previous rules stay", slog.String("file", cfg.RoutesFile), slog.String("err", err.Error()))
+		} else {
+			engine.SetRoutes(r)
+			logger.Info("routes reloaded", slog.String("file", cfg.RoutesFile))
+		}
+	}
+	if rl, ok := st.store.(interface{ Reload() error }); ok {
+		if err := rl.Reload(); err != nil {
+			logger.Error("store reload rejected; the previous data stays", slog.String("err", err.Error()))
+		} else {
+			logger.Info("store reloaded")
+		}
+	}
+}
+
+// oneLine joins a multi-line error into one line.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
