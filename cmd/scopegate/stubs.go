@@ -10,6 +10,5 @@ import (
 
 var errNotBuilt = errors.New("not built yet")
 
-func cmdMigrate(args []string, stdout, stderr io.Writer) error { return errNotBuilt }
-func cmdRoutes(args []string, stdout, stderr io.Writer) error  { return errNotBuilt }
-func cmdDemo(args []string, stdout, stderr io.Writer) error    { return errNotBuilt }
+func cmdRoutes(args []string, stdout, stderr io.Writer) error { return errNotBuilt }
+func cmdDemo(args []string, stdout, stderr io.Writer) error   { return errNotBuilt }
