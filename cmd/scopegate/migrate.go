@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -43,8 +44,8 @@ func cmdMigrate(args []string, stdout, stderr io.Writer) error {
 	ctx := context.Background()
 	conn, err := pgx.ConnectConfig(ctx, connCfg)
 	if err != nil {
-		return fmt.Errorf("migrate: cannot connect to the database (%s:%d, database %q): %w",
-			connCfg.Host, connCfg.Port, connCfg.Database, err)
+		return fmt.Errorf("migrate: cannot connect to the database (%s:%d, database %q): %s",
+			connCfg.Host, connCfg.Port, connCfg.Database, connectErrLine(err))
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -100,4 +101,17 @@ func printMigrateStatus(ctx context.Context, conn *pgx.Conn, stdout io.Writer) e
 	}
 	fmt.Fprintf(stdout, "%d applied, %d pending\n", len(st)-pending, pending)
 	return nil
+}
+
+// connectErrLine folds pgx's multi-line connect errors (one line per attempted
+// address) into one line, dropping repeated attempts.
+func connectErrLine(err error) string {
+	var parts []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !slices.Contains(parts, l) {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " ")
 }

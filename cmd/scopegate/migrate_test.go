@@ -66,7 +66,7 @@ func TestCmdMigrateErrors(t *testing.T) {
 	}{
 		{"missing url", "", nil, exitConfig, "SCOPEGATE_DATABASE_URL"},
 		{"database down", "postgres://scopegate:supersecret@" + downAddr + "/member?sslmode=disable&connect_timeout=2", nil, exitFail, "cannot connect to the database"},
-		{"database down status", "postgres://scopegate:supersecret@" + downAddr + "/member?sslmode=disable", []string{"status"}, exitFail, "cannot connect to the database"},
+		{"database down status", "postgres://scopegate:supersecret@" + downAddr + "/member", []string{"status"}, exitFail, "cannot connect to the database"},
 		{"unparsable url", "postgres://scopegate:supersecret@[::1/x", nil, exitConfig, "SCOPEGATE_DATABASE_URL"},
 		{"bad usage", "", []string{"sideways"}, exitConfig, "usage: scopegate migrate [status]"},
 	}
