@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -24,7 +25,8 @@ func ParseRoutes(data []byte) (r *Routes, warnings []RoutesError, err error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, nil, RoutesError{Line: yamlErrLine(err), Msg: err.Error()}
+		line := yamlErrLine(err)
+		return nil, nil, RoutesError{Line: line, Msg: strings.Replace(err.Error(), "line "+itoa(line)+": ", "", 1)}
 	}
 	p := routesParser{r: &Routes{actionByMethod: defaultActionByMethod, superuser: []string{"manage"}}}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
