@@ -10,5 +10,4 @@ import (
 
 var errNotBuilt = errors.New("not built yet")
 
-func cmdRoutes(args []string, stdout, stderr io.Writer) error { return errNotBuilt }
-func cmdDemo(args []string, stdout, stderr io.Writer) error   { return errNotBuilt }
+func cmdDemo(args []string, stdout, stderr io.Writer) error { return errNotBuilt }
