@@ -203,6 +203,7 @@ type rawResponse struct {
 	status int
 	header http.Header
 	body   []byte
+	close  bool // the server announced Connection: close
 }
 
 func (r *rawResponse) reason() string {
@@ -241,7 +242,7 @@ func doRaw(t testing.TB, peer netip.Addr, addr, raw string) *rawResponse {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return &rawResponse{status: resp.StatusCode, header: resp.Header, body: body}
+	return &rawResponse{status: resp.StatusCode, header: resp.Header, body: body, close: resp.Close}
 }
 
 func firstLine(s string) string {

@@ -13,6 +13,7 @@ type proxyMetrics struct {
 	deniedBy            []*metrics.Counter // index: policy.Reason
 	rateLimited         *metrics.Counter
 	storeErrors         *metrics.Counter
+	badRequests         *metrics.Counter
 	upstreamUnavailable *metrics.Counter
 	upstreamTimeouts    *metrics.Counter
 	decisionSeconds     *metrics.PrometheusHistogram
@@ -24,6 +25,7 @@ func newProxyMetrics(s *metrics.Set) *proxyMetrics {
 		allowed:             s.GetOrCreateCounter(`scopegate_decisions_total{result="allow",reason=""}`),
 		rateLimited:         s.GetOrCreateCounter(`scopegate_rate_limited_total`),
 		storeErrors:         s.GetOrCreateCounter(`scopegate_store_errors_total{source="proxy"}`),
+		badRequests:         s.GetOrCreateCounter(`scopegate_bad_requests_total`),
 		upstreamUnavailable: s.GetOrCreateCounter(`scopegate_upstream_errors_total{reason="upstream_unavailable"}`),
 		upstreamTimeouts:    s.GetOrCreateCounter(`scopegate_upstream_errors_total{reason="upstream_timeout"}`),
 		decisionSeconds: s.GetOrCreatePrometheusHistogramExt(`scopegate_decision_duration_seconds`,

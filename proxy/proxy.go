@@ -107,6 +107,13 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 	p.requestID(ctx, st)
+	// A request with both Content-Length and Transfer-Encoding is framed by
+	// Transfer-Encoding and its connection closed after the answer (fasthttp,
+	// RFC 9112 §6.3); Content-Length is dropped, so nothing is smuggled.
+	if max := int64(p.cfg.MaxBodyBytes); int64(ctx.Request.Header.ContentLength()) > max {
+		p.writeBadRequest(ctx, st, fasthttp.StatusRequestEntityTooLarge, "the request body is too large")
+		return
+	}
 	uri := ctx.Request.Header.RequestURI()
 	if path, _, ok := splitTarget(uri); ok {
 		if mode := p.authMode(path); mode != modeProxy {

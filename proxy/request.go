@@ -25,6 +25,7 @@ var (
 	hdrXOrigMethod   = []byte("X-Original-Method")
 	hdrXOrigURI      = []byte("X-Original-Uri")
 	hdrForwarded     = []byte("Forwarded")
+	hdrContentLength = []byte("Content-Length")
 )
 
 // reqState is the per-request scratch space, pooled so the hot path does

@@ -67,6 +67,16 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	st := p.pool.Get().(*reqState)
 	defer p.release(st)
 	p.requestID(ctx, st)
+	p.writeBadRequest(ctx, st, status, text)
+	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelInfo, "bad request",
+		slog.Int("status", status), slog.String("err", err.Error()), slog.String("request_id", string(st.reqID)))
+}
+
+// writeBadRequest answers a request that is malformed at the HTTP level
+// (not a policy decision): status, a JSON body with reason "bad_request",
+// and Connection: close.
+func (p *Proxy) writeBadRequest(ctx *fasthttp.RequestCtx, st *reqState, status int, text string) {
+	p.m.badRequests.Inc()
 	ctx.Response.SetStatusCode(status)
 	ctx.Response.Header.SetBytesKV(hdrContentType, valJSON)
 	ctx.Response.SetConnectionClose()
@@ -76,8 +86,7 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	b = append(b, st.reqID...)
 	b = append(b, "\"}\n"...)
 	ctx.Response.SetBody(b)
-	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelInfo, "bad request",
-		slog.Int("status", status), slog.String("err", err.Error()), slog.String("request_id", string(st.reqID)))
+	st.scratch = b[:0]
 }
 
 // fasthttpLogger routes fasthttp's own messages to slog.

@@ -1,0 +1,218 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scopegate/scopegate/policy"
+	"github.com/scopegate/scopegate/store"
+)
+
+// TestRateLimitHeaders: a rate-limited client's allowed answers carry the
+// RateLimit headers; the 429 also Retry-After; earlier denials none. Run
+// through the proxy and forward-auth (one bucket per client).
+func TestRateLimitHeaders(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	tok := e.fix.Token("limited") // 2 per minute
+	wantAllowed := func(r *rawResponse, remaining string) {
+		t.Helper()
+		if r.status != 200 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		for k, v := range map[string]string{"RateLimit-Limit": "2", "RateLimit-Remaining": remaining, "RateLimit-Policy": `"per-minute";q=2;w=60`} {
+			if g := r.header.Get(k); g != v {
+				t.Errorf("%s = %q, want %q", k, g, v)
+			}
+		}
+		if !strings.HasPrefix(r.header.Get("RateLimit"), `"per-minute";r=`+remaining+";t=") {
+			t.Errorf("RateLimit = %q", r.header.Get("RateLimit"))
+		}
+		if r.header.Get("Retry-After") != "" {
+			t.Errorf("Retry-After on an allowed answer")
+		}
+	}
+	// A denial before the bucket (wrong path for no one: bad secret) carries none.
+	r := e.do(directPeer, reqText("GET", "/api/x", "X-API-Key", "limited.wrong"))
+	if r.status != 401 || r.header.Get("RateLimit-Limit") != "" {
+		t.Fatalf("early denial: %d %v", r.status, r.header)
+	}
+	wantAllowed(e.do(directPeer, reqText("GET", "/api/x", "X-API-Key", tok)), "1")
+	wantAllowed(e.do(trustedPeer, reqText("GET", "/_auth", "X-API-Key", tok, "X-Original-Method", "GET", "X-Original-URI", "/api/x", "X-Forwarded-For", "127.0.0.1")), "0")
+	for _, mode := range []string{"proxy", "nginx"} {
+		if mode == "proxy" {
+			r = e.do(directPeer, reqText("GET", "/api/x", "X-API-Key", tok))
+		} else {
+			r = e.do(trustedPeer, reqText("GET", "/_auth", "X-API-Key", tok, "X-Original-Method", "GET", "X-Original-URI", "/api/x", "X-Forwarded-For", "127.0.0.1"))
+		}
+		if r.status != 429 || r.reason() != "rate_limited" {
+			t.Fatalf("%s: status %d %s, want 429 rate_limited", mode, r.status, r.body)
+		}
+		ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+		if err != nil || ra < 1 || ra > 30 {
+			t.Errorf("%s: Retry-After %q", mode, r.header.Get("Retry-After"))
+		}
+		if r.header.Get("RateLimit-Remaining") != "0" || r.header.Get("RateLimit-Limit") != "2" {
+			t.Errorf("%s: RateLimit headers %v", mode, r.header)
+		}
+	}
+}
+
+// TestUpstreamErrors: unreachable upstream → 502 upstream_unavailable, slow
+// upstream → 504 upstream_timeout, both with the JSON body; a failing
+// upstream is skipped while a healthy one remains.
+func TestUpstreamErrors(t *testing.T) {
+	dead := deadAddr(t)
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + dead}})
+	app := e.fix.Token("app")
+	r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", app))
+	if r.status != 502 || r.reason() != "upstream_unavailable" || r.header.Get("X-Request-Id") == "" {
+		t.Fatalf("dead upstream: %d %s", r.status, r.body)
+	}
+
+	slow := newEnv(t, envOptions{upstreamTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	r = slow.do(directPeer, reqText("GET", "/api/slow", "X-API-Key", slow.fix.Token("app")))
+	if r.status != 504 || r.reason() != "upstream_timeout" {
+		t.Fatalf("slow upstream: %d %s", r.status, r.body)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("timeout took %v", d)
+	}
+
+	// Two upstreams, one dead: after the first failure every request goes
+	// to the live one.
+	live := startEcho(t)
+	mixed := newEnv(t, envOptions{upstreams: []string{"http://" + dead, "http://" + live.addr}})
+	fails := 0
+	for i := 0; i < 10; i++ {
+		r := mixed.do(directPeer, reqText("GET", "/api/things", "X-API-Key", mixed.fix.Token("app")))
+		if r.status != 200 {
+			fails++
+		}
+	}
+	if fails > 1 {
+		t.Errorf("%d of 10 requests failed with one live upstream (passive health check)", fails)
+	}
+}
+
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// failingStore answers like a store past its stale TTL: every lookup
+// fails with store.ErrUnavailable.
+type failingStore struct {
+	Store
+	down atomic.Bool
+}
+
+func (f *failingStore) LookupClient(k string, now time.Time) (*policy.Client, error) {
+	if f.down.Load() {
+		return nil, store.ErrUnavailable
+	}
+	return f.Store.LookupClient(k, now)
+}
+
+func (f *failingStore) LookupUser(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
+	if f.down.Load() {
+		return nil, store.ErrUnavailable
+	}
+	return f.Store.LookupUser(ctx, sub, now)
+}
+
+func (f *failingStore) Ready(now time.Time) bool { return !f.down.Load() }
+
+// TestStoreUnavailable: store failures fail closed with 503
+// store_unavailable (proxy and forward-auth), and /readyz reports it.
+func TestStoreUnavailable(t *testing.T) {
+	fix := newEnv(t, envOptions{noUpstream: true}) // for the fixture store
+	fs := &failingStore{Store: fix.store}
+	e := newEnv(t, envOptions{store: fs})
+	fs.down.Store(true)
+	for _, c := range []reasonCase{
+		{name: "api key", target: "/api/things", headers: []string{"X-API-Key", e.fix.Token("app")}},
+		{name: "jwt", target: "/api/me", headers: []string{"Authorization", "Bearer " + jwtFor(t, "alice", time.Hour)}},
+	} {
+		for _, mode := range modes {
+			r := e.send(c, mode)
+			if r.status != 503 || r.reason() != "store_unavailable" {
+				t.Errorf("%s %s: %d %s, want 503 store_unavailable", mode, c.name, r.status, r.body)
+			}
+		}
+	}
+	// A public route needs no store.
+	if r := e.send(reasonCase{target: "/healthz"}, "proxy"); r.status != 200 {
+		t.Errorf("public route with the store down: %d", r.status)
+	}
+	if e.proxy.Ready(time.Now()) {
+		t.Errorf("Ready with the store down")
+	}
+}
+
+// TestAdmin: /healthz, /readyz and /metrics on the admin listener.
+func TestAdmin(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.do(directPeer, reqText("GET", "/api/things")) // one denial
+	e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e.proxy.NewAdminServer()
+	go srv.Serve(ln)
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	base := "http://" + ln.Addr().String()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if s, _ := get("/healthz"); s != 200 {
+		t.Errorf("/healthz %d", s)
+	}
+	if s, _ := get("/readyz"); s != 200 {
+		t.Errorf("/readyz %d", s)
+	}
+	s, body := get("/metrics")
+	if s != 200 {
+		t.Fatalf("/metrics %d", s)
+	}
+	for _, want := range []string{
+		`scopegate_decisions_total{result="deny",reason="credentials_missing"} 1`,
+		`scopegate_decisions_total{result="allow",reason=""} 1`,
+		`scopegate_decision_duration_seconds_bucket`,
+		`scopegate_upstream_duration_seconds_bucket`,
+		`scopegate_upstream_errors_total{reason="upstream_timeout"} 0`,
+		`scopegate_rate_limited_total 0`,
+		`scopegate_store_errors_total`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	e.proxy.SetRulesLoaded(false)
+	if s, _ := get("/readyz"); s != 503 {
+		t.Errorf("/readyz while not loaded: %d", s)
+	}
+	if s, _ := get("/nope"); s != 404 {
+		t.Errorf("/nope %d", s)
+	}
+}

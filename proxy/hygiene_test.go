@@ -1,0 +1,204 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestProxyStripsHopByHopAndSpoofedHeaders: hop-by-hop fields, the fields
+// named in Connection, client-sent identity headers (any case, '_' for '-'),
+// the API key, and an untrusted peer's forwarded headers never reach the
+// upstream; the identity headers and X-Forwarded-* are set by the gateway.
+func TestProxyStripsHopByHopAndSpoofedHeaders(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	raw := "GET /api/things?q=1 HTTP/1.1\r\nHost: gw.test\r\n" +
+		"X-API-Key: " + e.fix.Token("app") + "\r\n" +
+		"Connection: keep-alive, X-Secret-Hop\r\n" +
+		"X-Secret-Hop: 1\r\nKeep-Alive: 300\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\nTe: trailers\r\nProxy-Connection: keep-alive\r\n" +
+		"X-Auth-Type: admin\r\nX-Auth-User-Id: spoofed\r\nX-AUTH-client-key: spoofed\r\nX_Auth_Scope: company:evil\r\nx-auth-custom: spoofed\r\n" +
+		"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil.test\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n" +
+		"X-Kept: yes\r\n\r\n"
+	r := e.do(directPeer, raw)
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	ec := echoOf(t, r)
+	for _, gone := range []string{"X-Secret-Hop", "Keep-Alive", "Proxy-Authorization", "Te", "Proxy-Connection", "X-Auth-User-Id", "X-Auth-Custom", "X_auth_scope", "X_Auth_Scope", "X-Auth-Scope", "Forwarded", "X-Real-Ip", "X-Api-Key"} {
+		if v := ec.header(gone); v != "" {
+			t.Errorf("upstream got %s: %q", gone, v)
+		}
+	}
+	for k, v := range ec.Headers {
+		if strings.HasPrefix(strings.ToLower(strings.ReplaceAll(k, "_", "-")), "x-auth-") && k != "X-Auth-Type" && k != "X-Auth-Client-Key" && k != "X-Auth-Client-Id" {
+			t.Errorf("upstream got identity-prefixed %s: %v", k, v)
+		}
+	}
+	want := map[string]string{
+		"X-Auth-Type":       "api_key",
+		"X-Auth-Client-Key": "app",
+		"X-Forwarded-For":   "127.0.0.1",
+		"X-Forwarded-Host":  "gw.test",
+		"X-Forwarded-Proto": "http",
+		"X-Kept":            "yes",
+	}
+	for k, v := range want {
+		if g := ec.header(k); g != v {
+			t.Errorf("upstream %s = %q, want %q", k, g, v)
+		}
+	}
+	if ec.RequestURI != "/api/things?q=1" {
+		t.Errorf("upstream target %q", ec.RequestURI)
+	}
+	if r.header.Get("Keep-Alive") != "" {
+		t.Errorf("upstream's Keep-Alive reached the client")
+	}
+	if r.header.Get("X-Upstream") != "echo" {
+		t.Errorf("upstream response header lost")
+	}
+}
+
+// TestProxyTrustedPeerForwardedHeaders: from a trusted proxy the incoming
+// X-Forwarded-For is extended, not replaced, and -Proto/-Host are kept.
+func TestProxyTrustedPeerForwardedHeaders(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(trustedPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"),
+		"X-Forwarded-For", "10.1.2.3", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "public.example.com"))
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	ec := echoOf(t, r)
+	for k, v := range map[string]string{"X-Forwarded-For": "10.1.2.3, 127.0.0.2", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "public.example.com"} {
+		if g := ec.header(k); g != v {
+			t.Errorf("%s = %q, want %q", k, g, v)
+		}
+	}
+}
+
+// TestProxyCredentialStripping: an API key in Authorization is removed, a
+// JWT in Authorization is forwarded; with StripCredentials off the key is
+// forwarded.
+func TestProxyCredentialStripping(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(directPeer, reqText("GET", "/api/things", "Authorization", "ApiKey "+e.fix.Token("app")))
+	if ec := echoOf(t, r); ec.header("Authorization") != "" {
+		t.Errorf("API key in Authorization forwarded")
+	}
+	tok := jwtFor(t, "alice", time.Hour)
+	r = e.do(directPeer, reqText("GET", "/api/me", "Authorization", "Bearer "+tok))
+	if ec := echoOf(t, r); ec.header("Authorization") != "Bearer "+tok {
+		t.Errorf("JWT Authorization not forwarded: %q", ec.header("Authorization"))
+	}
+	keep := newEnv(t, envOptions{mutate: func(c *Config) { c.StripCredentials = false }})
+	r = keep.do(directPeer, reqText("GET", "/api/things", "X-API-Key", keep.fix.Token("app")))
+	if ec := echoOf(t, r); ec.header("X-Api-Key") != keep.fix.Token("app") {
+		t.Errorf("StripCredentials=false: key not forwarded")
+	}
+}
+
+// TestProxyBodyForwarded: a POST body (fixed length and chunked) reaches the
+// upstream whole.
+func TestProxyBodyForwarded(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	alice := "Bearer " + jwtFor(t, "alice", time.Hour)
+	body := strings.Repeat("x", 200000)
+	raw := "POST /api/companies/acme/sites/acme-hq/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: " + alice +
+		"\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n" + body
+	r := e.do(directPeer, raw)
+	// alice has no create grant: denied before the body matters.
+	if r.status != 403 {
+		t.Fatalf("status %d", r.status)
+	}
+	raw = "PUT /api/companies/acme/sites/acme-hq/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: " + alice +
+		"\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n" + body
+	r = e.do(directPeer, raw)
+	if ec := echoOf(t, r); ec.BodyLen != 200000 || ec.Method != "PUT" {
+		t.Errorf("upstream got %s with %d bytes", ec.Method, ec.BodyLen)
+	}
+	raw = "PUT /api/companies/acme/sites/acme-hq/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: " + alice +
+		"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+	r = e.do(directPeer, raw)
+	if ec := echoOf(t, r); ec.BodyLen != 11 {
+		t.Errorf("chunked: upstream got %d bytes", ec.BodyLen)
+	}
+}
+
+// TestBadInput: hostile or malformed requests each get a defined answer.
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	app := e.fix.Token("app")
+	cases := []struct {
+		name   string
+		raw    string
+		status int
+		reason string
+	}{
+		{"duplicate Content-Length", "POST /api/things HTTP/1.1\r\nHost: gw.test\r\nX-API-Key: " + app + "\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, "bad_request"},
+		{"oversized headers", "GET /api/things HTTP/1.1\r\nHost: gw.test\r\nX-Big: " + strings.Repeat("a", 9000) + "\r\n\r\n", 431, "bad_request"},
+		{"header with NUL", "GET /api/things HTTP/1.1\r\nHost: gw.test\r\nX-API-Key: " + app + "\r\nX-Bad: a\x00b\r\n\r\n", 400, "bad_request"},
+		{"raw invalid UTF-8 in path", "GET /api/\xff\xfe HTTP/1.1\r\nHost: gw.test\r\nX-API-Key: " + app + "\r\nConnection: close\r\n\r\n", 400, "path_invalid"},
+		{"encoded invalid UTF-8 in path", "GET /api/%C0%AF HTTP/1.1\r\nHost: gw.test\r\nX-API-Key: " + app + "\r\nConnection: close\r\n\r\n", 400, "path_invalid"},
+		{"raw backslash", "GET /api\\things HTTP/1.1\r\nHost: gw.test\r\nX-API-Key: " + app + "\r\nConnection: close\r\n\r\n", 400, "path_invalid"},
+		{"asterisk target", "GET * HTTP/1.1\r\nHost: gw.test\r\nX-API-Key: " + app + "\r\nConnection: close\r\n\r\n", 400, "bad_request"},
+		{"body over the limit", "PUT /api/things HTTP/1.1\r\nHost: gw.test\r\nX-API-Key: " + app + "\r\nContent-Length: 2000000\r\n\r\n" + strings.Repeat("a", 9000), 413, "bad_request"},
+		{"absolute-form target is screened", "GET http://gw.test/api/%2e%2e/admin HTTP/1.1\r\nHost: gw.test\r\nX-API-Key: " + app + "\r\nConnection: close\r\n\r\n", 400, "path_invalid"},
+		{"API key in query only", "GET /api/things?api_key=" + app + " HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", 401, "credentials_missing"},
+		{"HTTP/1.0 without Host is proxied", "GET /api/things HTTP/1.0\r\nX-API-Key: " + app + "\r\n\r\n", 200, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.do(directPeer, c.raw)
+			if r.status != c.status {
+				t.Fatalf("status %d (body %s), want %d", r.status, r.body, c.status)
+			}
+			if c.reason != "" && r.reason() != c.reason {
+				t.Errorf("reason %q, want %q", r.reason(), c.reason)
+			}
+			if r.header.Get("X-Request-Id") == "" {
+				t.Errorf("no X-Request-Id")
+			}
+		})
+	}
+}
+
+// TestSmugglingContentLengthAndTransferEncoding: with both framing headers
+// the body is read as chunked (Content-Length is dropped, also towards the
+// upstream) and the connection is closed after the answer, so a request
+// hidden behind the chunked body is never served.
+func TestSmugglingContentLengthAndTransferEncoding(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	alice := "Bearer " + jwtFor(t, "alice", time.Hour)
+	smuggled := "GET /api/me HTTP/1.1\r\nHost: gw.test\r\nAuthorization: " + alice + "\r\n\r\n"
+	raw := "PUT /api/companies/acme/sites/acme-hq/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: " + alice +
+		"\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled
+	r := e.do(directPeer, raw)
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	ec := echoOf(t, r)
+	if ec.BodyLen != 0 || ec.header("Content-Length") != "" && ec.header("Content-Length") != "0" {
+		t.Errorf("upstream got body %d, Content-Length %q", ec.BodyLen, ec.header("Content-Length"))
+	}
+	if !r.close {
+		t.Errorf("connection not closed after a CL+TE request")
+	}
+}
+
+// TestRequestID: a well-formed incoming X-Request-Id is kept (response,
+// upstream, denial body); a malformed one is replaced.
+func TestRequestID(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"), "X-Request-Id", "abc-123"))
+	if r.header.Get("X-Request-Id") != "abc-123" || echoOf(t, r).header("X-Request-Id") != "abc-123" {
+		t.Errorf("request id not kept")
+	}
+	r = e.do(directPeer, reqText("GET", "/api/things", "X-Request-Id", `evil"}{`))
+	id := r.header.Get("X-Request-Id")
+	if id == "" || strings.ContainsAny(id, `"{}`) || !strings.Contains(string(r.body), id) {
+		t.Errorf("malformed request id kept or missing: %q body %s", id, r.body)
+	}
+	r2 := e.do(directPeer, reqText("GET", "/api/things"))
+	if r2.header.Get("X-Request-Id") == id {
+		t.Errorf("generated ids repeat")
+	}
+}
