@@ -1,0 +1,295 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5/pgxpool"
+	gocache "github.com/patrickmn/go-cache"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+//go:embed sql/*.sql
+var sqlFiles embed.FS
+
+// query returns the text of sql/<name>.sql.
+func query(name string) string {
+	b, err := sqlFiles.ReadFile("sql/" + name + ".sql")
+	if err != nil {
+		panic("store: missing embedded query " + name) // programmer error
+	}
+	return string(b)
+}
+
+var (
+	sqlClientsAll     = query("clients_all")
+	sqlClientsByID    = query("clients_by_id")
+	sqlModules        = query("modules")
+	sqlCompanies      = query("companies")
+	sqlSites          = query("sites")
+	sqlUserBySub      = query("user_by_sub")
+	sqlGrantsBySub    = query("grants_by_sub")
+	sqlLegacyBySub    = query("legacy_grants_by_sub")
+	sqlUserSubsByID   = query("user_subs_by_id")
+	sqlFlushLastUsed  = query("flush_last_used")
+	listenChannel     = "scopegate_changes"
+	listenerAppName   = "scopegate-listener"
+	poolAppName       = "scopegate"
+	defaultMaxBackoff = 5 * time.Second
+)
+
+// PostgresConfig configures [OpenPostgres]. Zero durations take the defaults
+// of SPEC §6 named on each field.
+type PostgresConfig struct {
+	// DSN is the PostgreSQL connection string (SCOPEGATE_DATABASE_URL). It
+	// never appears in errors or logs.
+	DSN string
+	// Logger receives store events (reconnects, malformed entries, flush
+	// failures). nil discards them.
+	Logger *slog.Logger
+	// Metrics receives the store's counters; nil creates a private set,
+	// available from [Postgres.Metrics].
+	Metrics *metrics.Set
+	// CacheTTL is how long a looked-up user stays fresh (default 30s).
+	CacheTTL time.Duration
+	// NegativeCacheTTL is how long an unknown subject stays cached as unknown
+	// (default 5s).
+	NegativeCacheTTL time.Duration
+	// StaleTTL is how long what was known keeps serving after the database
+	// was last reachable (default 5m).
+	StaleTTL time.Duration
+	// FlushInterval is the period of the batched last_used_at write
+	// (default 10s).
+	FlushInterval time.Duration
+	// ReloadInterval is the period of the full reload that backs up the
+	// change feed (default 5m).
+	ReloadInterval time.Duration
+	// ConnectTimeout bounds each connection attempt and the initial load in
+	// OpenPostgres (default 5s).
+	ConnectTimeout time.Duration
+	// HealthInterval is how often the idle change-feed connection is pinged
+	// to notice a dead database (default 2s).
+	HealthInterval time.Duration
+	// LegacyPermissions also reads grants from the legacy permissions table.
+	// Zero is off; `serve` passes SCOPEGATE_LEGACY_PERMISSIONS (default true).
+	LegacyPermissions bool
+	// MaxConns bounds the pool (0: the pgxpool default).
+	MaxConns int32
+}
+
+func (c *PostgresConfig) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.CacheTTL, 30*time.Second)
+	def(&c.NegativeCacheTTL, 5*time.Second)
+	def(&c.StaleTTL, 5*time.Minute)
+	def(&c.FlushInterval, 10*time.Second)
+	def(&c.ReloadInterval, 5*time.Minute)
+	def(&c.ConnectTimeout, 5*time.Second)
+	def(&c.HealthInterval, 2*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+}
+
+// Postgres is the PostgreSQL [Store]: a compiled snapshot of every API
+// client, the directory of modules, companies and sites, a per-user cache,
+// the change feed (LISTEN scopegate_changes) and the last_used_at writer.
+// It is safe for concurrent use. Create it with [OpenPostgres].
+type Postgres struct {
+	cfg    PostgresConfig
+	log    *slog.Logger
+	pool   *pgxpool.Pool
+	m      *storeMetrics
+	ctx    context.Context // background work; cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	clients atomic.Pointer[clientSnap]
+	dir     atomic.Pointer[policy.Directory]
+	// writeMu serializes every change of the client snapshot and the
+	// directory (full reloads and change-feed batches), queries included, so
+	// an older read never overwrites a newer one.
+	writeMu sync.Mutex
+	logged  map[string]struct{} // malformed-entry messages already logged (under writeMu)
+
+	users    *gocache.Cache // authentik_sub → *userEntry
+	userMu   sync.Mutex     // guards userGen changes with cache writes, and idToSub
+	userGen  atomic.Uint64  // bumped by every eviction; a load that raced one is not cached
+	idToSub  map[string]string
+	events   chan feedEvent
+	flushes  atomic.Int64 // UPDATE statements sent by the last_used writer
+	flushMu  sync.Mutex   // one flush at a time (ticker and Close)
+	closeOne sync.Once
+
+	// Reachability (SPEC §6). loaded: a full load has succeeded once. down:
+	// the database is currently unreachable; lastOK: when it was last seen
+	// reachable (unix nanoseconds).
+	loaded atomic.Bool
+	down   atomic.Bool
+	lastOK atomic.Int64
+}
+
+// OpenPostgres connects to the database, loads the client snapshot and the
+// directory and starts the change feed, the periodic reload and the
+// last_used_at writer. A DSN that cannot be parsed is an error (which never
+// contains the DSN). A database that is down is not: the store starts not
+// ready ([Postgres.Ready] false, lookups fail with [ErrUnavailable]) and
+// keeps retrying with backoff in the background. Close releases it.
+func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
+	cfg.setDefaults()
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		// The parse error may quote the DSN (and so the password): keep it out.
+		return nil, errors.New("store: cannot parse the database URL (check SCOPEGATE_DATABASE_URL)")
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = cfg.MaxConns
+	}
+	pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	if _, ok := pcfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = poolAppName
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: creating the connection pool: %w", err)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	s := &Postgres{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		pool:    pool,
+		ctx:     bg,
+		cancel:  cancel,
+		logged:  map[string]struct{}{},
+		users:   gocache.New(cfg.CacheTTL+cfg.StaleTTL, time.Minute),
+		idToSub: map[string]string{},
+		events:  make(chan feedEvent, 4096),
+	}
+	s.m = newStoreMetrics(cfg.Metrics, s)
+	s.down.Store(true)
+
+	// The listener LISTENs before the first load so no change falls in
+	// between; it then asks the applier for a full load, which OpenPostgres
+	// waits for (bounded by ConnectTimeout).
+	first := make(chan error, 1)
+	s.wg.Add(3)
+	go s.listen()
+	go s.apply(first)
+	go s.flushLoop()
+	wctx, wcancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
+	defer wcancel()
+	select {
+	case err := <-first:
+		if err != nil {
+			s.log.Warn("database unreachable at start; retrying in the background", slog.String("err", err.Error()))
+		}
+	case <-wctx.Done():
+		s.log.Warn("database not loaded within the connect timeout; retrying in the background")
+	}
+	return s, nil
+}
+
+// Metrics returns the metrics set the store writes to.
+func (s *Postgres) Metrics() *metrics.Set { return s.cfg.Metrics }
+
+// Ready reports whether the first load succeeded and the database is
+// reachable, or unreachable for no longer than the stale TTL.
+func (s *Postgres) Ready(now time.Time) bool {
+	return s.loaded.Load() && !s.stale(now)
+}
+
+// stale reports whether the database has been unreachable for longer than
+// the stale TTL at now.
+func (s *Postgres) stale(now time.Time) bool {
+	return s.down.Load() && now.UnixNano()-s.lastOK.Load() > int64(s.cfg.StaleTTL)
+}
+
+// markDown records that the database is unreachable, from the last moment
+// it was seen reachable.
+func (s *Postgres) markDown(err error) {
+	if s.down.CompareAndSwap(false, true) {
+		s.log.Warn("database unreachable; serving what was known", slog.String("err", err.Error()),
+			slog.Duration("stale_ttl", s.cfg.StaleTTL))
+	}
+}
+
+// markUp records a successful full load.
+func (s *Postgres) markUp() {
+	s.lastOK.Store(time.Now().UnixNano())
+	if s.down.CompareAndSwap(true, false) && s.loaded.Load() {
+		s.log.Info("database reachable again")
+	}
+	s.loaded.Store(true)
+}
+
+// touch records that the database answered (listener ping or notification).
+func (s *Postgres) touch() {
+	if !s.down.Load() {
+		s.lastOK.Store(time.Now().UnixNano())
+	}
+}
+
+// Close stops the background work, flushes last_used_at (bounded by ctx)
+// and closes the pool. Later calls return nil.
+func (s *Postgres) Close(ctx context.Context) error {
+	var err error
+	s.closeOne.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		err = s.flush(ctx)
+		s.pool.Close()
+	})
+	return err
+}
+
+// Directory returns the current modules, companies and sites. Before the
+// first load, and past the stale TTL while the database is unreachable, it
+// returns [ErrUnavailable].
+func (s *Postgres) Directory(now time.Time) (*policy.Directory, error) {
+	d := s.dir.Load()
+	if d == nil || s.stale(now) {
+		return nil, ErrUnavailable
+	}
+	return d, nil
+}
+
+// backoff returns the delay before retry n (0-based): 100ms doubling to 5s.
+func backoff(n int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 0; i < n && d < defaultMaxBackoff; i++ {
+		d *= 2
+	}
+	if d > defaultMaxBackoff {
+		d = defaultMaxBackoff
+	}
+	return d
+}
+
+// sleep waits d or until the store closes; it reports whether to go on.
+func (s *Postgres) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+var _ Store = (*Postgres)(nil)

@@ -1,0 +1,230 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// clientSnap is an immutable view of every API client. A change builds a
+// new snapshot (copy on write) and swaps it in; the usage slots carry over by
+// pointer so no mark is lost across a swap.
+type clientSnap struct {
+	byKey map[string]*policy.Client
+	byID  map[string]*clientEntry
+}
+
+type clientEntry struct {
+	client *policy.Client
+	slot   *usageSlot
+}
+
+// usageSlot holds the newest not-yet-flushed use of one client (unix
+// nanoseconds, 0: none).
+type usageSlot struct {
+	pending atomic.Int64
+}
+
+// LookupClient returns the compiled client with this client_key, nil when
+// none exists. It never touches the database and does not allocate. Before
+// the first load, and past the stale TTL while the database is unreachable,
+// it returns [ErrUnavailable].
+func (s *Postgres) LookupClient(clientKey string, now time.Time) (*policy.Client, error) {
+	snap := s.clients.Load()
+	if snap == nil || s.stale(now) {
+		return nil, ErrUnavailable
+	}
+	return snap.byKey[clientKey], nil
+}
+
+// Clients returns the number of clients in the snapshot.
+func (s *Postgres) Clients() int {
+	if snap := s.clients.Load(); snap != nil {
+		return len(snap.byID)
+	}
+	return 0
+}
+
+// scanClient reads one row of clients_all.sql / clients_by_id.sql.
+func scanClient(rows pgx.CollectableRow) (policy.ClientRecord, error) {
+	var r policy.ClientRecord
+	var origins, ips, paths string
+	var rate *int32
+	if err := rows.Scan(&r.ID, &r.ClientKey, &r.Name, &r.Status, &r.APIKeyHash, &origins, &ips, &paths,
+		&rate, &r.ExpiresAt, &r.LastUsedAt, &r.UpdatedAt); err != nil {
+		return r, err
+	}
+	if rate != nil {
+		n := int(*rate)
+		r.RateLimitPerMin = &n
+	}
+	r.AllowedOrigins = parseList(origins)
+	r.AllowedIPs = parseList(ips)
+	r.AllowedPaths = parseList(paths)
+	return r, nil
+}
+
+// parseList turns a jsonb list into its entries: JSON strings become their
+// text, any other entry its raw JSON text (which then fails to parse as an
+// origin, address or glob, and never matches). A value that is not an array
+// becomes one such raw entry, never an empty list, so it cannot lift a
+// restriction. An empty array is nil.
+func parseList(text string) []string {
+	text = strings.TrimSpace(text)
+	if text == "[]" || text == "" {
+		return nil
+	}
+	var raw []json.RawMessage
+	if text[0] != '[' || json.Unmarshal([]byte(text), &raw) != nil {
+		return []string{text}
+	}
+	if len(raw) == 0 {
+		return nil
+	}
+	out := make([]string, len(raw))
+	for i, e := range raw {
+		if len(e) >= 2 && e[0] == '"' {
+			if !slices.Contains(e, '\\') {
+				out[i] = string(e[1 : len(e)-1])
+				continue
+			}
+			var str string
+			if json.Unmarshal(e, &str) == nil {
+				out[i] = str
+				continue
+			}
+		}
+		out[i] = string(e)
+	}
+	return out
+}
+
+// sameRecord reports whether two rows compile to the same client (the
+// last_used_at column aside, which scopegate itself writes).
+func sameRecord(a, b policy.ClientRecord) bool {
+	return a.ID == b.ID && a.ClientKey == b.ClientKey && a.Name == b.Name && a.Status == b.Status &&
+		a.APIKeyHash == b.APIKeyHash && slices.Equal(a.AllowedOrigins, b.AllowedOrigins) &&
+		slices.Equal(a.AllowedIPs, b.AllowedIPs) && slices.Equal(a.AllowedPaths, b.AllowedPaths) &&
+		eqPtr(a.RateLimitPerMin, b.RateLimitPerMin) && eqTime(a.ExpiresAt, b.ExpiresAt) &&
+		a.UpdatedAt.Equal(b.UpdatedAt)
+}
+
+func eqPtr(a, b *int) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+func eqTime(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
+
+// compile compiles a row, logging each malformed entry once per client_key
+// and message. Called under writeMu.
+func (s *Postgres) compile(rec policy.ClientRecord) *policy.Client {
+	c, errs := policy.CompileClient(rec)
+	for _, err := range errs {
+		k := rec.ClientKey + "\x00" + err.Error()
+		if _, seen := s.logged[k]; seen {
+			continue
+		}
+		s.logged[k] = struct{}{}
+		s.log.Warn("malformed api_clients entry never matches", slog.String("client_key", rec.ClientKey),
+			slog.String("err", err.Error()))
+	}
+	return c
+}
+
+// loadAllClients replaces the snapshot with every row. Unchanged rows keep
+// their compiled client (and its verified-token cache). Called under writeMu.
+func (s *Postgres) loadAllClients(ctx context.Context) error {
+	rows, err := s.pool.Query(ctx, sqlClientsAll)
+	if err != nil {
+		return fmt.Errorf("loading api_clients: %w", err)
+	}
+	defer rows.Close()
+	old := s.clients.Load()
+	n := 0
+	if old != nil {
+		n = len(old.byID)
+	}
+	next := &clientSnap{byKey: make(map[string]*policy.Client, n), byID: make(map[string]*clientEntry, n)}
+	for rows.Next() {
+		rec, err := scanClient(rows)
+		if err != nil {
+			return fmt.Errorf("loading api_clients: %w", err)
+		}
+		e := &clientEntry{}
+		if old != nil {
+			if prev := old.byID[rec.ID]; prev != nil {
+				e.slot = prev.slot
+				if sameRecord(prev.client.Record(), rec) {
+					e.client = prev.client
+				}
+			}
+		}
+		if e.slot == nil {
+			e.slot = &usageSlot{}
+		}
+		if e.client == nil {
+			e.client = s.compile(rec)
+		}
+		next.byID[rec.ID] = e
+		next.byKey[rec.ClientKey] = e.client
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("loading api_clients: %w", err)
+	}
+	s.clients.Store(next)
+	return nil
+}
+
+// reloadClients re-reads the rows with these ids (change feed): changed rows
+// are recompiled, missing ones removed. Called under writeMu.
+func (s *Postgres) reloadClients(ctx context.Context, ids []string) error {
+	old := s.clients.Load()
+	if old == nil {
+		return s.loadAllClients(ctx)
+	}
+	rows, err := s.pool.Query(ctx, sqlClientsByID, ids)
+	if err != nil {
+		return fmt.Errorf("reloading api_clients: %w", err)
+	}
+	recs, err := pgx.CollectRows(rows, scanClient)
+	if err != nil {
+		return fmt.Errorf("reloading api_clients: %w", err)
+	}
+	next := &clientSnap{byKey: make(map[string]*policy.Client, len(old.byKey)+len(recs)),
+		byID: make(map[string]*clientEntry, len(old.byID)+len(recs))}
+	for k, v := range old.byKey {
+		next.byKey[k] = v
+	}
+	for k, v := range old.byID {
+		next.byID[k] = v
+	}
+	// Drop every named id first (deleted rows, and the old client_key of a
+	// renamed one), then add what the database returned.
+	for _, id := range ids {
+		if prev := next.byID[id]; prev != nil {
+			if next.byKey[prev.client.ClientKey] == prev.client {
+				delete(next.byKey, prev.client.ClientKey)
+			}
+			delete(next.byID, id)
+		}
+	}
+	for _, rec := range recs {
+		e := &clientEntry{client: s.compile(rec)}
+		if prev := old.byID[rec.ID]; prev != nil {
+			e.slot = prev.slot
+		} else {
+			e.slot = &usageSlot{}
+		}
+		next.byID[rec.ID] = e
+		next.byKey[rec.ClientKey] = e.client
+	}
+	s.clients.Store(next)
+	return nil
+}

@@ -1,0 +1,289 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scopegate/scopegate/internal/pgtest"
+	"github.com/scopegate/scopegate/store"
+)
+
+// metricValue reads one series from the store's metrics set (0 if absent).
+func metricValue(t testing.TB, s *store.Postgres, series string) float64 {
+	t.Helper()
+	var buf bytes.Buffer
+	s.Metrics().WritePrometheus(&buf)
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", series, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// TestPostgresChangeFeedLatency: a committed change reaches the snapshot
+// through NOTIFY within 100 ms (insert, revoke, delete), and a removed grant
+// or deactivated user is seen by the next lookup.
+func TestPostgresChangeFeedLatency(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	now := time.Now
+	const budget = 100 * time.Millisecond
+
+	id := pgtest.InsertClient(t, b.db, pgtest.Client{ClientKey: "fresh"})
+	d := eventually(t, budget, "inserted client visible", func() bool {
+		c, _ := b.store.LookupClient("fresh", now())
+		return c != nil && c.Active
+	})
+	t.Logf("insert visible after %v", d)
+
+	pgtest.Exec(t, b.db, "UPDATE api_clients SET status = 'revoked' WHERE id = $1", id)
+	d = eventually(t, budget, "revocation visible", func() bool {
+		c, _ := b.store.LookupClient("fresh", now())
+		return c != nil && !c.Active
+	})
+	t.Logf("revocation visible after %v", d)
+
+	pgtest.Exec(t, b.db, "UPDATE api_clients SET client_key = 'renamed' WHERE id = $1", id)
+	eventually(t, budget, "rename visible", func() bool {
+		old, _ := b.store.LookupClient("fresh", now())
+		c, _ := b.store.LookupClient("renamed", now())
+		return old == nil && c != nil
+	})
+
+	pgtest.Exec(t, b.db, "DELETE FROM api_clients WHERE id = $1", id)
+	eventually(t, budget, "deletion visible", func() bool {
+		c, _ := b.store.LookupClient("renamed", now())
+		return c == nil
+	})
+
+	// Users: warm alice's cache entry, then remove a grant and deactivate.
+	u, err := b.store.LookupUser(ctx, "alice", now())
+	if err != nil || len(u.Grants()) != 3 {
+		t.Fatalf("LookupUser(alice) = %v, %v", u, err)
+	}
+	pgtest.Exec(t, b.db, "DELETE FROM user_scope_permissions WHERE action = 'manage'")
+	eventually(t, budget, "removed grant visible", func() bool {
+		u, err := b.store.LookupUser(ctx, "alice", now())
+		return err == nil && u != nil && len(u.Grants()) == 2
+	})
+	pgtest.Exec(t, b.db, "UPDATE users SET is_active = false WHERE authentik_sub = 'alice'")
+	eventually(t, budget, "deactivation visible", func() bool {
+		u, err := b.store.LookupUser(ctx, "alice", now())
+		return err == nil && u != nil && !u.Active
+	})
+	// A negatively cached subject is evicted when the user appears.
+	if u, _ := b.store.LookupUser(ctx, "dave", now()); u != nil {
+		t.Fatalf("dave exists before insert")
+	}
+	pgtest.InsertUser(t, b.db, pgtest.User{Sub: "dave"})
+	eventually(t, budget, "new user visible despite negative entry", func() bool {
+		u, _ := b.store.LookupUser(ctx, "dave", now())
+		return u != nil
+	})
+	// A directory change reloads the directory.
+	pgtest.InsertCompany(t, b.db, "initech", "")
+	eventually(t, budget, "new company visible", func() bool {
+		d, err := b.store.Directory(now())
+		return err == nil && d.Company("initech") != nil
+	})
+	if v := metricValue(t, b.store, store.MetricFeedLag+"_count"); v == 0 {
+		t.Errorf("%s_count = 0, want the applied notifications observed", store.MetricFeedLag)
+	}
+}
+
+// TestPostgresReconnect: after pg_terminate_backend on the listener
+// connection the store reconnects, reloads, and later changes are seen.
+func TestPostgresReconnect(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	var terminated int
+	if err := b.db.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'scopegate-listener') t`).Scan(&terminated); err != nil {
+		t.Fatal(err)
+	}
+	if terminated != 1 {
+		t.Fatalf("terminated %d listener connections, want 1", terminated)
+	}
+	// A change committed while the listener is away is picked up by the
+	// reload after reconnecting; one committed later by NOTIFY.
+	pgtest.InsertClient(t, b.db, pgtest.Client{ClientKey: "during-outage"})
+	eventually(t, 5*time.Second, "reconnect", func() bool { return metricValue(t, b.store, store.MetricReconnects) >= 1 })
+	eventually(t, 5*time.Second, "change during outage visible", func() bool {
+		c, _ := b.store.LookupClient("during-outage", time.Now())
+		return c != nil
+	})
+	eventually(t, 5*time.Second, "listener back", func() bool {
+		var n int
+		_ = b.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+AND application_name = 'scopegate-listener'`).Scan(&n)
+		return n == 1
+	})
+	pgtest.InsertClient(t, b.db, pgtest.Client{ClientKey: "after-reconnect"})
+	eventually(t, time.Second, "change after reconnect visible", func() bool {
+		c, _ := b.store.LookupClient("after-reconnect", time.Now())
+		return c != nil
+	})
+	if !b.store.Ready(time.Now()) {
+		t.Errorf("not ready after reconnect")
+	}
+}
+
+// TestPostgresStale cuts the store off the database (through a TCP proxy):
+// within the stale TTL what was known keeps serving (an unknown key is still
+// unknown; a user not in cache is unavailable); past it everything fails
+// closed; when the database is back the store recovers on its own.
+func TestPostgresStale(t *testing.T) {
+	t.Parallel()
+	db, dsn := pgtest.NewPool(t)
+	pgtest.Exec(t, db, "INSERT INTO users (authentik_sub, status) VALUES ('alice', 'active'), ('bob', 'active')")
+	pgtest.InsertClient(t, db, pgtest.Client{ClientKey: "app"})
+	proxy := newTCPProxy(t, hostPort(t, dsn))
+	const staleTTL = 1500 * time.Millisecond
+	s, logs := openStore(t, dsnVia(t, dsn, proxy.addr), func(c *store.PostgresConfig) {
+		c.StaleTTL = staleTTL
+		c.HealthInterval = 50 * time.Millisecond
+		c.ConnectTimeout = 300 * time.Millisecond
+	})
+	ctx := context.Background()
+	if u, err := s.LookupUser(ctx, "alice", time.Now()); u == nil || err != nil {
+		t.Fatalf("LookupUser(alice) = %v, %v", u, err)
+	}
+
+	proxy.stop()
+	cut := time.Now()
+	eventually(t, 3*time.Second, "outage noticed", func() bool {
+		return metricValue(t, s, store.MetricStoreUp) == 0
+	})
+	within := time.Now()
+	if within.Sub(cut) > staleTTL/2 {
+		t.Fatalf("outage noticed only after %v", within.Sub(cut))
+	}
+	checks := []struct {
+		name string
+		err  error
+		ok   bool
+	}{}
+	c, err := s.LookupClient("app", within)
+	checks = append(checks, struct {
+		name string
+		err  error
+		ok   bool
+	}{"known client within stale TTL", err, c != nil && err == nil})
+	c, err = s.LookupClient("unknown", within)
+	checks = append(checks, struct {
+		name string
+		err  error
+		ok   bool
+	}{"unknown client within stale TTL is unknown", err, c == nil && err == nil})
+	u, err := s.LookupUser(ctx, "alice", within.Add(time.Second)) // past CacheTTL? no: cached, so served
+	checks = append(checks, struct {
+		name string
+		err  error
+		ok   bool
+	}{"cached user within stale TTL", err, u != nil && err == nil})
+	u, err = s.LookupUser(ctx, "bob", within)
+	checks = append(checks, struct {
+		name string
+		err  error
+		ok   bool
+	}{"uncached user within stale TTL", err, u == nil && isUnavailable(err)})
+	checks = append(checks, struct {
+		name string
+		err  error
+		ok   bool
+	}{"ready within stale TTL", nil, s.Ready(within)})
+	past := cut.Add(staleTTL + 100*time.Millisecond)
+	_, err = s.LookupClient("app", past)
+	checks = append(checks, struct {
+		name string
+		err  error
+		ok   bool
+	}{"client past stale TTL", err, isUnavailable(err)})
+	_, err = s.LookupUser(ctx, "alice", past)
+	checks = append(checks, struct {
+		name string
+		err  error
+		ok   bool
+	}{"user past stale TTL", err, isUnavailable(err)})
+	_, err = s.Directory(past)
+	checks = append(checks, struct {
+		name string
+		err  error
+		ok   bool
+	}{"directory past stale TTL", err, isUnavailable(err)})
+	checks = append(checks, struct {
+		name string
+		err  error
+		ok   bool
+	}{"not ready past stale TTL", nil, !s.Ready(past)})
+	for _, ch := range checks {
+		if !ch.ok {
+			t.Errorf("%s: failed (err %v)", ch.name, ch.err)
+		}
+	}
+
+	proxy.start(proxy.addr)
+	eventually(t, 10*time.Second, "recovery", func() bool { return metricValue(t, s, store.MetricStoreUp) == 1 })
+	if !s.Ready(time.Now().Add(staleTTL * 2)) {
+		t.Errorf("not ready after recovery; logs:\n%s", logs)
+	}
+	if u, err := s.LookupUser(ctx, "bob", time.Now()); u == nil || err != nil {
+		t.Errorf("LookupUser(bob) after recovery = %v, %v", u, err)
+	}
+}
+
+// TestOpenPostgresDatabaseDown: a database that is down at start-up is not
+// an error: the store reports not ready and lookups fail closed.
+func TestOpenPostgresDatabaseDown(t *testing.T) {
+	t.Parallel()
+	proxy := newTCPProxy(t, "127.0.0.1:1") // accepts, then cannot reach anything
+	proxy.stop()
+	s, _ := openStore(t, "postgres://scopegate:supersecret@"+proxy.addr+"/member?sslmode=disable", func(c *store.PostgresConfig) {
+		c.ConnectTimeout = 200 * time.Millisecond
+	})
+	now := time.Now()
+	if s.Ready(now) {
+		t.Errorf("Ready = true with the database down")
+	}
+	if _, err := s.LookupClient("app", now); !isUnavailable(err) {
+		t.Errorf("LookupClient = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.LookupUser(context.Background(), "alice", now); !isUnavailable(err) {
+		t.Errorf("LookupUser = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Directory(now); !isUnavailable(err) {
+		t.Errorf("Directory = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestOpenPostgresBadDSN: an unparsable DSN is a clear error without the
+// password.
+func TestOpenPostgresBadDSN(t *testing.T) {
+	t.Parallel()
+	for _, dsn := range []string{
+		"postgres://scopegate:supersecret@[::1/member",
+		"host=127.0.0.1 password=supersecret port=notaport",
+	} {
+		_, err := store.OpenPostgres(context.Background(), store.PostgresConfig{DSN: dsn})
+		if err == nil {
+			t.Fatalf("OpenPostgres(bad DSN) succeeded")
+		}
+		if strings.Contains(err.Error(), "supersecret") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+		if !strings.Contains(err.Error(), "SCOPEGATE_DATABASE_URL") {
+			t.Errorf("error %q does not name SCOPEGATE_DATABASE_URL", err)
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package store_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scopegate/scopegate/internal/pgtest"
+	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/policy"
+	"github.com/scopegate/scopegate/store"
+)
+
+func TestPostgresSnapshotLoad(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	now := time.Now()
+	fx := storetest.Basic()
+	for _, rec := range fx.Clients {
+		t.Run(rec.ClientKey, func(t *testing.T) {
+			c, err := b.store.LookupClient(rec.ClientKey, now)
+			if err != nil || c == nil {
+				t.Fatalf("LookupClient(%q) = %v, %v", rec.ClientKey, c, err)
+			}
+			got := c.Record()
+			if got.ID != rec.ID || got.Status != rec.Status || got.APIKeyHash != rec.APIKeyHash ||
+				!slices.Equal(got.AllowedPaths, nilIfEmpty(rec.AllowedPaths)) ||
+				!slices.Equal(got.AllowedIPs, nilIfEmpty(rec.AllowedIPs)) ||
+				!slices.Equal(got.AllowedOrigins, nilIfEmpty(rec.AllowedOrigins)) {
+				t.Errorf("LookupClient(%q).Record() = %+v, want %+v", rec.ClientKey, got, rec)
+			}
+			if c.Active != (rec.Status == "active") {
+				t.Errorf("Active = %v for status %q", c.Active, rec.Status)
+			}
+			wantRate := -1
+			if rec.RateLimitPerMin != nil {
+				wantRate = *rec.RateLimitPerMin
+			}
+			if c.RateLimitPerMin != wantRate {
+				t.Errorf("RateLimitPerMin = %d, want %d", c.RateLimitPerMin, wantRate)
+			}
+			if (rec.ExpiresAt == nil) != c.ExpiresAt.IsZero() || (rec.ExpiresAt != nil && !c.ExpiresAt.Equal(*rec.ExpiresAt)) {
+				t.Errorf("ExpiresAt = %v, want %v", c.ExpiresAt, rec.ExpiresAt)
+			}
+		})
+	}
+	if c, err := b.store.LookupClient("nope", now); c != nil || err != nil {
+		t.Errorf("LookupClient(unknown) = %v, %v; want nil, nil", c, err)
+	}
+	if n := b.store.Clients(); n != len(fx.Clients) {
+		t.Errorf("Clients() = %d, want %d", n, len(fx.Clients))
+	}
+	dir, err := b.store.Directory(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := dir.Site("acme-hq"); s == nil || s.ID != "33333333-0000-4000-8000-000000000001" {
+		t.Errorf("Directory().Site(acme-hq) = %+v", s)
+	}
+	if m := dir.Module("legacy"); m == nil {
+		t.Errorf("Directory().Module(legacy) = nil")
+	}
+}
+
+func nilIfEmpty(l []string) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
+}
+
+// TestPostgresMalformedEntries: bad CIDRs, non-string entries, a list that
+// is not an array, and an unknown enum label load without crashing, are
+// logged once with the client_key, and never match.
+func TestPostgresMalformedEntries(t *testing.T) {
+	t.Parallel()
+	db, dsn := pgtest.NewPool(t)
+	pgtest.Exec(t, db, "ALTER TYPE client_status ADD VALUE 'paused'")
+	pgtest.Exec(t, db, `INSERT INTO api_clients (client_key, name, status, api_key_hash, allowed_ips, allowed_paths, allowed_origins)
+VALUES ('bad', 'bad', 'paused', 'sha256:zz', '["10.0.0.0/33", 42, {"a": 1}, "192.168.0.1"]', '"GET /api/**"', '[null, "https://ok.example.com", "https://bad\\u0000.example.com"]')`)
+	pgtest.InsertClient(t, db, pgtest.Client{ClientKey: "good", AllowedIPs: []string{"10.0.0.0/8"}})
+	s, logs := openStore(t, dsn, func(c *store.PostgresConfig) { c.ReloadInterval = 100 * time.Millisecond })
+
+	c, err := s.LookupClient("bad", time.Now())
+	if err != nil || c == nil {
+		t.Fatalf("LookupClient(bad) = %v, %v", c, err)
+	}
+	rec := c.Record()
+	tests := []struct {
+		name      string
+		got, want []string
+	}{
+		{"allowed_ips", rec.AllowedIPs, []string{"10.0.0.0/33", "42", `{"a": 1}`, "192.168.0.1"}},
+		{"allowed_paths (not an array)", rec.AllowedPaths, []string{`"GET /api/**"`}},
+		{"allowed_origins", rec.AllowedOrigins, []string{"null", "https://ok.example.com", `https://bad\u0000.example.com`}},
+	}
+	for _, tt := range tests {
+		if !slices.Equal(tt.got, tt.want) {
+			t.Errorf("%s = %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	if c.Active || rec.Status != "paused" {
+		t.Errorf("status %q: Active = %v, want inactive", rec.Status, c.Active)
+	}
+	if g, _ := s.LookupClient("good", time.Now()); g == nil {
+		t.Errorf("a good client next to a bad one did not load")
+	}
+	countBad := func() int { return strings.Count(logs.String(), `"client_key":"bad"`) }
+	first := countBad()
+	if first == 0 {
+		t.Fatalf("malformed entries of client bad were not logged; logs:\n%s", logs)
+	}
+	// Several periodic full reloads later, nothing is logged again.
+	before := metricValue(t, s, store.MetricReloads)
+	eventually(t, 5*time.Second, "three full reloads", func() bool { return metricValue(t, s, store.MetricReloads) >= before+3 })
+	if n := countBad(); n != first {
+		t.Errorf("malformed entries logged %d times after reloads, want %d (once)", n, first)
+	}
+	if strings.Contains(logs.String(), "sha256:zz") {
+		t.Errorf("logs contain the api_key_hash")
+	}
+}
+
+func TestPostgresLookupUser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	// A legacy grant by key and one by id for carol, and one for a module of
+	// the legacy table only.
+	var carolID string
+	if err := b.db.QueryRow(ctx, "SELECT id::text FROM users WHERE authentik_sub = 'carol'").Scan(&carolID); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.InsertLegacyGrant(t, b.db, carolID, "site", "acme-hq", "inventory", "view")
+	pgtest.InsertLegacyGrant(t, b.db, carolID, "company", "11111111-0000-4000-8000-000000000001", "reports", "view")
+	time.Sleep(50 * time.Millisecond) // let the feed settle; carol is not cached yet anyway
+
+	const (
+		acme   = "11111111-0000-4000-8000-000000000001"
+		acmeHQ = "33333333-0000-4000-8000-000000000001"
+	)
+	tests := []struct {
+		sub    string
+		found  bool
+		active bool
+		grants []policy.GrantRecord
+	}{
+		{"alice", true, true, []policy.GrantRecord{
+			{Module: "billing", Action: "manage", ScopeType: "site", ScopeID: acmeHQ},
+			{Module: "inventory", Action: "update", ScopeType: "site", ScopeID: acmeHQ},
+			{Module: "inventory", Action: "view", ScopeType: "company", ScopeID: acme},
+		}},
+		{"bob", true, false, []policy.GrantRecord{
+			{Module: "inventory", Action: "view", ScopeType: "company", ScopeID: acme},
+		}},
+		{"carol", true, true, []policy.GrantRecord{
+			{Module: "inventory", Action: "view", ScopeType: "site", ScopeID: "acme-hq", Legacy: true},
+			{Module: "reports", Action: "view", ScopeType: "company", ScopeID: acme, Legacy: true},
+		}},
+		{"nobody", false, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sub, func(t *testing.T) {
+			u, err := b.store.LookupUser(ctx, tt.sub, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (u != nil) != tt.found {
+				t.Fatalf("LookupUser(%q) = %v, want found %v", tt.sub, u, tt.found)
+			}
+			if u == nil {
+				return
+			}
+			if u.Sub != tt.sub || u.Active != tt.active {
+				t.Errorf("LookupUser(%q) = sub %q active %v, want active %v", tt.sub, u.Sub, u.Active, tt.active)
+			}
+			got := slices.Clone(u.Grants())
+			sortGrants(got)
+			if !slices.Equal(got, tt.grants) {
+				t.Errorf("LookupUser(%q).Grants() = %+v\nwant %+v", tt.sub, got, tt.grants)
+			}
+		})
+	}
+	t.Run("legacy off", func(t *testing.T) {
+		s, _ := openStore(t, b.dsn, func(c *store.PostgresConfig) { c.LegacyPermissions = false })
+		u, err := s.LookupUser(ctx, "carol", time.Now())
+		if err != nil || u == nil || len(u.Grants()) != 0 {
+			t.Errorf("LookupUser(carol) without legacy = %v, %v; want no grants", u, err)
+		}
+	})
+}
+
+func sortGrants(g []policy.GrantRecord) {
+	slices.SortFunc(g, func(a, b policy.GrantRecord) int {
+		return strings.Compare(a.Module+a.Action+a.ScopeType+a.ScopeID, b.Module+b.Action+b.ScopeType+b.ScopeID)
+	})
+}
+
+// TestPostgresUserCache: a second lookup is a cache hit, unknown subjects
+// are negatively cached, and entries expire after their TTL.
+func TestPostgresUserCache(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *store.PostgresConfig) {
+		c.CacheTTL = 300 * time.Millisecond
+		c.NegativeCacheTTL = 200 * time.Millisecond
+	})
+	ctx := context.Background()
+	now := time.Now()
+	hits := func() float64 { return metricValue(t, b.store, store.MetricCacheHits) }
+	misses := func() float64 { return metricValue(t, b.store, store.MetricCacheMisses) }
+	steps := []struct {
+		sub                  string
+		at                   time.Duration
+		wantFound            bool
+		wantHits, wantMisses float64
+	}{
+		{"alice", 0, true, 0, 1},
+		{"alice", 100 * time.Millisecond, true, 1, 1},
+		{"ghost", 0, false, 1, 2},
+		{"ghost", 100 * time.Millisecond, false, 2, 2}, // negative entry
+		{"ghost", 250 * time.Millisecond, false, 2, 3}, // negative TTL over
+		{"alice", 350 * time.Millisecond, true, 2, 4},  // positive TTL over
+	}
+	for i, st := range steps {
+		u, err := b.store.LookupUser(ctx, st.sub, now.Add(st.at))
+		if err != nil || (u != nil) != st.wantFound {
+			t.Fatalf("step %d: LookupUser(%q) = %v, %v; want found %v", i, st.sub, u, err, st.wantFound)
+		}
+		if h, m := hits(), misses(); h != st.wantHits || m != st.wantMisses {
+			t.Errorf("step %d (%s at +%v): hits %v misses %v, want %v %v", i, st.sub, st.at, h, m, st.wantHits, st.wantMisses)
+		}
+	}
+}

@@ -1,0 +1,207 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+// userEntry is a cached lookup: a compiled user, or nil for an unknown
+// subject. It stays in the cache past fresh (until CacheTTL + StaleTTL) so
+// it can keep serving while the database is unreachable.
+type userEntry struct {
+	user  *policy.User
+	fresh int64 // unix nanoseconds until which the entry is fresh
+}
+
+// LookupUser returns the user with this authentik_sub, nil when unknown. A
+// fresh cache entry answers without the database and without allocating;
+// unknown subjects are cached too (NegativeCacheTTL). While the database is
+// unreachable a cached entry keeps answering for the stale TTL; a subject
+// not in the cache, or any lookup past the stale TTL, gets [ErrUnavailable].
+// Credentials are cached, never decisions.
+func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
+	if !s.loaded.Load() || s.stale(now) {
+		return nil, ErrUnavailable
+	}
+	if v, ok := s.users.Get(sub); ok {
+		e := v.(*userEntry)
+		if now.UnixNano() < e.fresh || s.down.Load() {
+			s.m.userHits.Inc()
+			return e.user, nil
+		}
+	}
+	s.m.userMisses.Inc()
+	if s.down.Load() {
+		return nil, ErrUnavailable
+	}
+	return s.loadUser(ctx, sub, now)
+}
+
+// loadUser reads the user and every grant in one round trip, compiles and
+// caches the result unless an eviction raced the read.
+func (s *Postgres) loadUser(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
+	gen := s.userGen.Load()
+	dir := s.dir.Load()
+	b := &pgx.Batch{}
+	b.Queue(sqlUserBySub, sub)
+	b.Queue(sqlGrantsBySub, sub)
+	if s.cfg.LegacyPermissions {
+		b.Queue(sqlLegacyBySub, sub)
+	}
+	br := s.pool.SendBatch(ctx, b)
+	rec, grants, err := readUserBatch(br, s.cfg.LegacyPermissions)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.m.storeErrors.Inc()
+		return nil, fmt.Errorf("%w: loading user: %v", ErrUnavailable, err)
+	}
+	e := &userEntry{fresh: now.Add(s.cfg.NegativeCacheTTL).UnixNano()}
+	if rec != nil {
+		e.user = policy.CompileUser(*rec, grants, dir)
+		e.fresh = now.Add(s.cfg.CacheTTL).UnixNano()
+	}
+	s.userMu.Lock()
+	if s.userGen.Load() == gen && s.dir.Load() == dir {
+		s.users.Set(sub, e, time.Duration(e.fresh-now.UnixNano())+s.cfg.StaleTTL)
+		if rec != nil {
+			s.idToSub[rec.ID] = sub
+		}
+	}
+	s.userMu.Unlock()
+	return e.user, nil
+}
+
+func readUserBatch(br pgx.BatchResults, legacy bool) (*policy.UserRecord, []policy.GrantRecord, error) {
+	var u policy.UserRecord
+	err := br.QueryRow().Scan(&u.ID, &u.Sub, &u.Email, &u.DisplayName, &u.Status, &u.IsActive)
+	found := true
+	if errors.Is(err, pgx.ErrNoRows) {
+		found = false
+	} else if err != nil {
+		return nil, nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, err
+	}
+	grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.GrantRecord, error) {
+		var g policy.GrantRecord
+		err := r.Scan(&g.Module, &g.Action, &g.ScopeType, &g.ScopeID)
+		return g, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if legacy {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, nil, err
+		}
+		lg, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.GrantRecord, error) {
+			g := policy.GrantRecord{Legacy: true}
+			err := r.Scan(&g.Module, &g.Action, &g.ScopeType, &g.ScopeID)
+			return g, err
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		grants = append(grants, lg...)
+	}
+	if !found {
+		return nil, nil, nil
+	}
+	return &u, grants, nil
+}
+
+// evictUserIDs drops the cached users with these ids.
+func (s *Postgres) evictUserIDs(ids []string) {
+	s.userMu.Lock()
+	defer s.userMu.Unlock()
+	s.userGen.Add(1)
+	for _, id := range ids {
+		if sub, ok := s.idToSub[id]; ok {
+			s.users.Delete(sub)
+			delete(s.idToSub, id)
+		}
+	}
+}
+
+// evictSubs drops the cache entries (positive or negative) of these subjects.
+func (s *Postgres) evictSubs(subs []string) {
+	s.userMu.Lock()
+	defer s.userMu.Unlock()
+	s.userGen.Add(1)
+	for _, sub := range subs {
+		s.users.Delete(sub)
+	}
+}
+
+// flushUsers empties the user cache (directory change, reconnect).
+func (s *Postgres) flushUsers() {
+	s.userMu.Lock()
+	defer s.userMu.Unlock()
+	s.userGen.Add(1)
+	s.users.Flush()
+	clear(s.idToSub)
+}
+
+// subsByID returns the current authentik_sub of these user ids.
+func (s *Postgres) subsByID(ctx context.Context, ids []string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, sqlUserSubsByID, ids)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var id, sub string
+		err := r.Scan(&id, &sub)
+		return sub, err
+	})
+}
+
+// loadDirectory reads modules, companies and sites in one round trip and
+// swaps in a new directory. Called under writeMu.
+func (s *Postgres) loadDirectory(ctx context.Context) error {
+	b := &pgx.Batch{}
+	var (
+		mods  []policy.ModuleRecord
+		comps []policy.CompanyRecord
+		sites []policy.SiteRecord
+	)
+	b.Queue(sqlModules).Query(func(rows pgx.Rows) error {
+		var err error
+		mods, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.ModuleRecord, error) {
+			var m policy.ModuleRecord
+			return m, r.Scan(&m.ID, &m.Key, &m.Status)
+		})
+		return err
+	})
+	b.Queue(sqlCompanies).Query(func(rows pgx.Rows) error {
+		var err error
+		comps, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.CompanyRecord, error) {
+			var c policy.CompanyRecord
+			return c, r.Scan(&c.ID, &c.Key, &c.Status)
+		})
+		return err
+	})
+	b.Queue(sqlSites).Query(func(rows pgx.Rows) error {
+		var err error
+		sites, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.SiteRecord, error) {
+			var st policy.SiteRecord
+			return st, r.Scan(&st.ID, &st.Key, &st.CompanyID, &st.Status)
+		})
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("loading the directory: %w", err)
+	}
+	s.dir.Store(policy.NewDirectory(mods, comps, sites))
+	return nil
+}

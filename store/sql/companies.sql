@@ -1,0 +1,1 @@
+SELECT id::text, company_key, status::text FROM companies

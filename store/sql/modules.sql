@@ -1,0 +1,1 @@
+SELECT id::text, module_key, status::text FROM modules
