@@ -19,8 +19,9 @@ import (
 
 // FileConfig configures a [File] store.
 type FileConfig struct {
-	// Logger receives reload results and watcher errors. If nil, logs are
-	// discarded.
+	// Logger receives the results of watcher reloads and watcher errors
+	// (explicit [File.Reload] calls return their error instead). If nil,
+	// logs are discarded.
 	Logger *slog.Logger
 	// NoWatch disables the fsnotify watcher; the file is then reloaded only
 	// by [File.Reload] (SIGHUP). Zero: the file's directory is watched.
@@ -103,14 +104,17 @@ func OpenFile(path string, cfg FileConfig) (*File, error) {
 func (f *File) Path() string { return f.path }
 
 // Reload re-reads the file (serve calls it on SIGHUP). On error the old data
-// stays in use and the error is logged and returned.
+// stays in use and the error is returned (not logged: the caller logs it);
+// OnReload is called either way.
 func (f *File) Reload() error {
 	err := f.load()
-	f.report(err)
+	if f.cfg.OnReload != nil {
+		f.cfg.OnReload(err)
+	}
 	return err
 }
 
-// report logs the result of a reload and calls OnReload.
+// report logs the result of a watcher reload and calls OnReload.
 func (f *File) report(err error) {
 	if err != nil {
 		f.logger.Error("store file reload rejected, keeping the previous data", slog.String("path", f.path), slog.String("err", err.Error()))
