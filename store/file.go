@@ -33,7 +33,8 @@ type FileConfig struct {
 	// OnReload, if set, is called after every reload attempt (explicit or by
 	// the watcher) with its result: nil when the new data is in use, else the
 	// error that kept the old data. Watcher reloads that find the content
-	// unchanged are not reported.
+	// unchanged are not reported. It runs on the watcher's goroutine for
+	// watcher reloads and must not call Reload or Close.
 	OnReload func(err error)
 }
 
