@@ -169,67 +169,45 @@ func TestPostgresStale(t *testing.T) {
 	if within.Sub(cut) > staleTTL/2 {
 		t.Fatalf("outage noticed only after %v", within.Sub(cut))
 	}
+	past := cut.Add(staleTTL + 100*time.Millisecond)
 	checks := []struct {
 		name string
-		err  error
-		ok   bool
-	}{}
-	c, err := s.LookupClient("app", within)
-	checks = append(checks, struct {
-		name string
-		err  error
-		ok   bool
-	}{"known client within stale TTL", err, c != nil && err == nil})
-	c, err = s.LookupClient("unknown", within)
-	checks = append(checks, struct {
-		name string
-		err  error
-		ok   bool
-	}{"unknown client within stale TTL is unknown", err, c == nil && err == nil})
-	u, err := s.LookupUser(ctx, "alice", within.Add(time.Second)) // past CacheTTL? no: cached, so served
-	checks = append(checks, struct {
-		name string
-		err  error
-		ok   bool
-	}{"cached user within stale TTL", err, u != nil && err == nil})
-	u, err = s.LookupUser(ctx, "bob", within)
-	checks = append(checks, struct {
-		name string
-		err  error
-		ok   bool
-	}{"uncached user within stale TTL", err, u == nil && isUnavailable(err)})
-	checks = append(checks, struct {
-		name string
-		err  error
-		ok   bool
-	}{"ready within stale TTL", nil, s.Ready(within)})
-	past := cut.Add(staleTTL + 100*time.Millisecond)
-	_, err = s.LookupClient("app", past)
-	checks = append(checks, struct {
-		name string
-		err  error
-		ok   bool
-	}{"client past stale TTL", err, isUnavailable(err)})
-	_, err = s.LookupUser(ctx, "alice", past)
-	checks = append(checks, struct {
-		name string
-		err  error
-		ok   bool
-	}{"user past stale TTL", err, isUnavailable(err)})
-	_, err = s.Directory(past)
-	checks = append(checks, struct {
-		name string
-		err  error
-		ok   bool
-	}{"directory past stale TTL", err, isUnavailable(err)})
-	checks = append(checks, struct {
-		name string
-		err  error
-		ok   bool
-	}{"not ready past stale TTL", nil, !s.Ready(past)})
+		ok   func() (bool, error)
+	}{
+		{"known client within stale TTL", func() (bool, error) {
+			c, err := s.LookupClient("app", within)
+			return c != nil && err == nil, err
+		}},
+		{"unknown client within stale TTL is still unknown", func() (bool, error) {
+			c, err := s.LookupClient("unknown", within)
+			return c == nil && err == nil, err
+		}},
+		{"cached user within stale TTL, past its cache TTL", func() (bool, error) {
+			u, err := s.LookupUser(ctx, "alice", within.Add(time.Second))
+			return u != nil && err == nil, err
+		}},
+		{"uncached user within stale TTL is unavailable", func() (bool, error) {
+			u, err := s.LookupUser(ctx, "bob", within)
+			return u == nil && isUnavailable(err), err
+		}},
+		{"ready within stale TTL", func() (bool, error) { return s.Ready(within), nil }},
+		{"client past stale TTL", func() (bool, error) {
+			_, err := s.LookupClient("app", past)
+			return isUnavailable(err), err
+		}},
+		{"user past stale TTL", func() (bool, error) {
+			_, err := s.LookupUser(ctx, "alice", past)
+			return isUnavailable(err), err
+		}},
+		{"directory past stale TTL", func() (bool, error) {
+			_, err := s.Directory(past)
+			return isUnavailable(err), err
+		}},
+		{"not ready past stale TTL", func() (bool, error) { return !s.Ready(past), nil }},
+	}
 	for _, ch := range checks {
-		if !ch.ok {
-			t.Errorf("%s: failed (err %v)", ch.name, ch.err)
+		if ok, err := ch.ok(); !ok {
+			t.Errorf("%s: failed (err %v)", ch.name, err)
 		}
 	}
 
