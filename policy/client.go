@@ -116,8 +116,9 @@ func (c *Client) originAllowed(origin string) bool {
 	if !c.restrictOrigins || origin == "" {
 		return true
 	}
+	ro, ok := parseRequestOrigin(origin)
 	for i := range c.origins {
-		if c.origins[i].match(origin) {
+		if c.origins[i].any || ok && c.origins[i].matchParsed(&ro) {
 			return true
 		}
 	}

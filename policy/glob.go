@@ -51,6 +51,9 @@ type glob struct {
 	segs    []segment
 	valid   bool
 	src     string
+	// prefix is the literal text every matching path starts with ("/api/v1"
+	// for "/api/v1/*/x"), a cheap pre-filter before segment matching.
+	prefix string
 }
 
 var (
@@ -96,7 +99,25 @@ func compileGlob(src string, params bool) (glob, error) {
 	}
 	g.segs = segs
 	g.valid = true
+	g.prefix = literalPrefix(segs)
 	return g, nil
+}
+
+// literalPrefix returns "/" plus the leading literal segments joined by "/".
+// A trailing "**" may match zero segments, so no "/" follows the last one.
+func literalPrefix(segs []segment) string {
+	var b strings.Builder
+	b.WriteByte('/')
+	for i, s := range segs {
+		if s.kind != segLiteral {
+			break
+		}
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(s.text)
+	}
+	return b.String()
 }
 
 // compileSegments compiles a path pattern.
@@ -189,7 +210,7 @@ func (g *glob) methodOK(method string) bool {
 
 // match reports whether method and the decoded path match. It does not allocate.
 func (g *glob) match(method, path string, caps *captures) bool {
-	if !g.valid || !g.methodOK(method) {
+	if !g.valid || !g.methodOK(method) || !strings.HasPrefix(path, g.prefix) {
 		return false
 	}
 	return matchSegments(g.segs, path, caps)

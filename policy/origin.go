@@ -82,7 +82,7 @@ func splitOrigin(s string) (scheme, host, port string, ok bool) {
 		}
 	}
 	hp := s[i+3:]
-	if hp == "" || strings.ContainsAny(hp, "/?#@ \t\\") {
+	if hp == "" || hasOriginStop(hp) {
 		return "", "", "", false
 	}
 	host = hp
@@ -110,7 +110,7 @@ func splitOrigin(s string) (scheme, host, port string, ok bool) {
 			return "", "", "", false
 		}
 	}
-	if host == "" || strings.ContainsAny(host, "[]") {
+	if host == "" || hasAnyByte(host, "[]") {
 		return "", "", "", false
 	}
 	return scheme, host, port, true
@@ -137,7 +137,25 @@ func samePort(a, b string) bool {
 	return a == b
 }
 
-// matchOrigin reports whether the request Origin matches. It does not allocate.
+// requestOrigin is a parsed Origin header.
+type requestOrigin struct {
+	scheme, host, port string // port defaulted from the scheme
+}
+
+// parseRequestOrigin parses an Origin header once for all patterns. It does
+// not allocate.
+func parseRequestOrigin(origin string) (requestOrigin, bool) {
+	scheme, host, port, ok := splitOrigin(origin)
+	if !ok {
+		return requestOrigin{}, false
+	}
+	if port == "" {
+		port = defaultPort(scheme)
+	}
+	return requestOrigin{scheme, host, port}, true
+}
+
+// match reports whether the request Origin matches. It does not allocate.
 func (o *originPattern) match(origin string) bool {
 	if !o.valid {
 		return false
@@ -145,14 +163,20 @@ func (o *originPattern) match(origin string) bool {
 	if o.any {
 		return true
 	}
-	scheme, host, port, ok := splitOrigin(origin)
-	if !ok || !strings.EqualFold(scheme, o.scheme) {
+	ro, ok := parseRequestOrigin(origin)
+	return ok && o.matchParsed(&ro)
+}
+
+// matchParsed matches a parsed, well-formed Origin.
+func (o *originPattern) matchParsed(ro *requestOrigin) bool {
+	if !o.valid {
 		return false
 	}
-	if port == "" {
-		port = defaultPort(scheme)
+	if o.any {
+		return true
 	}
-	if !samePort(port, o.port) {
+	host := ro.host
+	if !strings.EqualFold(ro.scheme, o.scheme) || !samePort(ro.port, o.port) {
 		return false
 	}
 	if !o.wildcard {
@@ -164,5 +188,30 @@ func (o *originPattern) match(origin string) bool {
 		return false
 	}
 	labels := host[:n-1]
-	return labels[0] != '.' && labels[len(labels)-1] != '.' && !strings.Contains(labels, "..") && !strings.ContainsAny(labels, "[]")
+	return labels[0] != '.' && labels[len(labels)-1] != '.' && !strings.Contains(labels, "..") && !hasAnyByte(labels, "[]")
+}
+
+// hasAnyByte reports whether s holds any byte of set (ASCII), without the
+// set construction of strings.ContainsAny.
+func hasAnyByte(s, set string) bool {
+	for i := 0; i < len(s); i++ {
+		for j := 0; j < len(set); j++ {
+			if s[i] == set[j] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// originStop marks bytes that cannot appear in an origin's host and port.
+var originStop = [256]bool{'/': true, '?': true, '#': true, '@': true, ' ': true, '\t': true, '\\': true}
+
+func hasOriginStop(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if originStop[s[i]] {
+			return true
+		}
+	}
+	return false
 }
