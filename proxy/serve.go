@@ -111,6 +111,42 @@ func (p *Proxy) serveForwardAuth(ctx *fasthttp.RequestCtx, st *reqState, mode au
 		return
 	}
 	p.writeAllow(ctx, st, &d)
+	if mode == modeEnvoy {
+		p.envoyRemoveUnset(ctx, st, &d.Identity)
+	}
+}
+
+var hdrEnvoyRemove = []byte("X-Envoy-Auth-Headers-To-Remove")
+
+// envoyRemoveUnset lists the identity headers the answer does not set in
+// x-envoy-auth-headers-to-remove, so Envoy strips client-sent copies of them
+// (allowed_upstream_headers only overwrites the ones that are set).
+func (p *Proxy) envoyRemoveUnset(ctx *fasthttp.RequestCtx, st *reqState, id *policy.Identity) {
+	b := st.scratch[:0]
+	add := func(name, v string) {
+		if v != "" {
+			return
+		}
+		if len(b) > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, name...)
+	}
+	add(p.hdrType, id.Type.String())
+	add(p.hdrClient, id.ClientID)
+	add(p.hdrCKey, id.ClientKey)
+	add(p.hdrUserID, id.UserID)
+	add(p.hdrUserSub, id.UserSub)
+	add(p.hdrEmail, id.UserEmail)
+	scope := id.ScopeKey
+	if id.ScopeKind == "" {
+		scope = ""
+	}
+	add(p.hdrScope, scope)
+	if len(b) > 0 {
+		ctx.Response.Header.SetBytesKV(hdrEnvoyRemove, b)
+	}
+	st.scratch = b[:0]
 }
 
 func (p *Proxy) forwardAuthDecision(ctx *fasthttp.RequestCtx, st *reqState, mode authMode, target []byte, peer netip.Addr, now time.Time) policy.Decision {

@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/scopegate/scopegate/policy"
+)
+
+func readConfig(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "configs", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// identityNames are the identity headers with the default prefix.
+var identityNames = []string{"X-Auth-Type", "X-Auth-Client-Id", "X-Auth-Client-Key", "X-Auth-User-Id", "X-Auth-User-Sub", "X-Auth-User-Email", "X-Auth-Scope"}
+
+// TestRoutesExample: configs/routes.example.yaml is the SPEC §4 example and
+// compiles without errors or warnings.
+func TestRoutesExample(t *testing.T) {
+	r, warnings, err := policy.ParseRoutes(readConfig(t, "routes.example.yaml"))
+	if err != nil || r == nil {
+		t.Fatalf("ParseRoutes: %v", err)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("warnings: %v", warnings)
+	}
+}
+
+// TestTraefikConfig checks the structure of configs/traefik.yml (Traefik is
+// not run here): forwardAuth to /_auth, trustForwardHeader false, every
+// identity header in authResponseHeaders.
+func TestTraefikConfig(t *testing.T) {
+	var doc struct {
+		HTTP struct {
+			Routers     map[string]struct{ Middlewares []string } `yaml:"routers"`
+			Middlewares map[string]struct {
+				ForwardAuth *struct {
+					Address                  string   `yaml:"address"`
+					TrustForwardHeader       *bool    `yaml:"trustForwardHeader"`
+					AuthResponseHeaders      []string `yaml:"authResponseHeaders"`
+					AuthResponseHeadersRegex string   `yaml:"authResponseHeadersRegex"`
+				} `yaml:"forwardAuth"`
+			} `yaml:"middlewares"`
+		} `yaml:"http"`
+	}
+	if err := yaml.Unmarshal(readConfig(t, "traefik.yml"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	fa := doc.HTTP.Middlewares["scopegate"].ForwardAuth
+	if fa == nil {
+		t.Fatal("no scopegate forwardAuth middleware")
+	}
+	if !strings.HasSuffix(fa.Address, "/_auth") {
+		t.Errorf("address %q", fa.Address)
+	}
+	if fa.TrustForwardHeader == nil || *fa.TrustForwardHeader {
+		t.Errorf("trustForwardHeader must be false")
+	}
+	for _, h := range identityNames {
+		found := false
+		for _, g := range fa.AuthResponseHeaders {
+			found = found || strings.EqualFold(g, h)
+		}
+		if !found {
+			t.Errorf("authResponseHeaders lacks %s", h)
+		}
+	}
+	if len(doc.HTTP.Routers["app"].Middlewares) == 0 {
+		t.Errorf("router app does not use the middleware")
+	}
+}
+
+// TestEnvoyConfig checks the structure of configs/envoy.yaml (Envoy is not
+// run here): ext_authz HTTP service with path_prefix /_auth/envoy, fail
+// closed, identity headers allowed upstream.
+func TestEnvoyConfig(t *testing.T) {
+	raw := readConfig(t, "envoy.yaml")
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var authz map[string]any
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if x["@type"] == "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz" {
+				authz = x
+			}
+			for _, c := range x {
+				walk(c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(c)
+			}
+		}
+	}
+	walk(doc)
+	if authz == nil {
+		t.Fatal("no ext_authz filter")
+	}
+	if authz["failure_mode_allow"] != false {
+		t.Errorf("failure_mode_allow must be false")
+	}
+	svc, _ := authz["http_service"].(map[string]any)
+	if svc == nil || svc["path_prefix"] != "/_auth/envoy" {
+		t.Errorf("http_service.path_prefix: %v", svc)
+	}
+	if !strings.Contains(string(raw), "prefix: x-auth-") {
+		t.Errorf("allowed_upstream_headers lacks the x-auth- prefix")
+	}
+}
+
+// TestForwardAuthEnvoyRemovesUnsetIdentity: the Envoy answer names the
+// identity headers it has no value for in x-envoy-auth-headers-to-remove.
+func TestForwardAuthEnvoyRemovesUnsetIdentity(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(trustedPeer, reqText("GET", "/_auth/envoy/api/things", "X-API-Key", e.fix.Token("app"), "X-Forwarded-For", "127.0.0.1"))
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	got := r.header.Get("X-Envoy-Auth-Headers-To-Remove")
+	for _, h := range []string{"X-Auth-User-Id", "X-Auth-User-Sub", "X-Auth-User-Email", "X-Auth-Scope"} {
+		if !strings.Contains(got, h) {
+			t.Errorf("remove list %q lacks %s", got, h)
+		}
+	}
+	if strings.Contains(got, "X-Auth-Client-Key") {
+		t.Errorf("remove list %q names a header that is set", got)
+	}
+}
+
+// TestNginxConfigNames: configs/nginx.conf forwards every identity header.
+func TestNginxConfigNames(t *testing.T) {
+	conf := string(readConfig(t, "nginx.conf"))
+	for _, h := range identityNames {
+		if !strings.Contains(conf, "proxy_set_header "+h+" ") {
+			t.Errorf("nginx.conf does not set %s", h)
+		}
+		v := "$upstream_http_" + strings.ReplaceAll(strings.ToLower(h), "-", "_")
+		if !strings.Contains(conf, v) {
+			t.Errorf("nginx.conf does not read %s", v)
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// nginxBinary finds nginx on PATH or at /usr/sbin/nginx. Without it the
+// test skips loudly, and fails under CI=true.
+func nginxBinary(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("nginx not found (PATH, /usr/sbin/nginx) and CI=true")
+	}
+	t.Skip("SKIPPING: nginx not found on PATH or at /usr/sbin/nginx; the nginx forward-auth tests did not run")
+	return ""
+}
+
+// startNginx runs the shipped configs/nginx.conf, templated with test
+// ports, in a temporary prefix (pid, logs and temp files there), in the
+// foreground, and stops it (by PID) when the test ends. It returns the
+// address nginx listens on.
+func startNginx(t testing.TB, scopegateAddr, appAddr string) string {
+	t.Helper()
+	bin := nginxBinary(t)
+	src, err := os.ReadFile(filepath.Join("..", "configs", "nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	dir := t.TempDir()
+	conf := string(src)
+	for old, repl := range map[string]string{
+		"listen 80;":               fmt.Sprintf("listen 127.0.0.1:%d;", port),
+		"server 127.0.0.1:8080;":   "server " + scopegateAddr + ";",
+		"server 127.0.0.1:8081;":   "server " + appAddr + ";",
+		"access_log /dev/stdout;":  "access_log " + filepath.Join(dir, "access.log") + ";",
+		"worker_processes auto;":   "worker_processes 1;",
+		"worker_connections 1024;": "worker_connections 256;",
+	} {
+		if !strings.Contains(conf, old) {
+			t.Fatalf("configs/nginx.conf no longer contains %q (update the test template)", old)
+		}
+		conf = strings.Replace(conf, old, repl, 1)
+	}
+	temps := ""
+	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		temps += fmt.Sprintf("    %s_temp_path %s;\n", d, filepath.Join(dir, d))
+	}
+	conf = strings.Replace(conf, "http {\n", "http {\n"+temps, 1)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	globals := fmt.Sprintf("daemon off; master_process on; pid %s; error_log %s info;", filepath.Join(dir, "nginx.pid"), filepath.Join(dir, "error.log"))
+	if out, err := exec.Command(bin, "-t", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", confPath, "-g", globals).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", confPath, "-g", globals)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt) // fast shutdown of this nginx only
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(dir, "error.log")); err == nil {
+				t.Logf("nginx error.log:\n%s", b)
+			}
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not start listening on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestNginxForwardAuth runs the shipped configs/nginx.conf under a real
+// nginx in front of scopegate's /_auth and an echo app.
+func TestNginxForwardAuth(t *testing.T) {
+	nginxBinary(t)
+	fix := newEnv(t, envOptions{noUpstream: true}).store
+	fs := &failingStore{Store: fix}
+	e := newEnv(t, envOptions{store: fs, noUpstream: true, trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	app := startEcho(t)
+	ngx := startNginx(t, e.addr, app.addr)
+	get := func(raw string) *rawResponse { return doRaw(t, netip.Addr{}, ngx, raw) }
+	alice := "Bearer " + jwtFor(t, "alice", time.Hour)
+
+	t.Run("allow api key with identity headers, spoofed ones replaced", func(t *testing.T) {
+		r := get(reqText("GET", "/api/things?q=1", "X-API-Key", e.fix.Token("app"), "X-Auth-Type", "admin", "X-Auth-User-Sub", "root", "X-Auth-Scope", "company:evil", "X_Auth_Client_Id", "x", "X-Request-Id", "nginx-test-1"))
+		if r.status != 200 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		ec := echoOf(t, r)
+		for k, v := range map[string]string{"X-Auth-Type": "api_key", "X-Auth-Client-Key": "app", "X-Auth-Client-Id": "55555555-0000-4000-8000-000000000001", "X-Auth-User-Sub": "", "X-Auth-Scope": "", "X-Request-Id": "nginx-test-1", "X-Original-Uri": ""} {
+			if g := ec.header(k); g != v {
+				t.Errorf("app got %s = %q, want %q", k, g, v)
+			}
+		}
+		if ec.RequestURI != "/api/things?q=1" {
+			t.Errorf("app got %q", ec.RequestURI)
+		}
+		if r.header.Get("X-Request-Id") != "nginx-test-1" {
+			t.Errorf("client X-Request-Id %q", r.header.Get("X-Request-Id"))
+		}
+	})
+	t.Run("allow user with scope", func(t *testing.T) {
+		r := get(reqText("PUT", "/api/companies/acme/sites/acme-hq/x", "Authorization", alice, "Content-Length", "0"))
+		if r.status != 200 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		ec := echoOf(t, r)
+		if ec.header("X-Auth-User-Sub") != "alice" || ec.header("X-Auth-Scope") != "site:acme-hq" || ec.header("X-Auth-Type") != "jwt" {
+			t.Errorf("identity: %v", ec.Headers)
+		}
+	})
+	denials := []struct {
+		name   string
+		raw    string
+		status int
+		reason string
+	}{
+		{"401 credentials_missing", reqText("GET", "/api/things"), 401, "credentials_missing"},
+		{"401 api_key_invalid", reqText("GET", "/api/things", "X-API-Key", "app.wrong"), 401, "api_key_invalid"},
+		{"401 token_invalid", reqText("GET", "/api/me", "Authorization", alice[:len(alice)-4]+"AAAA"), 401, "token_invalid"},
+		{"403 path_not_allowed", reqText("POST", "/api/things", "X-API-Key", e.fix.Token("app"), "Content-Length", "0"), 403, "path_not_allowed"},
+		{"403 permission_denied", reqText("DELETE", "/api/companies/acme/sites/acme-hq/x", "Authorization", alice), 403, "permission_denied"},
+		{"403 path_invalid", reqText("GET", "/api/%2e%2e/things", "X-API-Key", e.fix.Token("app")), 403, "path_invalid"},
+		{"spoofed X-Original-URI has no effect", reqText("GET", "/other", "X-API-Key", e.fix.Token("app"), "X-Original-URI", "/api/things", "X-Original-Method", "GET", "X-Forwarded-Uri", "/api/things", "X-Forwarded-Method", "GET"), 403, "no_route"},
+		{"spoofed X-Original-Method has no effect", reqText("POST", "/api/things", "X-API-Key", e.fix.Token("app"), "X-Original-Method", "GET", "Content-Length", "0"), 403, "path_not_allowed"},
+	}
+	for _, c := range denials {
+		t.Run(c.name, func(t *testing.T) {
+			r := get(c.raw)
+			if r.status != c.status || r.reason() != c.reason {
+				t.Fatalf("status %d body %s, want %d %s", r.status, r.body, c.status, c.reason)
+			}
+			rid := r.header.Get("X-Request-Id")
+			if rid == "" || !strings.Contains(string(r.body), `"request_id":"`+rid+`"`) {
+				t.Errorf("X-Request-Id %q / body %s", rid, r.body)
+			}
+			if c.reason == "token_invalid" {
+				if wa := r.header.Values("WWW-Authenticate"); len(wa) != 1 || wa[0] != `Bearer error="invalid_token"` {
+					t.Errorf("WWW-Authenticate %q", wa)
+				}
+			}
+		})
+	}
+	t.Run("429 with Retry-After", func(t *testing.T) {
+		tok := e.fix.Token("limited")
+		for i := 0; i < 2; i++ {
+			r := get(reqText("GET", "/api/x", "X-API-Key", tok))
+			if r.status != 200 || r.header.Get("RateLimit-Limit") != "2" {
+				t.Fatalf("request %d: %d %v", i, r.status, r.header)
+			}
+		}
+		r := get(reqText("GET", "/api/x", "X-API-Key", tok))
+		if r.status != 429 || r.reason() != "rate_limited" {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		if ra := r.header.Get("Retry-After"); ra == "" || ra == "0" {
+			t.Errorf("Retry-After %q", ra)
+		}
+		if r.header.Get("RateLimit-Remaining") != "0" || !strings.HasPrefix(r.header.Get("RateLimit"), `"per-minute";r=0;t=`) {
+			t.Errorf("RateLimit headers: %v", r.header)
+		}
+	})
+	t.Run("503 store_unavailable", func(t *testing.T) {
+		fs.down.Store(true)
+		defer fs.down.Store(false)
+		r := get(reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")))
+		if r.status != 503 || r.reason() != "store_unavailable" {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+	})
+}
