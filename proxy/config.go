@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -55,6 +56,9 @@ type Config struct {
 	// UpstreamIdleTimeout closes pooled upstream connections idle that long.
 	// Default 60s.
 	UpstreamIdleTimeout time.Duration
+	// UpstreamDial, if set, opens upstream connections (tests and
+	// benchmarks use in-memory listeners). If nil, TCP is used.
+	UpstreamDial func(addr string) (net.Conn, error)
 
 	// BaseContext is the parent of the per-call contexts of store lookups
 	// (never the RequestCtx). If nil, context.Background is used.

@@ -56,6 +56,9 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		},
 		MaxConnWaitTimeout: cfg.UpstreamTimeout,
 	}
+	if cfg.UpstreamDial != nil {
+		hc.Dial = cfg.UpstreamDial
+	}
 	if isTLS {
 		hc.TLSConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 	}
