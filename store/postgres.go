@@ -293,3 +293,13 @@ func (s *Postgres) sleep(d time.Duration) bool {
 }
 
 var _ Store = (*Postgres)(nil)
+
+// Reload reloads every client and the directory now and empties the user
+// cache (SIGHUP). Unchanged clients keep their compiled form.
+func (s *Postgres) Reload() error {
+	if err := s.applyBatch([]feedEvent{{full: true}}, true); err != nil {
+		s.m.storeErrors.Inc()
+		return fmt.Errorf("store: reload: %w", err)
+	}
+	return nil
+}

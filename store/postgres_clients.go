@@ -83,6 +83,9 @@ func parseList(text string) []string {
 	if text == "[]" || text == "" {
 		return nil
 	}
+	if out, ok := parseSimpleList(text); ok {
+		return out
+	}
 	var raw []json.RawMessage
 	if text[0] != '[' || json.Unmarshal([]byte(text), &raw) != nil {
 		return []string{text}
@@ -93,10 +96,6 @@ func parseList(text string) []string {
 	out := make([]string, len(raw))
 	for i, e := range raw {
 		if len(e) >= 2 && e[0] == '"' {
-			if !slices.Contains(e, '\\') {
-				out[i] = string(e[1 : len(e)-1])
-				continue
-			}
 			var str string
 			if json.Unmarshal(e, &str) == nil {
 				out[i] = str
@@ -106,6 +105,57 @@ func parseList(text string) []string {
 		out[i] = string(e)
 	}
 	return out
+}
+
+// parseSimpleList is the fast path of parseList for the common case, an
+// array of strings without escapes as PostgreSQL prints jsonb: the entries
+// are substrings of text, with no copy. It reports false for anything else.
+func parseSimpleList(text string) ([]string, bool) {
+	n := strings.Count(text, ",") + 1
+	out := make([]string, 0, n)
+	i := 1 // past '['
+	skip := func() {
+		for i < len(text) && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r') {
+			i++
+		}
+	}
+	if text[0] != '[' {
+		return nil, false
+	}
+	for {
+		skip()
+		if i >= len(text) || text[i] != '"' {
+			return nil, false
+		}
+		i++
+		start := i
+		for i < len(text) && text[i] != '"' {
+			if text[i] == '\\' || text[i] < 0x20 {
+				return nil, false
+			}
+			i++
+		}
+		if i >= len(text) {
+			return nil, false
+		}
+		out = append(out, text[start:i])
+		i++
+		skip()
+		if i >= len(text) {
+			return nil, false
+		}
+		switch text[i] {
+		case ',':
+			i++
+		case ']':
+			if i != len(text)-1 {
+				return nil, false
+			}
+			return out, true
+		default:
+			return nil, false
+		}
+	}
 }
 
 // sameRecord reports whether two rows compile to the same client (the
