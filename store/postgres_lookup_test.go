@@ -233,3 +233,39 @@ func TestPostgresUserCache(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresUnknownEnumLabels: a live database may have enum labels the
+// snapshot does not list; they load as text and count as not active.
+func TestPostgresUnknownEnumLabels(t *testing.T) {
+	t.Parallel()
+	db, dsn := pgtest.NewPool(t)
+	for _, sql := range []string{
+		"ALTER TYPE record_status ADD VALUE 'archived'",
+		"ALTER TYPE permission_action ADD VALUE 'export'",
+	} {
+		pgtest.Exec(t, db, sql)
+	}
+	uid := pgtest.InsertUser(t, db, pgtest.User{Sub: "arch", Status: "archived"})
+	mid := pgtest.InsertModule(t, db, "reports", "archived")
+	cid := pgtest.InsertCompany(t, db, "acme", "archived")
+	pgtest.InsertGrant(t, db, uid, mid, "export", "company", cid)
+	s, _ := openStore(t, dsn, nil)
+
+	u, err := s.LookupUser(context.Background(), "arch", time.Now())
+	if err != nil || u == nil {
+		t.Fatalf("LookupUser(arch) = %v, %v", u, err)
+	}
+	if u.Active {
+		t.Errorf("user with status 'archived' is active")
+	}
+	if g := u.Grants(); len(g) != 1 || g[0].Action != "export" || g[0].Module != "reports" {
+		t.Errorf("Grants() = %+v, want the export grant on reports", g)
+	}
+	dir, err := s.Directory(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := dir.Module("reports"); m == nil || m.Active {
+		t.Errorf("Directory().Module(reports) = %+v, want inactive (archived)", m)
+	}
+}

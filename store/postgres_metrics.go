@@ -20,7 +20,7 @@ type storeMetrics struct {
 const (
 	MetricCacheHits     = `scopegate_store_cache_hits_total{cache="user"}`
 	MetricCacheMisses   = `scopegate_store_cache_misses_total{cache="user"}`
-	MetricStoreErrors   = `scopegate_store_errors_total{store="postgres"}`
+	MetricStoreErrors   = `scopegate_store_errors_total{source="postgres"}`
 	MetricNotifications = `scopegate_change_feed_notifications_total`
 	MetricReconnects    = `scopegate_change_feed_reconnects_total`
 	MetricReloads       = `scopegate_store_full_reloads_total`
