@@ -204,8 +204,18 @@ func hasAnyByte(s, set string) bool {
 	return false
 }
 
-// originStop marks bytes that cannot appear in an origin's host and port.
-var originStop = [256]bool{'/': true, '?': true, '#': true, '@': true, ' ': true, '\t': true, '\\': true}
+// originStop marks bytes that cannot appear in an origin's host and port:
+// delimiters, controls, space and non-ASCII (browsers send IDNs as punycode,
+// and ASCII keeps case folding exact).
+var originStop = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c <= ' ' || c >= 0x7f
+	}
+	for _, c := range "/?#@\\" {
+		t[c] = true
+	}
+	return t
+}()
 
 func hasOriginStop(s string) bool {
 	for i := 0; i < len(s); i++ {
