@@ -124,8 +124,9 @@ type Postgres struct {
 	// writeMu serializes every change of the client snapshot and the
 	// directory (full reloads and change-feed batches), queries included, so
 	// an older read never overwrites a newer one.
-	writeMu sync.Mutex
-	logged  map[string]struct{} // malformed-entry messages already logged (under writeMu)
+	writeMu  sync.Mutex
+	logged   map[string]struct{} // malformed-entry messages already logged
+	loggedMu sync.Mutex
 
 	users    *gocache.Cache // authentik_sub → *userEntry
 	userMu   sync.Mutex     // guards userGen changes with cache writes, and idToSub
@@ -294,12 +295,23 @@ func (s *Postgres) sleep(d time.Duration) bool {
 
 var _ Store = (*Postgres)(nil)
 
-// Reload reloads every client and the directory now and empties the user
-// cache (SIGHUP). Unchanged clients keep their compiled form.
+// Reload reloads every client and the directory now, empties the user cache
+// and returns when done (SIGHUP). Unchanged clients keep their compiled
+// form. The change feed keeps applying changes meanwhile.
 func (s *Postgres) Reload() error {
-	if err := s.applyBatch([]feedEvent{{full: true}}, true); err != nil {
-		s.m.storeErrors.Inc()
-		return fmt.Errorf("store: reload: %w", err)
+	done := make(chan error, 1)
+	select {
+	case s.events <- feedEvent{full: true, done: done, recv: time.Now()}:
+	case <-s.ctx.Done():
+		return errors.New("store: reload: store closed")
 	}
-	return nil
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("store: reload: %w", err)
+		}
+		return nil
+	case <-s.ctx.Done():
+		return errors.New("store: reload: store closed")
+	}
 }

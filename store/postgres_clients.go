@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -173,30 +174,34 @@ func eqPtr(a, b *int) bool { return (a == nil) == (b == nil) && (a == nil || *a 
 func eqTime(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
 
 // compile compiles a row, logging each malformed entry once per client_key
-// and message. Called under writeMu.
+// and message. Safe for concurrent use.
 func (s *Postgres) compile(rec policy.ClientRecord) *policy.Client {
 	c, errs := policy.CompileClient(rec)
 	for _, err := range errs {
 		k := rec.ClientKey + "\x00" + err.Error()
-		if _, seen := s.logged[k]; seen {
+		s.loggedMu.Lock()
+		_, seen := s.logged[k]
+		s.logged[k] = struct{}{}
+		s.loggedMu.Unlock()
+		if seen {
 			continue
 		}
-		s.logged[k] = struct{}{}
 		s.log.Warn("malformed api_clients entry never matches", slog.String("client_key", rec.ClientKey),
 			slog.String("err", err.Error()))
 	}
 	return c
 }
 
-// loadAllClients replaces the snapshot with every row. Unchanged rows keep
-// their compiled client (and its verified-token cache). Called under writeMu.
-func (s *Postgres) loadAllClients(ctx context.Context) error {
+// buildClientSnap reads every row into a new snapshot. Rows unchanged since
+// old keep their compiled client (and its verified-token cache) and their
+// usage slot. It does not touch the current snapshot, so it may run while
+// the change feed keeps applying changes; see [Postgres.swapFull].
+func (s *Postgres) buildClientSnap(ctx context.Context, old *clientSnap) (*clientSnap, error) {
 	rows, err := s.pool.Query(ctx, sqlClientsAll)
 	if err != nil {
-		return fmt.Errorf("loading api_clients: %w", err)
+		return nil, fmt.Errorf("loading api_clients: %w", err)
 	}
 	defer rows.Close()
-	old := s.clients.Load()
 	n := 0
 	if old != nil {
 		n = len(old.byID)
@@ -205,7 +210,7 @@ func (s *Postgres) loadAllClients(ctx context.Context) error {
 	for rows.Next() {
 		rec, err := scanClient(rows)
 		if err != nil {
-			return fmt.Errorf("loading api_clients: %w", err)
+			return nil, fmt.Errorf("loading api_clients: %w", err)
 		}
 		e := &clientEntry{}
 		if old != nil {
@@ -226,18 +231,18 @@ func (s *Postgres) loadAllClients(ctx context.Context) error {
 		next.byKey[rec.ClientKey] = e.client
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("loading api_clients: %w", err)
+		return nil, fmt.Errorf("loading api_clients: %w", err)
 	}
-	s.clients.Store(next)
-	return nil
+	return next, nil
 }
 
 // reloadClients re-reads the rows with these ids (change feed): changed rows
-// are recompiled, missing ones removed. Called under writeMu.
-func (s *Postgres) reloadClients(ctx context.Context, ids []string) error {
+// are recompiled, missing ones removed. Usage slots come from the current
+// snapshot, else from also (a snapshot just replaced). Called under writeMu.
+func (s *Postgres) reloadClients(ctx context.Context, ids []string, also *clientSnap) error {
 	old := s.clients.Load()
 	if old == nil {
-		return s.loadAllClients(ctx)
+		return errors.New("reloading api_clients: no snapshot yet")
 	}
 	rows, err := s.pool.Query(ctx, sqlClientsByID, ids)
 	if err != nil {
@@ -269,6 +274,8 @@ func (s *Postgres) reloadClients(ctx context.Context, ids []string) error {
 		e := &clientEntry{client: s.compile(rec)}
 		if prev := old.byID[rec.ID]; prev != nil {
 			e.slot = prev.slot
+		} else if prev := also.entry(rec.ID); prev != nil {
+			e.slot = prev.slot
 		} else {
 			e.slot = &usageSlot{}
 		}
@@ -277,4 +284,12 @@ func (s *Postgres) reloadClients(ctx context.Context, ids []string) error {
 	}
 	s.clients.Store(next)
 	return nil
+}
+
+// entry returns the entry of id, nil when absent or s is nil.
+func (s *clientSnap) entry(id string) *clientEntry {
+	if s == nil {
+		return nil
+	}
+	return s.byID[id]
 }

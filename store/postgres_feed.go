@@ -9,12 +9,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/scopegate/scopegate/policy"
 )
 
 // feedEvent is one notification (or, with full set, a request for a full
 // reload after the listener (re)connected).
 type feedEvent struct {
 	full    bool
+	done    chan<- error // with full: receives the load's result (Reload)
 	payload string
 	recv    time.Time
 }
@@ -129,20 +132,44 @@ func (s *Postgres) receive(conn *pgx.Conn) error {
 	}
 }
 
-// apply is the only writer of the snapshot after start-up: it batches the
-// notifications that are waiting, applies them (one query per kind), runs
-// the periodic full reload and retries a failed reload with backoff. The
-// result of the first full load goes to first.
+// fullLoad is the result of a background full load.
+type fullLoad struct {
+	clients *clientSnap
+	dir     *policy.Directory
+	err     error
+}
+
+// apply is the only writer of the snapshot and the directory after start-up.
+// It batches the notifications that are waiting and applies them (one query
+// per kind). Full loads (start, reconnect, the periodic safety net, Reload)
+// run in the background so that a revocation is never held up behind a long
+// reload; changes applied meanwhile are re-read when the load is swapped in.
+// A failure marks the database down and schedules a full load with backoff.
+// The result of the first full load goes to first.
 func (s *Postgres) apply(first chan<- error) {
 	defer s.wg.Done()
 	ticker := time.NewTicker(s.cfg.ReloadInterval)
 	defer ticker.Stop()
 	var (
-		retry    *time.Timer
 		retryC   <-chan time.Time
 		failures int
 		needFull bool
+		loading  bool
+		dirty    map[string]struct{} // client ids changed while loading
+		dirDirty bool                // directory changed while loading
+		pending  = []chan<- error{first}
+		active   []chan<- error
+		results  = make(chan fullLoad, 1)
 	)
+	fail := func(err error) {
+		s.m.storeErrors.Inc()
+		s.log.Warn("applying database changes failed; full reload scheduled", slog.String("err", err.Error()))
+		s.markDown(err)
+		if retryC == nil {
+			retryC = time.After(backoff(failures))
+		}
+		failures++
+	}
 	batch := make([]feedEvent, 0, 256)
 	for {
 		batch = batch[:0]
@@ -165,50 +192,128 @@ func (s *Postgres) apply(first chan<- error) {
 		case <-retryC:
 			retryC = nil
 			needFull = true
-		}
-		err := s.applyBatch(batch, needFull)
-		if first != nil && (err == nil || needFull || hasFull(batch)) {
-			first <- err
-			first = nil
-		}
-		if err != nil {
-			s.m.storeErrors.Inc()
-			s.log.Warn("applying database changes failed; full reload scheduled", slog.String("err", err.Error()))
-			if !errors.Is(err, context.Canceled) {
-				s.markDown(err)
+		case res := <-results:
+			loading = false
+			err := res.err
+			if err == nil {
+				err = s.swapFull(res, dirty, dirDirty)
 			}
-			needFull = true
-			if retryC == nil {
-				retry = time.NewTimer(backoff(failures))
-				retryC = retry.C
+			dirty, dirDirty = nil, false
+			if err != nil {
+				fail(err)
+			} else {
+				failures = 0
+				s.m.reloads.Inc()
+				s.markUp()
 			}
-			failures++
-			continue
+			for _, w := range active {
+				if w != nil {
+					w <- err
+				}
+			}
+			active = nil
 		}
-		needFull = false
-		failures = 0
+		if len(batch) > 0 {
+			r := s.applyChanges(batch)
+			if r.full {
+				needFull = true
+				pending = append(pending, r.waiters...)
+			}
+			if loading {
+				for _, id := range r.clientIDs {
+					dirty[id] = struct{}{}
+				}
+				dirDirty = dirDirty || r.dirChanged
+			}
+			if r.err != nil {
+				fail(r.err)
+			}
+		}
+		if needFull && !loading {
+			needFull, loading = false, true
+			dirty, dirDirty = map[string]struct{}{}, false
+			active, pending = pending, nil
+			base := s.clients.Load()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				results <- s.loadFull(base)
+			}()
+		}
 	}
 }
 
-func hasFull(batch []feedEvent) bool {
-	for _, ev := range batch {
-		if ev.full {
-			return true
-		}
+// loadFull reads every client and the directory without touching what is
+// served.
+func (s *Postgres) loadFull(base *clientSnap) fullLoad {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+time.Minute)
+	defer cancel()
+	snap, err := s.buildClientSnap(ctx, base)
+	if err != nil {
+		return fullLoad{err: err}
 	}
-	return false
+	dir, err := s.readDirectory(ctx)
+	if err != nil {
+		return fullLoad{err: err}
+	}
+	return fullLoad{clients: snap, dir: dir}
 }
 
-// applyBatch applies a batch of events; full forces a full reload.
-func (s *Postgres) applyBatch(batch []feedEvent, full bool) error {
-	var (
-		clientIDs, userIDs, userRowIDs []string
-		fullClients, fullDir, allUsers bool
-	)
-	fullClients, fullDir = full, full
+// swapFull serves a finished full load: the new snapshot (keeping the usage
+// slots of the one it replaces), then the clients changed while it loaded
+// re-read, the directory unless it changed meanwhile (the newer one stays),
+// and an empty user cache.
+func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty bool) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	cur := s.clients.Load()
+	if cur != nil {
+		for id, e := range res.clients.byID {
+			if ce := cur.byID[id]; ce != nil && ce.slot != e.slot {
+				ce.slot.markMax(e.slot.pending.Load())
+				e.slot = ce.slot
+			}
+		}
+	}
+	s.clients.Store(res.clients)
+	if len(dirty) > 0 {
+		ids := make([]string, 0, len(dirty))
+		for id := range dirty {
+			ids = append(ids, id)
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+30*time.Second)
+		defer cancel()
+		if err := s.reloadClients(ctx, ids, cur); err != nil {
+			return err
+		}
+	}
+	if !dirDirty || s.dir.Load() == nil {
+		s.dir.Store(res.dir)
+	}
+	s.flushUsers()
+	return nil
+}
+
+// changeResult is what applyChanges did.
+type changeResult struct {
+	full       bool           // a full load was asked for (reconnect, TRUNCATE, Reload)
+	waiters    []chan<- error // Reload calls waiting for that load
+	clientIDs  []string       // clients named by notifications
+	dirChanged bool
+	err        error
+}
+
+// applyChanges applies a batch of notifications: named clients re-read,
+// users evicted, the directory reloaded. Full-load requests are passed back.
+func (s *Postgres) applyChanges(batch []feedEvent) (r changeResult) {
+	var userIDs, userRowIDs []string
+	allUsers := false
 	for _, ev := range batch {
 		if ev.full {
-			fullClients, fullDir = true, true
+			r.full = true
+			if ev.done != nil {
+				r.waiters = append(r.waiters, ev.done)
+			}
 			continue
 		}
 		var c change
@@ -219,9 +324,9 @@ func (s *Postgres) applyBatch(batch []feedEvent, full bool) error {
 		switch c.Table {
 		case "api_clients":
 			if c.ID == "" {
-				fullClients = true
+				r.full = true // TRUNCATE
 			} else {
-				clientIDs = append(clientIDs, c.ID)
+				r.clientIDs = append(r.clientIDs, c.ID)
 			}
 		case "users":
 			if c.ID == "" {
@@ -236,27 +341,27 @@ func (s *Postgres) applyBatch(batch []feedEvent, full bool) error {
 				userIDs = append(userIDs, c.UserID)
 			}
 		case "modules", "companies", "sites":
-			fullDir = true
+			r.dirChanged = true
 		}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+30*time.Second)
 	defer cancel()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	switch {
-	case fullClients:
-		if err := s.loadAllClients(ctx); err != nil {
-			return err
-		}
-	case len(clientIDs) > 0:
-		if err := s.reloadClients(ctx, clientIDs); err != nil {
-			return err
+	// Before the first full load there is nothing to update: the load (and
+	// its re-read of the named clients) covers these changes.
+	if len(r.clientIDs) > 0 && s.clients.Load() != nil {
+		if r.err = s.reloadClients(ctx, r.clientIDs, nil); r.err != nil {
+			return r
 		}
 	}
-	if fullDir {
-		if err := s.loadDirectory(ctx); err != nil {
-			return err
+	if r.dirChanged {
+		dir, err := s.readDirectory(ctx)
+		if err != nil {
+			r.err = err
+			return r
 		}
+		s.dir.Store(dir)
 		allUsers = true
 	}
 	if allUsers {
@@ -271,14 +376,11 @@ func (s *Postgres) applyBatch(batch []feedEvent, full bool) error {
 			subs, err := s.subsByID(ctx, userRowIDs)
 			if err != nil {
 				s.flushUsers() // be safe, then report
-				return err
+				r.err = err
+				return r
 			}
 			s.evictSubs(subs)
 		}
-	}
-	if fullClients && fullDir {
-		s.m.reloads.Inc()
-		s.markUp()
 	}
 	now := time.Now()
 	for _, ev := range batch {
@@ -286,5 +388,5 @@ func (s *Postgres) applyBatch(batch []feedEvent, full bool) error {
 			s.m.feedLag.Update(now.Sub(ev.recv).Seconds())
 		}
 	}
-	return nil
+	return r
 }

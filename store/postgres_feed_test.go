@@ -265,3 +265,41 @@ func TestOpenPostgresBadDSN(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresRevokeDuringFullReload: a full reload of many clients runs in
+// the background; a revocation committed meanwhile is served at once and
+// stays in force after the reload (which read the row before the commit) is
+// swapped in.
+func TestPostgresRevokeDuringFullReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 20,000 clients")
+	}
+	t.Parallel()
+	db, dsn := pgtest.NewPool(t)
+	pgtest.Exec(t, db, `INSERT INTO api_clients (client_key, name, status, api_key_hash, allowed_paths)
+SELECT 'client-' || i, 'c', 'active', 'sha256:' || repeat('0', 64), '["GET /api/**"]' FROM generate_series(1, 20000) AS i`)
+	s, _ := openStore(t, dsn, func(c *store.PostgresConfig) { c.ConnectTimeout = 30 * time.Second })
+	if n := s.Clients(); n != 20000 {
+		t.Fatalf("Clients() = %d, want 20000", n)
+	}
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- s.Reload() }()
+	time.Sleep(5 * time.Millisecond) // let the reload's query start
+	pgtest.Exec(t, db, "UPDATE api_clients SET status = 'revoked' WHERE client_key = 'client-7'")
+	d := eventually(t, 500*time.Millisecond, "revocation during a full reload", func() bool {
+		c, _ := s.LookupClient("client-7", time.Now())
+		return c != nil && !c.Active
+	})
+	select {
+	case err := <-reloaded:
+		t.Logf("revocation visible after %v; the reload had already finished (%v)", d, err)
+	default:
+		t.Logf("revocation visible after %v while the full reload was still running", d)
+		if err := <-reloaded; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, _ := s.LookupClient("client-7", time.Now()); c == nil || c.Active {
+		t.Errorf("after the full reload, client-7 active = %v, want revoked", c != nil && c.Active)
+	}
+}

@@ -19,10 +19,14 @@ func (s *Postgres) MarkUsed(clientID string, at time.Time) {
 	if e == nil {
 		return
 	}
-	t := at.UnixNano()
+	e.slot.markMax(at.UnixNano())
+}
+
+// markMax raises the pending use to t (unix nanoseconds) unless it is newer.
+func (u *usageSlot) markMax(t int64) {
 	for {
-		cur := e.slot.pending.Load()
-		if cur >= t || e.slot.pending.CompareAndSwap(cur, t) {
+		cur := u.pending.Load()
+		if cur >= t || u.pending.CompareAndSwap(cur, t) {
 			return
 		}
 	}

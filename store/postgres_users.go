@@ -166,9 +166,8 @@ func (s *Postgres) subsByID(ctx context.Context, ids []string) ([]string, error)
 	})
 }
 
-// loadDirectory reads modules, companies and sites in one round trip and
-// swaps in a new directory. Called under writeMu.
-func (s *Postgres) loadDirectory(ctx context.Context) error {
+// readDirectory reads modules, companies and sites in one round trip.
+func (s *Postgres) readDirectory(ctx context.Context) (*policy.Directory, error) {
 	b := &pgx.Batch{}
 	var (
 		mods  []policy.ModuleRecord
@@ -200,8 +199,7 @@ func (s *Postgres) loadDirectory(ctx context.Context) error {
 		return err
 	})
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("loading the directory: %w", err)
+		return nil, fmt.Errorf("loading the directory: %w", err)
 	}
-	s.dir.Store(policy.NewDirectory(mods, comps, sites))
-	return nil
+	return policy.NewDirectory(mods, comps, sites), nil
 }
