@@ -29,9 +29,10 @@ type Client struct {
 	restrictIPs     bool
 	ips             []netip.Prefix
 	restrictOrigins bool
-	origins         []originPattern
+	originSet       originSet
 	restrictPaths   bool
 	paths           []glob
+	pathPrefixes    []string // paths[i].prefix
 
 	verified verifiedCache
 }
@@ -75,7 +76,7 @@ func CompileClient(rec ClientRecord) (*Client, []error) {
 			errs = append(errs, fmt.Errorf("client %q: allowed_origins entry %q: %w", rec.ClientKey, s, err))
 			continue
 		}
-		c.origins = append(c.origins, o)
+		c.originSet.add(o)
 	}
 	c.restrictPaths = len(rec.AllowedPaths) > 0
 	for _, s := range rec.AllowedPaths {
@@ -85,6 +86,7 @@ func CompileClient(rec ClientRecord) (*Client, []error) {
 			continue
 		}
 		c.paths = append(c.paths, g)
+		c.pathPrefixes = append(c.pathPrefixes, g.prefix)
 	}
 	return c, errs
 }
@@ -116,13 +118,7 @@ func (c *Client) originAllowed(origin string) bool {
 	if !c.restrictOrigins || origin == "" {
 		return true
 	}
-	ro, ok := parseRequestOrigin(origin)
-	for i := range c.origins {
-		if c.origins[i].any || ok && c.origins[i].matchParsed(&ro) {
-			return true
-		}
-	}
-	return false
+	return c.originSet.match(origin)
 }
 
 // pathAllowed reports check 7 over the decoded path.
@@ -130,8 +126,10 @@ func (c *Client) pathAllowed(method, path string) bool {
 	if !c.restrictPaths {
 		return true
 	}
-	for i := range c.paths {
-		if c.paths[i].match(method, path, nil) {
+	// The literal prefixes sit in their own slice so the common rejection is
+	// a tight loop over string headers.
+	for i, p := range c.pathPrefixes {
+		if len(path) >= len(p) && path[:len(p)] == p && c.paths[i].match(method, path, nil) {
 			return true
 		}
 	}

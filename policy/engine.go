@@ -123,9 +123,12 @@ func (e *Engine) Match(req *Request) (Match, Decision) {
 		return m, deny(req.Forwarded, -1)
 	}
 	encSlash := d&pathEncodedSlash != 0
-	path, ok := decodePath(req.RawPath, encSlash, req.Scratch)
-	if !ok {
-		return m, deny(ReasonPathInvalid, -1)
+	path := req.RawPath
+	if d&pathEscaped != 0 {
+		var ok bool
+		if path, ok = decodePath(req.RawPath, encSlash, req.Scratch); !ok {
+			return m, deny(ReasonPathInvalid, -1)
+		}
 	}
 	m.Path = path
 	rs := e.routes.Load()

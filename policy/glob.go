@@ -210,7 +210,7 @@ func (g *glob) methodOK(method string) bool {
 
 // match reports whether method and the decoded path match. It does not allocate.
 func (g *glob) match(method, path string, caps *captures) bool {
-	if !g.valid || !g.methodOK(method) || !strings.HasPrefix(path, g.prefix) {
+	if !g.valid || !strings.HasPrefix(path, g.prefix) || !g.methodOK(method) {
 		return false
 	}
 	return matchSegments(g.segs, path, caps)
@@ -233,11 +233,9 @@ func matchSegments(segs []segment, path string, caps *captures) bool {
 			pi++
 			continue
 		}
-		end := strings.IndexByte(rest[pos:], '/')
-		if end < 0 {
-			end = len(rest)
-		} else {
-			end += pos
+		end := pos
+		for end < len(rest) && rest[end] != '/' { // segments are short: no IndexByte call
+			end++
 		}
 		if pi < len(segs) && matchSegment(&segs[pi], rest[pos:end]) {
 			if segs[pi].slot >= 0 && caps != nil {

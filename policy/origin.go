@@ -110,7 +110,7 @@ func splitOrigin(s string) (scheme, host, port string, ok bool) {
 			return "", "", "", false
 		}
 	}
-	if host == "" || hasAnyByte(host, "[]") {
+	if host == "" || strings.IndexByte(host, '[') >= 0 || strings.IndexByte(host, ']') >= 0 {
 		return "", "", "", false
 	}
 	return scheme, host, port, true
@@ -188,20 +188,7 @@ func (o *originPattern) matchParsed(ro *requestOrigin) bool {
 		return false
 	}
 	labels := host[:n-1]
-	return labels[0] != '.' && labels[len(labels)-1] != '.' && !strings.Contains(labels, "..") && !hasAnyByte(labels, "[]")
-}
-
-// hasAnyByte reports whether s holds any byte of set (ASCII), without the
-// set construction of strings.ContainsAny.
-func hasAnyByte(s, set string) bool {
-	for i := 0; i < len(s); i++ {
-		for j := 0; j < len(set); j++ {
-			if s[i] == set[j] {
-				return true
-			}
-		}
-	}
-	return false
+	return labels[0] != '.' && labels[len(labels)-1] != '.' && !strings.Contains(labels, "..") && strings.IndexByte(labels, '[') < 0
 }
 
 // originStop marks bytes that cannot appear in an origin's host and port:
@@ -224,4 +211,74 @@ func hasOriginStop(s string) bool {
 		}
 	}
 	return false
+}
+
+// originSet is a compiled allowed_origins list: "*", exact origins in a map
+// keyed by their normalised form, and wildcard patterns.
+type originSet struct {
+	any   bool
+	exact map[string]struct{}
+	wild  []originPattern
+}
+
+func (s *originSet) add(o originPattern) {
+	switch {
+	case o.any:
+		s.any = true
+	case o.wildcard:
+		s.wild = append(s.wild, o)
+	default:
+		if s.exact == nil {
+			s.exact = make(map[string]struct{})
+		}
+		s.exact[string(appendOriginKey(nil, o.scheme, o.host, o.port))] = struct{}{}
+	}
+}
+
+// maxOriginKey bounds the normalised key built on the stack.
+const maxOriginKey = 512
+
+// match reports whether the request Origin is in the set. It does not
+// allocate.
+func (s *originSet) match(origin string) bool {
+	if s.any {
+		return true
+	}
+	ro, ok := parseRequestOrigin(origin)
+	if !ok {
+		return false
+	}
+	if len(s.exact) > 0 && len(origin) < maxOriginKey-8 {
+		var buf [maxOriginKey]byte
+		if _, hit := s.exact[string(appendOriginKey(buf[:0], ro.scheme, ro.host, ro.port))]; hit {
+			return true
+		}
+	}
+	for i := range s.wild {
+		if s.wild[i].matchParsed(&ro) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendOriginKey appends "scheme://host:port" in lower case with the port's
+// leading zeros dropped.
+func appendOriginKey(b []byte, scheme, host, port string) []byte {
+	b = appendLower(b, scheme)
+	b = append(b, "://"...)
+	b = appendLower(b, host)
+	b = append(b, ':')
+	return append(b, strings.TrimLeft(port, "0")...)
+}
+
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }

@@ -30,6 +30,9 @@ const (
 	pathOK           pathDefect = 0
 	pathEncodedSlash pathDefect = 1 << iota
 	pathBad
+	// pathEscaped is not a defect: the path holds percent escapes and must
+	// be decoded (and checked for UTF-8) before matching.
+	pathEscaped
 )
 
 // screenPath returns the defects of a raw path. It does not allocate.
@@ -79,7 +82,10 @@ func screenPath(raw string) (d pathDefect) {
 			other = true
 		}
 	}
-	if !escapes && !utf8.ValidString(raw) {
+	if escapes {
+		return d | pathEscaped
+	}
+	if !utf8.ValidString(raw) {
 		return d | pathBad
 	}
 	return d

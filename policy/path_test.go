@@ -54,7 +54,7 @@ func TestScreenPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
-			if got := screenPath(tt.raw); got != tt.want {
+			if got := screenPath(tt.raw) &^ pathEscaped; got != tt.want {
 				t.Errorf("screenPath(%q) = %b, want %b", tt.raw, got, tt.want)
 			}
 		})
