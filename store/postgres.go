@@ -132,6 +132,8 @@ type Postgres struct {
 	userMu   sync.Mutex     // guards userGen changes with cache writes, and idToSub
 	userGen  atomic.Uint64  // bumped by every eviction; a load that raced one is not cached
 	idToSub  map[string]string
+	calls    map[string]*userCall // in-flight user loads by subject
+	callsMu  sync.Mutex
 	events   chan feedEvent
 	flushes  atomic.Int64 // UPDATE statements sent by the last_used writer
 	flushMu  sync.Mutex   // one flush at a time (ticker and Close)
@@ -179,6 +181,7 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		logged:  map[string]struct{}{},
 		users:   gocache.New(cfg.CacheTTL+cfg.StaleTTL, time.Minute),
 		idToSub: map[string]string{},
+		calls:   map[string]*userCall{},
 		events:  make(chan feedEvent, 4096),
 	}
 	s.m = newStoreMetrics(cfg.Metrics, s)

@@ -157,9 +157,13 @@ func (s *Postgres) apply(first chan<- error) {
 		loading  bool
 		dirty    map[string]struct{} // client ids changed while loading
 		dirDirty bool                // directory changed while loading
-		pending  = []chan<- error{first}
-		active   []chan<- error
-		results  = make(chan fullLoad, 1)
+		// Users are flushed after a full load asked for by a (re)connect or
+		// Reload, when notifications may have been missed; not after the
+		// periodic one (CacheTTL bounds what it could fix).
+		flushNext, flushThis bool
+		pending              = []chan<- error{first}
+		active               []chan<- error
+		results              = make(chan fullLoad, 1)
 	)
 	fail := func(err error) {
 		s.m.storeErrors.Inc()
@@ -196,7 +200,7 @@ func (s *Postgres) apply(first chan<- error) {
 			loading = false
 			err := res.err
 			if err == nil {
-				err = s.swapFull(res, dirty, dirDirty)
+				err = s.swapFull(res, dirty, dirDirty, flushThis)
 			}
 			dirty, dirDirty = nil, false
 			if err != nil {
@@ -216,7 +220,7 @@ func (s *Postgres) apply(first chan<- error) {
 		if len(batch) > 0 {
 			r := s.applyChanges(batch)
 			if r.full {
-				needFull = true
+				needFull, flushNext = true, true
 				pending = append(pending, r.waiters...)
 			}
 			if loading {
@@ -231,6 +235,7 @@ func (s *Postgres) apply(first chan<- error) {
 		}
 		if needFull && !loading {
 			needFull, loading = false, true
+			flushThis, flushNext = flushNext, false
 			dirty, dirDirty = map[string]struct{}{}, false
 			active, pending = pending, nil
 			base := s.clients.Load()
@@ -262,8 +267,8 @@ func (s *Postgres) loadFull(base *clientSnap) fullLoad {
 // swapFull serves a finished full load: the new snapshot (keeping the usage
 // slots of the one it replaces), then the clients changed while it loaded
 // re-read, the directory unless it changed meanwhile (the newer one stays),
-// and an empty user cache.
-func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty bool) error {
+// and, when asked, an empty user cache.
+func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, flushUsers bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	cur := s.clients.Load()
@@ -290,7 +295,9 @@ func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty bo
 	if !dirDirty || s.dir.Load() == nil {
 		s.dir.Store(res.dir)
 	}
-	s.flushUsers()
+	if flushUsers {
+		s.flushUsers()
+	}
 	return nil
 }
 
@@ -361,8 +368,8 @@ func (s *Postgres) applyChanges(batch []feedEvent) (r changeResult) {
 			r.err = err
 			return r
 		}
+		// Cached users are recompiled against it on their next lookup.
 		s.dir.Store(dir)
-		allUsers = true
 	}
 	if allUsers {
 		s.flushUsers()

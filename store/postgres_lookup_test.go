@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,5 +268,64 @@ func TestPostgresUnknownEnumLabels(t *testing.T) {
 	}
 	if m := dir.Module("reports"); m == nil || m.Active {
 		t.Errorf("Directory().Module(reports) = %+v, want inactive (archived)", m)
+	}
+}
+
+// TestPostgresDirectoryChangeRecompilesCachedUser: a directory change does
+// not send cached users back to the database; they are recompiled against
+// the new directory on their next lookup.
+func TestPostgresDirectoryChangeRecompilesCachedUser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	before, err := b.store.LookupUser(ctx, "alice", time.Now())
+	if err != nil || before == nil {
+		t.Fatalf("LookupUser(alice) = %v, %v", before, err)
+	}
+	misses := metricValue(t, b.store, store.MetricCacheMisses)
+	pgtest.InsertModule(t, b.db, "reports", "")
+	eventually(t, time.Second, "new module visible", func() bool {
+		d, err := b.store.Directory(time.Now())
+		return err == nil && d.Module("reports") != nil
+	})
+	after, err := b.store.LookupUser(ctx, "alice", time.Now())
+	if err != nil || after == nil {
+		t.Fatalf("LookupUser(alice) = %v, %v", after, err)
+	}
+	if after == before {
+		t.Errorf("LookupUser after a directory change returned the user compiled against the old directory")
+	}
+	if m := metricValue(t, b.store, store.MetricCacheMisses); m != misses {
+		t.Errorf("cache misses %v -> %v: a directory change sent the user back to the database", misses, m)
+	}
+	if again, _ := b.store.LookupUser(ctx, "alice", time.Now()); again != after {
+		t.Errorf("the recompiled user was not cached")
+	}
+}
+
+// TestPostgresConcurrentMissesShareOneLoad: simultaneous lookups of an
+// uncached subject share one load and get the same user.
+func TestPostgresConcurrentMissesShareOneLoad(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	const n = 32
+	users := make([]*policy.User, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			users[i], errs[i] = b.store.LookupUser(context.Background(), "alice", time.Now())
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range users {
+		if errs[i] != nil || users[i] == nil || users[i] != users[0] {
+			t.Fatalf("lookup %d = %p, %v; want the shared %p", i, users[i], errs[i], users[0])
+		}
 	}
 }

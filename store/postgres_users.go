@@ -13,10 +13,15 @@ import (
 
 // userEntry is a cached lookup: a compiled user, or nil for an unknown
 // subject. It stays in the cache past fresh (until CacheTTL + StaleTTL) so
-// it can keep serving while the database is unreachable.
+// it can keep serving while the database is unreachable. It keeps the rows
+// it was compiled from, so a directory change recompiles it without a
+// database round trip.
 type userEntry struct {
-	user  *policy.User
-	fresh int64 // unix nanoseconds until which the entry is fresh
+	user   *policy.User
+	rec    policy.UserRecord
+	grants []policy.GrantRecord
+	dir    *policy.Directory // the directory user was compiled against
+	fresh  int64             // unix nanoseconds until which the entry is fresh
 }
 
 // LookupUser returns the user with this authentik_sub, nil when unknown. A
@@ -24,7 +29,8 @@ type userEntry struct {
 // unknown subjects are cached too (NegativeCacheTTL). While the database is
 // unreachable a cached entry keeps answering for the stale TTL; a subject
 // not in the cache, or any lookup past the stale TTL, gets [ErrUnavailable].
-// Credentials are cached, never decisions.
+// Concurrent misses for one subject share one query. Credentials are
+// cached, never decisions.
 func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
 	if !s.loaded.Load() || s.stale(now) {
 		return nil, ErrUnavailable
@@ -33,6 +39,9 @@ func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*
 		e := v.(*userEntry)
 		if now.UnixNano() < e.fresh || s.down.Load() {
 			s.m.userHits.Inc()
+			if dir := s.dir.Load(); e.user != nil && e.dir != dir {
+				return s.recompile(sub, e, dir), nil
+			}
 			return e.user, nil
 		}
 	}
@@ -40,7 +49,57 @@ func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*
 	if s.down.Load() {
 		return nil, ErrUnavailable
 	}
-	return s.loadUser(ctx, sub, now)
+	return s.loadShared(ctx, sub, now)
+}
+
+// recompile compiles a cached user against a newer directory and caches the
+// result unless the entry was replaced or evicted meanwhile.
+func (s *Postgres) recompile(sub string, e *userEntry, dir *policy.Directory) *policy.User {
+	ne := *e
+	ne.user = policy.CompileUser(e.rec, e.grants, dir)
+	ne.dir = dir
+	s.userMu.Lock()
+	if v, exp, ok := s.users.GetWithExpiration(sub); ok && v.(*userEntry) == e {
+		s.users.Set(sub, &ne, time.Until(exp))
+	}
+	s.userMu.Unlock()
+	return ne.user
+}
+
+// userCall is one in-flight user load that concurrent misses wait for.
+type userCall struct {
+	done chan struct{}
+	user *policy.User
+	err  error
+}
+
+// loadShared runs loadUser once per subject at a time. The query runs on a
+// context detached from the first caller's cancellation (bounded by
+// ConnectTimeout), so one cancelled request does not fail the others.
+func (s *Postgres) loadShared(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
+	s.callsMu.Lock()
+	if c, ok := s.calls[sub]; ok {
+		s.callsMu.Unlock()
+		select {
+		case <-c.done:
+			return c.user, c.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: loading user: %v", ErrUnavailable, ctx.Err())
+		}
+	}
+	c := &userCall{done: make(chan struct{})}
+	s.calls[sub] = c
+	s.callsMu.Unlock()
+
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ConnectTimeout)
+	c.user, c.err = s.loadUser(qctx, sub, now)
+	cancel()
+
+	s.callsMu.Lock()
+	delete(s.calls, sub)
+	s.callsMu.Unlock()
+	close(c.done)
+	return c.user, c.err
 }
 
 // loadUser reads the user and every grant in one round trip, compiles and
@@ -63,13 +122,14 @@ func (s *Postgres) loadUser(ctx context.Context, sub string, now time.Time) (*po
 		s.m.storeErrors.Inc()
 		return nil, fmt.Errorf("%w: loading user: %v", ErrUnavailable, err)
 	}
-	e := &userEntry{fresh: now.Add(s.cfg.NegativeCacheTTL).UnixNano()}
+	e := &userEntry{fresh: now.Add(s.cfg.NegativeCacheTTL).UnixNano(), dir: dir}
 	if rec != nil {
+		e.rec, e.grants = *rec, grants
 		e.user = policy.CompileUser(*rec, grants, dir)
 		e.fresh = now.Add(s.cfg.CacheTTL).UnixNano()
 	}
 	s.userMu.Lock()
-	if s.userGen.Load() == gen && s.dir.Load() == dir {
+	if s.userGen.Load() == gen {
 		s.users.Set(sub, e, time.Duration(e.fresh-now.UnixNano())+s.cfg.StaleTTL)
 		if rec != nil {
 			s.idToSub[rec.ID] = sub
