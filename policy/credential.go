@@ -98,7 +98,9 @@ func looksLikeJWT(tok string) bool {
 	if j <= 0 || strings.IndexByte(rest[j+1:], '.') >= 0 {
 		return false
 	}
-	if !isBase64URL(tok[:i]) || !isBase64URL(rest[:j]) || !isBase64URL(rest[j+1:]) || len(rest) == j+1 {
+	// An empty signature segment still makes a JWT (alg none), which then
+	// fails verification as token_invalid rather than passing as an API key.
+	if !isBase64URL(tok[:i]) || !isBase64URL(rest[:j]) || !isBase64URL(rest[j+1:]) {
 		return false
 	}
 	var buf [maxJWTHeader]byte

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -230,5 +231,32 @@ func TestArgon2id(t *testing.T) {
 		if _, err := compileHash(h); err == nil {
 			t.Errorf("compileHash(%q) accepted", h)
 		}
+	}
+}
+
+// TestEngineConcurrent exercises buckets, caches and route swaps from many
+// goroutines (meaningful under -race).
+func TestEngineConcurrent(t *testing.T) {
+	clients := testClients(t)
+	e := mustEngine(t, EngineConfig{Routes: mustRoutes(t, specRoutes), DefaultRateLimitPerMin: 1000, JWT: JWTConfig{Keys: fixture.keys}})
+	tok := sign(t, jwt.SigningMethodES256, "ec", fixture.ec, jwt.MapClaims{"sub": "alice"})
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 200; i++ {
+				req := apiReq("GET", "/api/keys-only/x", "bcrypt.good")
+				m, _ := e.Match(req)
+				_ = e.AuthorizeClient(req, &m, clients["bcrypt"])
+				_, _ = e.VerifyToken(jwtReq(tok, t0))
+				if i%50 == 0 {
+					e.SetRoutes(mustRoutes(t, specRoutes))
+					e.SweepRateLimits(t0, time.Minute)
+				}
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
 	}
 }
