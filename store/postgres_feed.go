@@ -79,10 +79,7 @@ func closeConn(conn *pgx.Conn) {
 }
 
 func (s *Postgres) connectListener() (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(s.pool.Config().ConnConfig.ConnString())
-	if err != nil {
-		return nil, errors.New("parsing the database URL")
-	}
+	cfg := s.pool.Config().ConnConfig // a copy
 	cfg.ConnectTimeout = s.cfg.ConnectTimeout
 	cfg.RuntimeParams["application_name"] = listenerAppName
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout)
@@ -204,6 +201,7 @@ func (s *Postgres) apply(first chan<- error) {
 			}
 			dirty, dirDirty = nil, false
 			if err != nil {
+				flushNext = flushNext || flushThis // the retry still owes it
 				fail(err)
 			} else {
 				failures = 0
