@@ -72,8 +72,9 @@ type PostgresConfig struct {
 	// ReloadInterval is the period of the full reload that backs up the
 	// change feed (default 5m).
 	ReloadInterval time.Duration
-	// ConnectTimeout bounds each connection attempt and the initial load in
-	// OpenPostgres (default 5s).
+	// ConnectTimeout bounds each connection attempt and each ping of the
+	// change-feed connection (default 5s). The initial load in OpenPostgres
+	// is bounded by its ctx.
 	ConnectTimeout time.Duration
 	// HealthInterval is how often the idle change-feed connection is pinged
 	// to notice a dead database (default 2s).
@@ -128,16 +129,18 @@ type Postgres struct {
 	logged   map[string]struct{} // malformed-entry messages already logged
 	loggedMu sync.Mutex
 
-	users    *gocache.Cache // authentik_sub → *userEntry
-	userMu   sync.Mutex     // guards userGen changes with cache writes, and idToSub
-	userGen  atomic.Uint64  // bumped by every eviction; a load that raced one is not cached
-	idToSub  map[string]string
-	calls    map[string]*userCall // in-flight user loads by subject
-	callsMu  sync.Mutex
-	events   chan feedEvent
-	flushes  atomic.Int64 // UPDATE statements sent by the last_used writer
-	flushMu  sync.Mutex   // one flush at a time (ticker and Close)
-	closeOne sync.Once
+	users   *gocache.Cache // authentik_sub → *userEntry
+	userMu  sync.Mutex     // guards userGen changes with cache writes, and idToSub
+	userGen atomic.Uint64  // bumped by every eviction; a load that raced one is not cached
+	idToSub map[string]string
+	calls   map[string]*userCall // in-flight user loads by subject
+	callsMu sync.Mutex
+	events  chan feedEvent
+	// connectFailed receives the first failed listener connection attempt.
+	connectFailed chan error
+	flushes       atomic.Int64 // UPDATE statements sent by the last_used writer
+	flushMu       sync.Mutex   // one flush at a time (ticker and Close)
+	closeOne      sync.Once
 
 	// Reachability (SPEC §6). loaded: a full load has succeeded once. down:
 	// the database is currently unreachable; lastOK: when it was last seen
@@ -149,10 +152,12 @@ type Postgres struct {
 
 // OpenPostgres connects to the database, loads the client snapshot and the
 // directory and starts the change feed, the periodic reload and the
-// last_used_at writer. A DSN that cannot be parsed is an error (which never
-// contains the DSN). A database that is down is not: the store starts not
-// ready ([Postgres.Ready] false, lookups fail with [ErrUnavailable]) and
-// keeps retrying with backoff in the background. Close releases it.
+// last_used_at writer; it returns once the first load is done. A DSN that
+// cannot be parsed is an error (which never contains the DSN). A database
+// that is down is not: after the first failed connection attempt (or when
+// ctx ends first) it returns a store that is not ready ([Postgres.Ready]
+// false, lookups fail with [ErrUnavailable]) and keeps retrying with backoff
+// in the background. Close releases it.
 func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	cfg.setDefaults()
 	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
@@ -183,27 +188,30 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		idToSub: map[string]string{},
 		calls:   map[string]*userCall{},
 		events:  make(chan feedEvent, 4096),
+
+		connectFailed: make(chan error, 1),
 	}
 	s.m = newStoreMetrics(cfg.Metrics, s)
 	s.down.Store(true)
 
 	// The listener LISTENs before the first load so no change falls in
 	// between; it then asks the applier for a full load, which OpenPostgres
-	// waits for (bounded by ConnectTimeout).
+	// waits for, unless the first connection attempt already failed (the
+	// database is down: start not ready) or ctx ends.
 	first := make(chan error, 1)
 	s.wg.Add(3)
 	go s.listen()
 	go s.apply(first)
 	go s.flushLoop()
-	wctx, wcancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
-	defer wcancel()
 	select {
 	case err := <-first:
 		if err != nil {
-			s.log.Warn("database unreachable at start; retrying in the background", slog.String("err", err.Error()))
+			s.log.Warn("initial load failed; retrying in the background", slog.String("err", err.Error()))
 		}
-	case <-wctx.Done():
-		s.log.Warn("database not loaded within the connect timeout; retrying in the background")
+	case err := <-s.connectFailed:
+		s.log.Warn("database unreachable at start; retrying in the background", slog.String("err", err.Error()))
+	case <-ctx.Done():
+		s.log.Warn("initial load not finished; continuing in the background")
 	}
 	return s, nil
 }

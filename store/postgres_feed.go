@@ -44,6 +44,10 @@ func (s *Postgres) listen() {
 			}
 			s.m.storeErrors.Inc()
 			s.markDown(err)
+			select {
+			case s.connectFailed <- err:
+			default:
+			}
 			s.log.Debug("change feed connect failed", slog.String("err", err.Error()), slog.Int("attempt", attempt))
 			if !s.sleep(backoff(attempt)) {
 				return
