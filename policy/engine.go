@@ -139,7 +139,10 @@ func (e *Engine) Match(req *Request) (Match, Decision) {
 		}
 		return m, needCredential(req, acceptAll, -1)
 	}
-	for i := range rs.rules {
+	for i, p := range rs.prefixes {
+		if len(path) < len(p) || path[:len(p)] != p {
+			continue
+		}
 		r := &rs.rules[i]
 		m.caps = captures{}
 		if r.glob.match(req.Method, path, &m.caps) {

@@ -42,7 +42,7 @@ func compileOrigin(src string) (originPattern, error) {
 	if port == "" {
 		port = defaultPort(o.scheme)
 	}
-	o.port = port
+	o.port = strings.TrimLeft(port, "0")
 	if strings.HasPrefix(o.host, "*.") {
 		o.wildcard = true
 		o.host = o.host[2:]
@@ -130,13 +130,6 @@ func validPort(p string) bool {
 	return n > 0 && n <= 65535
 }
 
-// samePort compares ports numerically enough to ignore leading zeros.
-func samePort(a, b string) bool {
-	a = strings.TrimLeft(a, "0")
-	b = strings.TrimLeft(b, "0")
-	return a == b
-}
-
 // requestOrigin is a parsed Origin header.
 type requestOrigin struct {
 	scheme, host, port string // port defaulted from the scheme
@@ -152,7 +145,7 @@ func parseRequestOrigin(origin string) (requestOrigin, bool) {
 	if port == "" {
 		port = defaultPort(scheme)
 	}
-	return requestOrigin{scheme, host, port}, true
+	return requestOrigin{scheme, host, strings.TrimLeft(port, "0")}, true
 }
 
 // match reports whether the request Origin matches. It does not allocate.
@@ -176,7 +169,7 @@ func (o *originPattern) matchParsed(ro *requestOrigin) bool {
 		return true
 	}
 	host := ro.host
-	if !strings.EqualFold(ro.scheme, o.scheme) || !samePort(ro.port, o.port) {
+	if ro.port != o.port || !strings.EqualFold(ro.scheme, o.scheme) {
 		return false
 	}
 	if !o.wildcard {
@@ -269,7 +262,7 @@ func appendOriginKey(b []byte, scheme, host, port string) []byte {
 	b = append(b, "://"...)
 	b = appendLower(b, host)
 	b = append(b, ':')
-	return append(b, strings.TrimLeft(port, "0")...)
+	return append(b, port...) // ports are normalised without leading zeros
 }
 
 func appendLower(b []byte, s string) []byte {

@@ -42,7 +42,7 @@ func screenPath(raw string) (d pathDefect) {
 	}
 	segStart := 1
 	dots, other := 0, false // dot count and whether the segment has anything else
-	escapes := false
+	escapes, nonASCII := false, false
 	for i := 1; i <= len(raw); i++ {
 		if i == len(raw) || raw[i] == '/' {
 			if !other && (dots == 1 || dots == 2) {
@@ -80,12 +80,15 @@ func screenPath(raw string) (d pathDefect) {
 			}
 		default:
 			other = true
+			if c >= 0x80 {
+				nonASCII = true
+			}
 		}
 	}
 	if escapes {
 		return d | pathEscaped
 	}
-	if !utf8.ValidString(raw) {
+	if nonASCII && !utf8.ValidString(raw) {
 		return d | pathBad
 	}
 	return d

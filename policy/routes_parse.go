@@ -37,6 +37,9 @@ func ParseRoutes(data []byte) (r *Routes, warnings []RoutesError, err error) {
 		return nil, nil, errors.Join(p.errs...)
 	}
 	rules := p.r.rules
+	for i := range rules {
+		p.r.prefixes = append(p.r.prefixes, rules[i].glob.prefix)
+	}
 	for j := range rules {
 		for i := 0; i < j; i++ {
 			if shadows(&rules[i], &rules[j]) {
