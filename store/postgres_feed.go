@@ -96,6 +96,14 @@ func (s *Postgres) connectListener() (*pgx.Conn, error) {
 		closeConn(conn)
 		return nil, err
 	}
+	var triggers bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger
+WHERE tgname = 'scopegate_notify_insert_delete' AND tgrelid = to_regclass('api_clients'))`).Scan(&triggers); err == nil && !triggers {
+		// Without migration 0002 nothing is notified: changes would only
+		// arrive with the periodic reload.
+		s.log.Error("scopegate change triggers are missing (run `scopegate migrate`); changes reach this gateway only by the periodic reload",
+			slog.Duration("reload_interval", s.cfg.ReloadInterval))
+	}
 	return conn, nil
 }
 

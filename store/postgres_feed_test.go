@@ -303,3 +303,20 @@ SELECT 'client-' || i, 'c', 'active', 'sha256:' || repeat('0', 64), '["GET /api/
 		t.Errorf("after the full reload, client-7 active = %v, want revoked", c != nil && c.Active)
 	}
 }
+
+// TestPostgresWarnsWithoutTriggers: on a database without migration 0002
+// the store still loads, and says loudly that changes arrive only with the
+// periodic reload.
+func TestPostgresWarnsWithoutTriggers(t *testing.T) {
+	t.Parallel()
+	db, dsn := pgtest.NewPool(t)
+	pgtest.Exec(t, db, "DROP FUNCTION scopegate_notify_change() CASCADE")
+	pgtest.InsertClient(t, db, pgtest.Client{ClientKey: "app"})
+	s, logs := openStore(t, dsn, nil)
+	if c, err := s.LookupClient("app", time.Now()); c == nil || err != nil {
+		t.Fatalf("LookupClient(app) = %v, %v", c, err)
+	}
+	if !strings.Contains(logs.String(), "change triggers are missing") {
+		t.Errorf("no warning about missing triggers; logs:\n%s", logs)
+	}
+}

@@ -81,6 +81,9 @@ func setup(t testing.TB, edit func(*store.PostgresConfig)) *pgBundle {
 	if !s.Ready(time.Now()) {
 		t.Fatalf("store not ready after OpenPostgres; logs:\n%s", logs)
 	}
+	if strings.Contains(logs.String(), "triggers are missing") {
+		t.Fatalf("missing-trigger warning on a migrated database; logs:\n%s", logs)
+	}
 	return &pgBundle{db: db, dsn: dsn, store: s, logs: logs}
 }
 
