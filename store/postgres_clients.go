@@ -80,7 +80,7 @@ func scanClient(rows pgx.CollectableRow) (policy.ClientRecord, error) {
 // becomes one such raw entry, never an empty list, so it cannot lift a
 // restriction. An empty array is nil.
 func parseList(text string) []string {
-	text = strings.TrimSpace(text)
+	text = strings.Trim(text, " \t\r\n") // JSON whitespace only
 	if text == "[]" || text == "" {
 		return nil
 	}

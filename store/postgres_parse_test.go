@@ -24,6 +24,7 @@ func TestParseList(t *testing.T) {
 		{`null`, []string{"null"}},
 		{`["a",]`, []string{`["a",]`}},
 		{`["a"] x`, []string{`["a"] x`}},
+		{"\u00a0", []string{"\u00a0"}}, // not JSON whitespace: one raw entry, never "no restriction"
 	}
 	for _, tt := range tests {
 		if got := parseList(tt.in); !slices.Equal(got, tt.want) {
@@ -54,10 +55,10 @@ func FuzzParseList(f *testing.F) {
 }
 
 func trimSpace(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '\v' || s[0] == '\f') {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r') {
 		s = s[1:]
 	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t' || s[len(s)-1] == '\n' || s[len(s)-1] == '\r' || s[len(s)-1] == '\v' || s[len(s)-1] == '\f') {
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t' || s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
 		s = s[:len(s)-1]
 	}
 	return s
