@@ -46,6 +46,11 @@ var (
 	defaultMaxBackoff = 5 * time.Second
 )
 
+// ErrInvalidDatabaseURL is returned by [OpenPostgres] for a DSN that cannot
+// be parsed; `serve` reports it as invalid configuration (exit 2). It never
+// carries the DSN.
+var ErrInvalidDatabaseURL = errors.New("store: cannot parse the database URL (check SCOPEGATE_DATABASE_URL)")
+
 // PostgresConfig configures [OpenPostgres]. Zero durations take the defaults
 // of SPEC §6 named on each field.
 type PostgresConfig struct {
@@ -163,7 +168,7 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
 		// The parse error may quote the DSN (and so the password): keep it out.
-		return nil, errors.New("store: cannot parse the database URL (check SCOPEGATE_DATABASE_URL)")
+		return nil, ErrInvalidDatabaseURL
 	}
 	if cfg.MaxConns > 0 {
 		pcfg.MaxConns = cfg.MaxConns

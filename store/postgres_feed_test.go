@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,6 +257,9 @@ func TestOpenPostgresBadDSN(t *testing.T) {
 		_, err := store.OpenPostgres(context.Background(), store.PostgresConfig{DSN: dsn})
 		if err == nil {
 			t.Fatalf("OpenPostgres(bad DSN) succeeded")
+		}
+		if !errors.Is(err, store.ErrInvalidDatabaseURL) {
+			t.Errorf("OpenPostgres(bad DSN) = %v, want ErrInvalidDatabaseURL", err)
 		}
 		if strings.Contains(err.Error(), "supersecret") {
 			t.Errorf("error leaks the password: %v", err)
