@@ -1,8 +1,54 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+
+	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/policy"
+)
+
+// benchFixture is the seed of seed.go as a declarative store: the same
+// clients, users, companies, sites and grant shapes (-store=file).
+func benchFixture() storetest.Fixture {
+	f := storetest.Fixture{Secrets: map[string]string{}}
+	id := func(kind, n int) string { return fmt.Sprintf("%08d-0000-4000-8000-%012d", kind, n) }
+	modules := []string{"inventory", "billing", "stock", "reports", "hr", "crm", "fleet", "orders", "payroll", "audit"}
+	for i, m := range modules {
+		f.Modules = append(f.Modules, policy.ModuleRecord{ID: id(1, i+1), Key: m, Status: "active"})
+	}
+	for c := 1; c <= nCompanies; c++ {
+		f.Companies = append(f.Companies, policy.CompanyRecord{ID: id(2, c), Key: companyKey(c), Status: "active"})
+		for s := 1; s <= nSitesPer; s++ {
+			f.Sites = append(f.Sites, policy.SiteRecord{ID: id(3, c*100+s), Key: siteKey(c, s), CompanyID: id(2, c), Status: "active"})
+		}
+	}
+	for u := 1; u <= nUsers; u++ {
+		sub := userSub(u)
+		f.Users = append(f.Users, policy.UserRecord{ID: id(4, u), Sub: sub, Email: fmt.Sprintf("user%d@bench.test", u), Status: "active", IsActive: true})
+		if u == 1 {
+			for c := 1; c <= nCompanies; c++ {
+				f.Grants = append(f.Grants, storetest.Grant{User: sub, Module: "inventory", Action: "view", Company: companyKey(c)})
+			}
+			continue
+		}
+		for k := 0; k < 5; k++ {
+			f.Grants = append(f.Grants, storetest.Grant{User: sub, Module: modules[[]int{0, 1, 2, 3, 7}[k]], Action: "view", Company: companyKey((u*7+k*13)%100 + 1)})
+			f.Grants = append(f.Grants, storetest.Grant{User: sub, Module: "inventory", Action: "update", Site: siteKey((u*11+k*17)%100+1, k%10+1)})
+		}
+	}
+	ips, origins, paths := clientLists()
+	for i := 1; i <= nClients; i++ {
+		f.Secrets[clientKey(i)] = clientSecret(i)
+		f.Clients = append(f.Clients, policy.ClientRecord{
+			ID: id(5, i), ClientKey: clientKey(i), Name: fmt.Sprintf("Bench client %d", i), Status: "active",
+			APIKeyHash: "sha256:" + sha256Hex(clientSecret(i)), AllowedIPs: ips, AllowedOrigins: origins, AllowedPaths: paths,
+		})
+	}
+	return f
+}
 
 // writeFileStore writes the benchmark fixture as a declarative store file.
 func writeFileStore(path string) error {
-	return fmt.Errorf("-store=file needs the declarative store format; use -store=pg")
+	return os.WriteFile(path, benchFixture().YAML(), 0o644)
 }

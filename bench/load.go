@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -19,10 +20,11 @@ type target struct {
 
 // loadResult is what one timed run measured.
 type loadResult struct {
-	Requests  int64
-	Errors    int64 // transport errors and unexpected statuses
-	Elapsed   time.Duration
-	latencies []time.Duration
+	Requests   int64
+	Errors     int64 // transport errors and unexpected statuses
+	Elapsed    time.Duration
+	latencies  []time.Duration
+	FirstError string // the first error seen, for the report
 	// fixed holds percentiles reported by an external generator (wrk).
 	fixed map[float64]time.Duration
 }
@@ -65,6 +67,7 @@ func drive(t target, conns int, warmup, d time.Duration) loadResult {
 	var measuring atomic.Bool
 	var stop atomic.Bool
 	var requests, errors atomic.Int64
+	var firstErr atomic.Value
 	lat := make([][]time.Duration, conns)
 	var wg sync.WaitGroup
 	for w := 0; w < conns; w++ {
@@ -79,8 +82,8 @@ func drive(t target, conns int, warmup, d time.Duration) loadResult {
 			for i := 0; !stop.Load(); i++ {
 				req.Reset()
 				req.Header.DisableNormalizing()
-				req.SetHost(t.addr)
 				t.fill(req, w, i)
+				req.SetHost(t.addr)
 				start := time.Now()
 				err := client.Do(req, resp)
 				el := time.Since(start)
@@ -88,8 +91,13 @@ func drive(t target, conns int, warmup, d time.Duration) loadResult {
 					continue
 				}
 				requests.Add(1)
-				if err != nil || resp.StatusCode() != t.okStatus {
-					errors.Add(1)
+				if err != nil || (t.okStatus > 0 && resp.StatusCode() != t.okStatus) {
+					if errors.Add(1) == 1 {
+						if err == nil {
+							err = fmt.Errorf("status %d, want %d: %.200s", resp.StatusCode(), t.okStatus, resp.Body())
+						}
+						firstErr.Store(err.Error())
+					}
 				}
 				local = append(local, el)
 			}
@@ -110,5 +118,9 @@ func drive(t target, conns int, warmup, d time.Duration) loadResult {
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	return loadResult{Requests: requests.Load(), Errors: errors.Load(), Elapsed: elapsed, latencies: all}
+	res := loadResult{Requests: requests.Load(), Errors: errors.Load(), Elapsed: elapsed, latencies: all}
+	if e, ok := firstErr.Load().(string); ok {
+		res.FirstError = e
+	}
+	return res
 }

@@ -291,13 +291,10 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 			return scenarioResult{}, false, err
 		}
 	} else {
-		if t.okStatus == 0 {
-			t.okStatus = -1
-		}
 		res = drive(t, o.conns, o.warmup, o.duration)
-		if t.okStatus == -1 {
-			res.Errors = 0
-		}
+	}
+	if res.FirstError != "" {
+		fmt.Fprintf(os.Stderr, "%s: first error: %s\n", name, res.FirstError)
 	}
 	r := scenarioResult{Name: name, Requests: res.Requests, RPS: res.RPS(), Errors: res.Errors,
 		P50us: us(res.Percentile(50)), P99us: us(res.Percentile(99)), P999us: us(res.Percentile(99.9))}

@@ -66,11 +66,10 @@ var seedSQL = []string{
 	 WHERE u.authentik_sub <> 'user-00001'`,
 }
 
-// clientRows returns the api_clients rows: each client has 10 CIDRs, 10
-// origins and 20 path globs (the shapes of the policy benchmark), no rate
-// limit, so the benchmark measures authorization, not throttling.
-func seedClients(ctx context.Context, conn *pgx.Conn) error {
-	var ips, origins, paths []string
+// clientLists returns the lists every benchmark client holds: 10 CIDRs, 10
+// origins and 20 path globs (the shapes of the policy benchmark). Clients
+// have no rate limit, so the benchmark measures authorization, not throttling.
+func clientLists() (ips, origins, paths []string) {
 	for i := 0; i < 9; i++ {
 		ips = append(ips, fmt.Sprintf("10.%d.0.0/16", i))
 	}
@@ -83,13 +82,19 @@ func seedClients(ctx context.Context, conn *pgx.Conn) error {
 		paths = append(paths, fmt.Sprintf("GET /svc%d/**", i))
 	}
 	paths = append(paths, "/public/**", "/api/**")
+	return ips, origins, paths
+}
+
+// seedClients bulk-loads the api_clients rows.
+func seedClients(ctx context.Context, conn *pgx.Conn) error {
+	ips, origins, paths := clientLists()
 	js := func(l []string) string { return `["` + strings.Join(l, `","`) + `"]` }
 	rows := make([][]any, 0, nClients)
 	for i := 1; i <= nClients; i++ {
-		rows = append(rows, []any{clientKey(i), fmt.Sprintf("Bench client %d", i), "sha256:" + sha256Hex(clientSecret(i)), js(origins), js(ips), js(paths)})
+		rows = append(rows, []any{clientKey(i), fmt.Sprintf("Bench client %d", i), "active", "sha256:" + sha256Hex(clientSecret(i)), js(origins), js(ips), js(paths)})
 	}
 	_, err := conn.CopyFrom(ctx, pgx.Identifier{"api_clients"},
-		[]string{"client_key", "name", "api_key_hash", "allowed_origins", "allowed_ips", "allowed_paths"},
+		[]string{"client_key", "name", "status", "api_key_hash", "allowed_origins", "allowed_ips", "allowed_paths"},
 		pgx.CopyFromRows(rows))
 	return err
 }
