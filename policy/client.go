@@ -129,7 +129,7 @@ func (c *Client) pathAllowed(method, path string) bool {
 	// The literal prefixes sit in their own slice so the common rejection is
 	// a tight loop over string headers.
 	for i, p := range c.pathPrefixes {
-		if len(path) >= len(p) && path[:len(p)] == p && c.paths[i].match(method, path, nil) {
+		if len(path) >= len(p) && path[:len(p)] == p && c.paths[i].methodOK(method) && c.paths[i].matchAfterPrefix(path, nil) {
 			return true
 		}
 	}

@@ -145,7 +145,7 @@ func (e *Engine) Match(req *Request) (Match, Decision) {
 		}
 		r := &rs.rules[i]
 		m.caps = captures{}
-		if r.glob.match(req.Method, path, &m.caps) {
+		if r.glob.methodOK(req.Method) && r.glob.matchAfterPrefix(path, &m.caps) {
 			m.Route, m.rule = i, r
 			break
 		}

@@ -52,8 +52,12 @@ type glob struct {
 	valid   bool
 	src     string
 	// prefix is the literal text every matching path starts with ("/api/v1"
-	// for "/api/v1/*/x"), a cheap pre-filter before segment matching.
-	prefix string
+	// for "/api/v1/*/x"), a cheap pre-filter before segment matching; nLit
+	// is the number of leading literal segments it covers, and deepTail
+	// reports that the only segment after them is "**".
+	prefix   string
+	nLit     int
+	deepTail bool
 }
 
 var (
@@ -99,8 +103,18 @@ func compileGlob(src string, params bool) (glob, error) {
 	}
 	g.segs = segs
 	g.valid = true
-	g.prefix = literalPrefix(segs)
+	g.setPrefix()
 	return g, nil
+}
+
+// setPrefix fills prefix, nLit and deepTail from segs.
+func (g *glob) setPrefix() {
+	g.prefix = literalPrefix(g.segs)
+	g.nLit = 0
+	for g.nLit < len(g.segs) && g.segs[g.nLit].kind == segLiteral {
+		g.nLit++
+	}
+	g.deepTail = len(g.segs) == g.nLit+1 && g.segs[g.nLit].kind == segDeep
 }
 
 // literalPrefix returns "/" plus the leading literal segments joined by "/".
@@ -213,19 +227,45 @@ func (g *glob) match(method, path string, caps *captures) bool {
 	if !g.valid || !strings.HasPrefix(path, g.prefix) || !g.methodOK(method) {
 		return false
 	}
-	return matchSegments(g.segs, path, caps)
+	return g.matchAfterPrefix(path, caps)
 }
 
-// matchSegments matches a path (starting with "/") against segs. "**" is
-// handled like "*" in the classic greedy wildcard algorithm over segments:
-// on a mismatch, the last "**" absorbs one more segment and matching resumes
-// after it, which is O(len(segs)·segments) in the worst case.
+// matchAfterPrefix matches a path already known to start with g.prefix:
+// the literal segments are done, so matching resumes after them. Patterns
+// that are all literal, or literal then one "**", need no segment walk.
+func (g *glob) matchAfterPrefix(path string, caps *captures) bool {
+	n := len(g.prefix)
+	if g.nLit == 0 {
+		return matchSegmentsFrom(g.segs, 0, path, 0, caps)
+	}
+	if len(path) > n && path[n] != '/' {
+		return false // the last literal segment continues in the path
+	}
+	switch {
+	case g.nLit == len(g.segs):
+		return len(path) == n
+	case g.deepTail:
+		return true
+	}
+	// In path[1:], the next segment starts at n (or n is one past the end).
+	return matchSegmentsFrom(g.segs, g.nLit, path, n, caps)
+}
+
+// matchSegments matches a path (starting with "/") against segs.
 func matchSegments(segs []segment, path string, caps *captures) bool {
+	return matchSegmentsFrom(segs, 0, path, 0, caps)
+}
+
+// matchSegmentsFrom matches from pattern segment pi and byte offset pos of
+// path[1:]. "**" is handled like "*" in the classic greedy wildcard
+// algorithm over segments: on a mismatch, the last "**" absorbs one more
+// segment and matching resumes after it, which is O(len(segs)·segments) in
+// the worst case.
+func matchSegmentsFrom(segs []segment, pi int, path string, pos int, caps *captures) bool {
 	if path == "" || path[0] != '/' {
 		return false
 	}
 	rest := path[1:]
-	pi, pos := 0, 0
 	starPi, starPos := -1, 0
 	for pos <= len(rest) {
 		if pi < len(segs) && segs[pi].kind == segDeep {

@@ -111,6 +111,10 @@ func FuzzGlob(f *testing.F) {
 			return
 		}
 		got := matchSegments(g.segs, path, nil)
+		g.methods = nil
+		if fast := g.match("GET", path, nil); fast != got {
+			t.Fatalf("glob %q on %q: prefix path %v, full walk %v", pattern, path, fast, got)
+		}
 		deep := 0
 		for _, s := range g.segs {
 			if s.kind == segDeep {
