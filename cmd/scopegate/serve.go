@@ -55,6 +55,9 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 	baseCtx, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
 
+	if cfg.DatabaseURL == "" && cfg.StoreFile == "" {
+		return &ConfigError{Var: "SCOPEGATE_DATABASE_URL", Msg: "not set (set SCOPEGATE_DATABASE_URL, or SCOPEGATE_STORE_FILE for the declarative store)"}
+	}
 	routes, err := loadRoutes(cfg.RoutesFile, logger)
 	if err != nil {
 		return err
@@ -117,6 +120,9 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		closeStore()
 		return &ConfigError{Var: "SCOPEGATE_AUTH_PATH", Msg: err.Error()}
 	}
+	if jwtCfg.Keys == nil && len(jwtCfg.HS256Secret) == 0 {
+		logger.Warn("no JWT keys configured (SCOPEGATE_JWT_JWKS_URL, SCOPEGATE_JWT_ISSUER, SCOPEGATE_JWT_HS256_SECRET): every JWT is token_invalid")
+	}
 	if len(upstreams) == 0 {
 		logger.Warn("SCOPEGATE_UPSTREAM_URL is empty: forward-auth and decision-only mode, nothing is proxied")
 	}
@@ -150,6 +156,7 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 	if started != nil {
 		started(ln.Addr(), adminLn.Addr())
 	}
+	go sweepRateLimits(baseCtx, engine)
 
 	var serveErr error
 loop:
@@ -188,6 +195,21 @@ loop:
 		return serveErr
 	}
 	return nil
+}
+
+// sweepRateLimits drops idle token buckets every minute so the bucket table
+// does not grow with every client ever seen.
+func sweepRateLimits(ctx context.Context, engine *policy.Engine) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			engine.SweepRateLimits(now, 10*time.Minute)
+		}
+	}
 }
 
 // loadRoutes reads and compiles SCOPEGATE_ROUTES_FILE ("" : no routes file).

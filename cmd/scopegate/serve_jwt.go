@@ -57,9 +57,6 @@ func buildJWT(ctx context.Context, cfg *Config, logger *slog.Logger) (policy.JWT
 		jwksURL = u
 	}
 	if jwksURL == "" {
-		if cfg.JWTHS256Secret == "" {
-			logger.Warn("no JWT keys configured (SCOPEGATE_JWT_JWKS_URL, SCOPEGATE_JWT_ISSUER, SCOPEGATE_JWT_HS256_SECRET): every JWT is token_invalid")
-		}
 		return jc, nil
 	}
 	refresh := cfg.JWTJWKSRefresh

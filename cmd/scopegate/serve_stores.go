@@ -2,18 +2,52 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/scopegate/scopegate/store"
 )
 
-// openPostgres opens the PostgreSQL store. (Wired to store.OpenPostgres once
-// it lands.)
+// openPostgres opens the PostgreSQL store (SCOPEGATE_DATABASE_URL): client
+// snapshot, user cache, change feed and the last_used_at writer. The DSN is
+// never logged or put in an error.
 func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*openedStore, error) {
-	return nil, errors.New("the PostgreSQL store is not built yet")
+	set := metrics.NewSet()
+	s, err := store.OpenPostgres(ctx, store.PostgresConfig{
+		DSN:               cfg.DatabaseURL,
+		Logger:            logger,
+		Metrics:           set,
+		CacheTTL:          cfg.CacheTTL,
+		NegativeCacheTTL:  cfg.NegativeCacheTTL,
+		StaleTTL:          cfg.StaleTTL,
+		FlushInterval:     cfg.LastUsedFlushInterval,
+		ReloadInterval:    cfg.ClientReloadInterval,
+		ConnectTimeout:    cfg.DatabaseConnectTimeout,
+		LegacyPermissions: cfg.LegacyPermissions,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the PostgreSQL store (SCOPEGATE_DATABASE_URL): %w", err)
+	}
+	return &openedStore{store: s, metrics: []*metrics.Set{set}}, nil
 }
 
-// openFileStore opens the declarative file store. (Wired to store.OpenFile
-// once it lands.)
-func openFileStore(ctx context.Context, cfg *Config, logger *slog.Logger) (*openedStore, error) {
-	return nil, errors.New("the file store is not built yet")
+// openFileStore opens the declarative file store (SCOPEGATE_STORE_FILE),
+// watched for changes and reloaded on SIGHUP.
+func openFileStore(_ context.Context, cfg *Config, logger *slog.Logger) (*openedStore, error) {
+	f, err := store.OpenFile(cfg.StoreFile, store.FileConfig{
+		Logger: logger,
+		OnReload: func(err error) {
+			if err != nil {
+				logger.Error("store file reload rejected; the previous data stays", slog.String("file", cfg.StoreFile), slog.String("err", err.Error()))
+				return
+			}
+			logger.Info("store file reloaded", slog.String("file", cfg.StoreFile))
+		},
+	})
+	if err != nil {
+		return nil, &ConfigError{Var: "SCOPEGATE_STORE_FILE", Msg: oneLine(err)}
+	}
+	return &openedStore{store: f}, nil
 }

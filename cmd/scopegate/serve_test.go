@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scopegate/scopegate/internal/storetest"
+)
+
+const serveRoutes = `
+default: deny
+routes:
+  - path: /healthz
+    auth: none
+  - path: /api/**
+`
+
+// serveEnv sets the environment of a test gateway on loopback ports with
+// the file store of storetest.Basic and returns the store and routes paths.
+func serveEnv(t *testing.T, upstream string) (storePath, routesPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	storePath = filepath.Join(dir, "store.yaml")
+	routesPath = filepath.Join(dir, "routes.yaml")
+	if err := os.WriteFile(storePath, storetest.Basic().YAML(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(routesPath, []byte(serveRoutes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCOPEGATE_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	t.Setenv("SCOPEGATE_STORE_FILE", storePath)
+	t.Setenv("SCOPEGATE_ROUTES_FILE", routesPath)
+	t.Setenv("SCOPEGATE_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("SCOPEGATE_ADMIN_ADDR", "127.0.0.1:0")
+	t.Setenv("SCOPEGATE_UPSTREAM_URL", upstream)
+	t.Setenv("SCOPEGATE_SHUTDOWN_TIMEOUT", "5s")
+	return storePath, routesPath
+}
+
+// running is an in-process `scopegate serve`.
+type running struct {
+	traffic, admin string
+	sigs           chan os.Signal
+	exited         chan struct{} // closed when serve returned; err holds its result
+	err            error
+	logs           *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startServe(t *testing.T) *running {
+	t.Helper()
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	r := &running{sigs: make(chan os.Signal, 4), exited: make(chan struct{}), logs: &syncBuffer{}}
+	logger := slog.New(slog.NewJSONHandler(r.logs, nil))
+	started := make(chan struct{})
+	go func() {
+		defer close(r.exited)
+		r.err = serve(cfg, logger, r.sigs, func(tr, ad net.Addr) {
+			r.traffic, r.admin = tr.String(), ad.String()
+			close(started)
+		})
+	}()
+	select {
+	case <-started:
+	case <-r.exited:
+		t.Fatalf("serve returned early: %v\n%s", r.err, r.logs)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	t.Cleanup(func() {
+		select {
+		case <-r.exited:
+		default:
+			r.sigs <- syscall.SIGTERM
+			<-r.exited
+		}
+	})
+	return r
+}
+
+func httpGet(t *testing.T, url string, headers ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestServeConfigErrors: invalid configuration exits 2 with one line naming
+// the variable.
+func TestServeConfigErrors(t *testing.T) {
+	cases := []struct {
+		name, key, value, want string
+	}{
+		{"no store", "SCOPEGATE_STORE_FILE", "", "SCOPEGATE_DATABASE_URL"},
+		{"bad routes file", "SCOPEGATE_ROUTES_FILE", "BAD", "SCOPEGATE_ROUTES_FILE"},
+		{"missing routes file", "SCOPEGATE_ROUTES_FILE", "/nonexistent/routes.yaml", "SCOPEGATE_ROUTES_FILE"},
+		{"bad upstream", "SCOPEGATE_UPSTREAM_URL", "ftp://x", "SCOPEGATE_UPSTREAM_URL"},
+		{"bad store file", "SCOPEGATE_STORE_FILE", "BAD", "SCOPEGATE_STORE_FILE"},
+		{"bad duration", "SCOPEGATE_UPSTREAM_TIMEOUT", "soon", "SCOPEGATE_UPSTREAM_TIMEOUT"},
+		{"bad algorithm", "SCOPEGATE_JWT_ALGORITHMS", "none", "SCOPEGATE_JWT_ALGORITHMS"},
+		{"bad log level", "SCOPEGATE_LOG_LEVEL", "loud", "SCOPEGATE_LOG_LEVEL"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			storePath, routesPath := serveEnv(t, "http://127.0.0.1:1")
+			v := c.value
+			if v == "BAD" {
+				bad := filepath.Join(t.TempDir(), "bad.yaml")
+				os.WriteFile(bad, []byte("routes: [ {path: /x, auth: [telepathy]} ]\nbogus: 1\n"), 0o600)
+				v = bad
+			}
+			_, _ = storePath, routesPath
+			t.Setenv(c.key, v)
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"serve"}, &stdout, &stderr)
+			if code != exitConfig {
+				t.Fatalf("exit %d, want 2; stderr %s", code, stderr.String())
+			}
+			line := strings.TrimSpace(stderr.String())
+			if strings.Count(line, "\n") != 0 || !strings.Contains(line, c.want) {
+				t.Errorf("stderr %q: want one line naming %s", line, c.want)
+			}
+		})
+	}
+}
+
+// TestServeReloadAndGracefulShutdown: SIGHUP reloads the routes (a bad file
+// is rejected and the old rules stay); SIGTERM lets in-flight requests
+// finish, then serve returns nil (exit 0).
+func TestServeReloadAndGracefulShutdown(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/slow" {
+			<-release
+		}
+		fmt.Fprintf(w, "upstream %s sub=%q key=%q", r.URL.Path, r.Header.Get("X-Auth-User-Sub"), r.Header.Get("X-Auth-Client-Key"))
+	}))
+	defer up.Close()
+	_, routesPath := serveEnv(t, up.URL)
+	r := startServe(t)
+	base := "http://" + r.traffic
+	tok := storetest.Basic().Token("app")
+
+	if s, body := httpGet(t, base+"/api/things", "X-API-Key", tok); s != 200 || !strings.Contains(body, `key="app"`) {
+		t.Fatalf("allowed request: %d %s", s, body)
+	}
+	if s, _ := httpGet(t, "http://"+r.admin+"/readyz"); s != 200 {
+		t.Errorf("/readyz %d", s)
+	}
+
+	// A bad routes file on reload: rejected, the old rules stay.
+	os.WriteFile(routesPath, []byte("routes: [ {path: /x, auth: [telepathy]} ]\n"), 0o600)
+	r.sigs <- syscall.SIGHUP
+	waitLog(t, r.logs, "routes reload rejected")
+	if s, _ := httpGet(t, base+"/api/things", "X-API-Key", tok); s != 200 {
+		t.Errorf("after a rejected reload: %d", s)
+	}
+	// A good one applies.
+	os.WriteFile(routesPath, []byte("default: deny\nroutes:\n  - path: /healthz\n    auth: none\n"), 0o600)
+	r.sigs <- syscall.SIGHUP
+	waitLog(t, r.logs, "routes reloaded")
+	if s, body := httpGet(t, base+"/api/things", "X-API-Key", tok); s != 403 || !strings.Contains(body, "no_route") {
+		t.Errorf("after reload: %d %s", s, body)
+	}
+	os.WriteFile(routesPath, []byte(serveRoutes), 0o600)
+	r.sigs <- syscall.SIGHUP
+	time.Sleep(100 * time.Millisecond)
+
+	// In-flight requests survive SIGTERM.
+	const n = 8
+	results := make(chan int, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			s, _ := httpGet(t, base+"/api/slow", "X-API-Key", tok)
+			results <- s
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // all in flight, parked in the upstream
+	r.sigs <- syscall.SIGTERM
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	for i := 0; i < n; i++ {
+		if s := <-results; s != 200 {
+			t.Errorf("in-flight request %d: status %d", i, s)
+		}
+	}
+	select {
+	case <-r.exited:
+		if r.err != nil {
+			t.Errorf("serve returned %v", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(r.logs.String(), `"msg":"stopped"`) {
+		t.Errorf("no stopped log line")
+	}
+	if strings.Contains(r.logs.String(), tok) || strings.Contains(r.logs.String(), "secret-of-app") {
+		t.Errorf("a secret reached the log")
+	}
+}
+
+func waitLog(t *testing.T, logs *syncBuffer, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), msg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log:\n%s", msg, logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
