@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -223,14 +224,30 @@ func TestPostgresStale(t *testing.T) {
 }
 
 // TestOpenPostgresDatabaseDown: a database that is down at start-up is not
-// an error: the store reports not ready and lookups fail closed.
+// an error: the store reports not ready, lookups fail closed, and once the
+// database answers the store loads and becomes ready on its own.
 func TestOpenPostgresDatabaseDown(t *testing.T) {
 	t.Parallel()
-	proxy := newTCPProxy(t, "127.0.0.1:1") // accepts, then cannot reach anything
-	proxy.stop()
-	s, _ := openStore(t, "postgres://scopegate:supersecret@"+proxy.addr+"/member?sslmode=disable", func(c *store.PostgresConfig) {
-		c.ConnectTimeout = 200 * time.Millisecond
+	db, dsn := pgtest.NewPool(t)
+	pgtest.InsertClient(t, db, pgtest.Client{ClientKey: "app"})
+	proxy := newTCPProxy(t, hostPort(t, dsn))
+	proxy.stop() // the database is "down"
+	logs := &syncBuffer{}
+	start := time.Now()
+	s, err := store.OpenPostgres(context.Background(), store.PostgresConfig{
+		// trust auth ignores the password; it must not reach any log line.
+		DSN:            strings.Replace(dsnVia(t, dsn, proxy.addr), "://postgres@", "://postgres:supersecret@", 1),
+		Logger:         slog.New(slog.NewJSONHandler(logs, nil)),
+		ConnectTimeout: 200 * time.Millisecond,
+		FlushInterval:  time.Hour,
 	})
+	if err != nil {
+		t.Fatalf("OpenPostgres with the database down = %v, want a store that is not ready", err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("OpenPostgres took %v with the database down", d)
+	}
 	now := time.Now()
 	if s.Ready(now) {
 		t.Errorf("Ready = true with the database down")
@@ -243,6 +260,18 @@ func TestOpenPostgresDatabaseDown(t *testing.T) {
 	}
 	if _, err := s.Directory(now); !isUnavailable(err) {
 		t.Errorf("Directory = %v, want ErrUnavailable", err)
+	}
+	if !strings.Contains(logs.String(), "database unreachable at start") {
+		t.Errorf("no start-up warning; logs:\n%s", logs)
+	}
+
+	proxy.start(proxy.addr) // the database is back
+	eventually(t, 10*time.Second, "ready after the database came up", func() bool { return s.Ready(time.Now()) })
+	if c, err := s.LookupClient("app", time.Now()); c == nil || err != nil {
+		t.Errorf("LookupClient(app) after recovery = %v, %v", c, err)
+	}
+	if strings.Contains(logs.String(), "supersecret") {
+		t.Errorf("logs contain the DSN password:\n%s", logs)
 	}
 }
 
