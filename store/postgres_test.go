@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -170,15 +171,23 @@ func (p *tcpProxy) stop() {
 	p.conns = nil
 }
 
-// dsnVia rewrites a URL DSN to go through the proxy.
+// dsnVia rewrites a DSN (URL or keyword/value form) to go through the
+// proxy at addr.
 func dsnVia(t testing.TB, dsn, addr string) string {
 	t.Helper()
-	at := strings.Index(dsn, "@")
-	slash := strings.Index(dsn[at:], "/")
-	if at < 0 || slash < 0 {
-		t.Fatalf("unexpected DSN form")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return dsn[:at+1] + addr + dsn[at+slash:]
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Host = addr
+		return u.String()
+	}
+	return dsn + " host=" + host + " port=" + port // the last occurrence wins
 }
 
 func hostPort(t testing.TB, dsn string) string {
