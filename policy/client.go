@@ -43,19 +43,22 @@ func (c *Client) Record() ClientRecord { return c.rec }
 // CompileClient compiles a row. Malformed list entries are reported in the
 // returned errors (one per entry, naming the list and the entry, never the
 // hash) and never match; an unusable api_key_hash is reported too and never
-// verifies. The Client is returned in every case.
+// verifies; a negative rate_limit_per_min is reported and treated as NULL.
+// The Client is returned in every case.
 func CompileClient(rec ClientRecord) (*Client, []error) {
 	c := &Client{ID: rec.ID, ClientKey: rec.ClientKey, Name: rec.Name, Active: rec.Status == "active", RateLimitPerMin: -1, rec: rec}
 	if rec.ExpiresAt != nil {
 		c.ExpiresAt = *rec.ExpiresAt
 	}
+	var errs []error
 	if rec.RateLimitPerMin != nil {
-		c.RateLimitPerMin = *rec.RateLimitPerMin
-		if c.RateLimitPerMin < 0 {
-			c.RateLimitPerMin = 0
+		if *rec.RateLimitPerMin >= 0 {
+			c.RateLimitPerMin = *rec.RateLimitPerMin
+		} else {
+			// Not a limit: reported, and the default applies as for NULL.
+			errs = append(errs, fmt.Errorf("client %q: negative rate_limit_per_min %d: using the default", rec.ClientKey, *rec.RateLimitPerMin))
 		}
 	}
-	var errs []error
 	var err error
 	if c.hash, err = compileHash(rec.APIKeyHash); err != nil {
 		errs = append(errs, fmt.Errorf("client %q: api_key_hash: %w", rec.ClientKey, err))

@@ -8,17 +8,18 @@ import (
 func TestCompileClientReportsMalformedEntries(t *testing.T) {
 	rec := ClientRecord{
 		ID: "id1", ClientKey: "ck", Status: "active",
-		APIKeyHash:     "md5:supersecrethash",
-		AllowedIPs:     []string{"10.0.0.0/8", "not-an-ip"},
-		AllowedOrigins: []string{"https://a.example.com", "ftp//bad"},
-		AllowedPaths:   []string{"/api/**", "GET,post /x", "/a//b"},
+		APIKeyHash:      "md5:supersecrethash",
+		AllowedIPs:      []string{"10.0.0.0/8", "not-an-ip"},
+		AllowedOrigins:  []string{"https://a.example.com", "ftp//bad"},
+		AllowedPaths:    []string{"/api/**", "GET,post /x", "/a//b"},
+		RateLimitPerMin: intp(-5),
 	}
 	c, errs := CompileClient(rec)
 	if c == nil {
 		t.Fatal("CompileClient returned nil")
 	}
-	if len(errs) != 5 {
-		t.Fatalf("CompileClient errors = %d (%v), want 5", len(errs), errs)
+	if len(errs) != 6 {
+		t.Fatalf("CompileClient errors = %d (%v), want 6", len(errs), errs)
 	}
 	for _, err := range errs {
 		if strings.Contains(err.Error(), "supersecrethash") {
