@@ -213,6 +213,9 @@ type FileStatus struct {
 	Baseline  bool      // recorded as a baseline, not run
 	AppliedAt time.Time // zero when pending
 	Modified  bool      // applied, but the embedded file's checksum differs
+	// WillBaseline: pending, and the member tables exist without a version
+	// table, so [Migrate] will record this file as a baseline, not run it.
+	WillBaseline bool
 }
 
 // Status lists every embedded migration with whether it is applied. Unknown
@@ -224,10 +227,17 @@ func Status(ctx context.Context, q Querier) ([]FileStatus, error) {
 		return nil, err
 	}
 	applied := map[int64]appliedRow{}
+	willBaseline := false
 	if has {
 		if applied, err = appliedVersions(ctx, q); err != nil {
 			return nil, err
 		}
+	} else {
+		present, err := existingMemberTables(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		willBaseline = len(present) == len(MemberTables)
 	}
 	var out []FileStatus
 	for _, f := range Files() {
@@ -235,6 +245,8 @@ func Status(ctx context.Context, q Querier) ([]FileStatus, error) {
 		if r, ok := applied[f.Version]; ok {
 			st.Applied, st.Baseline, st.AppliedAt = true, r.baseline, r.at
 			st.Modified = r.checksum != f.Checksum
+		} else if willBaseline && f.Version == BaselineVersion {
+			st.WillBaseline = true
 		}
 		out = append(out, st)
 	}

@@ -107,7 +107,8 @@ func TestMigrateEmptyThenNoop(t *testing.T) {
 	}
 	for _, s := range st {
 		if !s.Applied || s.Baseline || s.Modified || s.AppliedAt.IsZero() {
-			t.Errorf("after migrate: %+v, want applied, not baseline, not modified", s)
+			t.Errorf("after migrate: %s applied %v baseline %v modified %v at %v; want applied, not baseline, not modified",
+				s.Name, s.Applied, s.Baseline, s.Modified, s.AppliedAt)
 		}
 	}
 }
@@ -235,6 +236,14 @@ func TestBaselineOnExistingMemberDatabase(t *testing.T) {
 	before, err := migrations.Introspect(ctx, conn, migrations.MemberTables)
 	if err != nil {
 		t.Fatal(err)
+	}
+	st, err := migrations.Status(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].Applied || !st[0].WillBaseline || st[1].WillBaseline {
+		t.Errorf("Status before baseline: 0001 applied %v will-baseline %v, 0002 will-baseline %v; want 0001 pending as a baseline, 0002 pending",
+			st[0].Applied, st[0].WillBaseline, st[1].WillBaseline)
 	}
 	res, err := migrations.Migrate(ctx, conn)
 	if err != nil {

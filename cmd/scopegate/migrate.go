@@ -91,6 +91,9 @@ func printMigrateStatus(ctx context.Context, conn *pgx.Conn, stdout io.Writer) e
 		if s.Baseline {
 			notes = append(notes, "baseline")
 		}
+		if s.WillBaseline {
+			notes = append(notes, "existing member schema: will be recorded as a baseline")
+		}
 		if s.Modified {
 			notes = append(notes, "file changed since it was applied")
 		}
