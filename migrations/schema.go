@@ -254,6 +254,8 @@ type Difference struct {
 // differently (as opposed to an extra object).
 func (d Difference) Missing() bool { return d.Want != "" }
 
+// String renders the difference as "missing", "extra" or "differs" with
+// the object and its definitions.
 func (d Difference) String() string {
 	obj := d.Table
 	if d.Kind != "table" {
@@ -279,6 +281,7 @@ func FormatDiff(diffs []Difference) string {
 	return strings.Join(lines, "\n")
 }
 
+// String renders the column as "<type> NOT NULL" or "<type> NULL".
 func (c Column) String() string {
 	if c.NotNull {
 		return c.Type + " NOT NULL"
