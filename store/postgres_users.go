@@ -204,7 +204,8 @@ func (s *Postgres) evictSubs(subs []string) {
 	}
 }
 
-// flushUsers empties the user cache (directory change, reconnect).
+// flushUsers empties the user cache (after a reconnect, when evictions may
+// have been missed, and on Reload).
 func (s *Postgres) flushUsers() {
 	s.userMu.Lock()
 	defer s.userMu.Unlock()
@@ -238,7 +239,8 @@ func (s *Postgres) readDirectory(ctx context.Context) (*policy.Directory, error)
 		var err error
 		mods, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.ModuleRecord, error) {
 			var m policy.ModuleRecord
-			return m, r.Scan(&m.ID, &m.Key, &m.Status)
+			err := r.Scan(&m.ID, &m.Key, &m.Status)
+			return m, err
 		})
 		return err
 	})
@@ -246,7 +248,8 @@ func (s *Postgres) readDirectory(ctx context.Context) (*policy.Directory, error)
 		var err error
 		comps, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.CompanyRecord, error) {
 			var c policy.CompanyRecord
-			return c, r.Scan(&c.ID, &c.Key, &c.Status)
+			err := r.Scan(&c.ID, &c.Key, &c.Status)
+			return c, err
 		})
 		return err
 	})
@@ -254,7 +257,8 @@ func (s *Postgres) readDirectory(ctx context.Context) (*policy.Directory, error)
 		var err error
 		sites, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.SiteRecord, error) {
 			var st policy.SiteRecord
-			return st, r.Scan(&st.ID, &st.Key, &st.CompanyID, &st.Status)
+			err := r.Scan(&st.ID, &st.Key, &st.CompanyID, &st.Status)
+			return st, err
 		})
 		return err
 	})
