@@ -49,6 +49,7 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 		if vd.Reason != policy.ReasonNone {
 			return withRoute(vd, m.Route)
 		}
+		st.sub = claims.Subject // verified: safe to log
 		dir, err := p.store.Directory(now)
 		if err != nil {
 			p.storeError(err)

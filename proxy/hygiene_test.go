@@ -121,6 +121,18 @@ func TestProxyBodyForwarded(t *testing.T) {
 	if ec := echoOf(t, r); ec.BodyLen != 11 {
 		t.Errorf("chunked: upstream got %d bytes", ec.BodyLen)
 	}
+	// A chunked body over MaxBodyBytes (1 MiB here) is cut: 413.
+	var big strings.Builder
+	for i := 0; i < 40; i++ {
+		big.WriteString("8000\r\n" + strings.Repeat("y", 0x8000) + "\r\n")
+	}
+	big.WriteString("0\r\n\r\n")
+	raw = "PUT /api/companies/acme/sites/acme-hq/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: " + alice +
+		"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + big.String()
+	r = e.do(directPeer, raw)
+	if r.status != 413 || r.reason() != "bad_request" {
+		t.Errorf("chunked body over the limit: %d %s", r.status, r.body)
+	}
 }
 
 // TestBadInput: hostile or malformed requests each get a defined answer.

@@ -35,7 +35,9 @@ type reqState struct {
 	values  valueSource
 	reqID   []byte
 	scratch []byte
-	pathBuf []byte   // policy.Request.Scratch: the decoded path
+	pathBuf []byte // policy.Request.Scratch: the decoded path
+	body    limitedBody
+	sub     string   // the verified JWT subject, for the decision log
 	names   [][]byte // header names to delete (copied)
 	keys    []byte   // backing store for names
 }
@@ -45,6 +47,8 @@ func (st *reqState) reset() {
 	st.values.reset()
 	st.reqID = st.reqID[:0]
 	st.scratch = st.scratch[:0]
+	st.body = limitedBody{}
+	st.sub = ""
 	st.names = st.names[:0]
 	st.keys = st.keys[:0]
 }

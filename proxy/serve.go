@@ -265,6 +265,9 @@ func (p *Proxy) observe(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	case d.Identity.UserSub != "":
 		attrs[n] = slog.String("user_sub", d.Identity.UserSub)
 		n++
+	case st.sub != "":
+		attrs[n] = slog.String("user_sub", truncate(st.sub, 256))
+		n++
 	case d.Identity.ClientKey != "":
 		attrs[n] = slog.String("client_key", d.Identity.ClientKey)
 		n++

@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -108,6 +109,15 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		defer ctx.Response.SetConnectionClose()
 	}
 
+	if req.Header.ContentLength() == -1 {
+		// A chunked body has no declared length: enforce MaxBodyBytes while
+		// streaming it to the upstream.
+		if bs := req.BodyStream(); bs != nil {
+			st.body = limitedBody{r: bs, left: int64(p.cfg.MaxBodyBytes)}
+			req.SetBodyStream(&st.body, -1)
+		}
+	}
+
 	now := time.Now()
 	u := p.pick(now)
 	if len(req.Header.Host()) == 0 {
@@ -121,6 +131,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	}
 	err := u.hc.DoDeadline(req, &ctx.Response, now.Add(p.cfg.UpstreamTimeout))
 	p.m.upstreamSeconds.UpdateDuration(now)
+	if err != nil && st.body.exceeded {
+		ctx.Response.Reset()
+		ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+		p.writeBadRequest(ctx, st, fasthttp.StatusRequestEntityTooLarge, "the request body is too large")
+		return
+	}
 	if err != nil {
 		reason := policy.ReasonUpstreamUnavailable
 		if errors.Is(err, fasthttp.ErrTimeout) || isTimeout(err) {
@@ -151,4 +167,28 @@ var (
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// errBodyTooLarge stops a chunked request body past MaxBodyBytes.
+var errBodyTooLarge = errors.New("proxy: request body too large")
+
+// limitedBody passes a request body stream through until more than left
+// bytes were read.
+type limitedBody struct {
+	r        io.Reader
+	left     int64
+	exceeded bool
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		l.exceeded = true
+		return 0, errBodyTooLarge
+	}
+	return n, err
 }

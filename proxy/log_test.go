@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if m["msg"] == "decision" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestDecisionLog: one JSON line per denial with the documented attributes
+// and no secret; allows only with LogAllowed.
+func TestDecisionLog(t *testing.T) {
+	for _, logAllowed := range []bool{false, true} {
+		buf := &lockedBuffer{}
+		e := newEnv(t, envOptions{mutate: func(c *Config) {
+			c.Logger = slog.New(slog.NewJSONHandler(buf, nil))
+			c.LogAllowed = logAllowed
+		}})
+		app := e.fix.Token("app")
+		jwt := jwtFor(t, "carol", time.Hour)
+		e.do(directPeer, reqText("POST", "/api/things", "X-API-Key", app, "X-Request-Id", "log-1"))
+		e.do(directPeer, reqText("GET", "/api/companies/acme/sites/acme-hq/x", "Authorization", "Bearer "+jwt, "X-Request-Id", "log-2"))
+		e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", app, "X-Request-Id", "log-3"))
+		lines := buf.lines(t)
+		want := 2
+		if logAllowed {
+			want = 3
+		}
+		if len(lines) != want {
+			t.Fatalf("LogAllowed=%v: %d decision lines, want %d: %v", logAllowed, len(lines), want, lines)
+		}
+		first := lines[0]
+		for k, v := range map[string]any{"decision": "deny", "reason": "path_not_allowed", "status": float64(403), "method": "POST", "path": "/api/things", "client_ip": "127.0.0.1", "request_id": "log-1", "client_key": "app", "mode": "proxy"} {
+			if first[k] != v {
+				t.Errorf("%s = %v, want %v (line %v)", k, first[k], v, first)
+			}
+		}
+		if _, ok := first["route"]; !ok {
+			t.Errorf("no route attribute")
+		}
+		if lines[1]["reason"] != "permission_denied" || lines[1]["user_sub"] != "carol" {
+			t.Errorf("user denial line: %v", lines[1])
+		}
+		all := buf.b.String()
+		for _, secret := range []string{e.fix.Secrets["app"], jwt, app} {
+			if strings.Contains(all, secret) {
+				t.Errorf("log contains a secret or token")
+			}
+		}
+	}
+}
