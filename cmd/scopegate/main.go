@@ -42,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdKeys(args, stdout, stderr)
 	case "demo":
 		err = cmdDemo(args, stdout, stderr)
+	case "healthcheck":
+		err = cmdHealthcheck(args, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "scopegate", version)
 		return exitOK

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"time"
+)
+
+// healthcheckTimeout bounds the whole check (the Dockerfile's HEALTHCHECK
+// allows 3 s).
+const healthcheckTimeout = 2 * time.Second
+
+// cmdHealthcheck runs `scopegate healthcheck`, the Dockerfile's HEALTHCHECK
+// (a distroless image has no curl): GET /healthz on SCOPEGATE_ADMIN_ADDR,
+// exit 0 on 200, else exit 1 with one line. It reads only
+// SCOPEGATE_ADMIN_ADDR, so an unrelated bad variable does not mark a running
+// gateway unhealthy.
+func cmdHealthcheck(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		return &usageError{msg: "healthcheck takes no arguments (it checks SCOPEGATE_ADMIN_ADDR)"}
+	}
+	addr := os.Getenv("SCOPEGATE_ADMIN_ADDR")
+	if addr == "" {
+		addr = adminAddrDefault()
+	}
+	url, err := healthzURL(addr)
+	if err != nil {
+		return &ConfigError{Var: "SCOPEGATE_ADMIN_ADDR", Msg: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), healthcheckTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return &ConfigError{Var: "SCOPEGATE_ADMIN_ADDR", Msg: err.Error()}
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return &exitError{code: exitFail, msg: fmt.Sprintf("healthcheck: GET %s: %v", url, unwrapURLError(err))}
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return &exitError{code: exitFail, msg: fmt.Sprintf("healthcheck: GET %s: status %d", url, resp.StatusCode)}
+	}
+	fmt.Fprintf(stdout, "healthcheck: GET %s: 200\n", url)
+	return nil
+}
+
+// healthzURL builds the /healthz URL of an admin listen address; an empty or
+// unspecified host (":9090", "0.0.0.0:9090", "[::]:9090") is checked on
+// loopback.
+func healthzURL(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%q is not host:port", addr)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/healthz", nil
+}
+
+// adminAddrDefault is the default of Config.AdminAddr, read from its tag so
+// it is written down once.
+func adminAddrDefault() string {
+	f, _ := reflect.TypeOf(Config{}).FieldByName("AdminAddr")
+	return f.Tag.Get("default")
+}
+
+// unwrapURLError drops the *url.Error wrapper, whose text repeats the URL.
+func unwrapURLError(err error) error {
+	if u, ok := err.(interface{ Unwrap() error }); ok {
+		if inner := u.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
