@@ -1,0 +1,85 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TestServeJWKSFromIssuerDiscovery: with only SCOPEGATE_JWT_ISSUER set, the
+// keys come from the issuer's discovery document's jwks_uri; an RS256 token
+// of a known user passes, iss is checked, and a token with an unknown kid is
+// token_invalid at once (no wait for the refetch limiter) and refetches the
+// set at most once per 5 s.
+func TestServeJWKSFromIssuerDiscovery(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwksHits atomic.Int64
+	var issuer string
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "jwks_uri": issuer + "/jwks"})
+		case "/jwks":
+			jwksHits.Add(1)
+			b64 := base64.RawURLEncoding.EncodeToString
+			json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
+				"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+				"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
+			}}})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer idp.Close()
+	issuer = idp.URL
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("sub=" + r.Header.Get("X-Auth-User-Sub")))
+	}))
+	defer up.Close()
+	serveEnv(t, up.URL)
+	t.Setenv("SCOPEGATE_JWT_ISSUER", issuer)
+	r := startServe(t)
+
+	sign := func(kid, iss string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "alice", "iss": iss, "exp": time.Now().Add(time.Hour).Unix()})
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	base := "http://" + r.traffic
+	if s, body := httpGet(t, base+"/api/me", "Authorization", "Bearer "+sign("k1", issuer)); s != 200 || body != "sub=alice" {
+		t.Fatalf("RS256 token from the JWKS: %d %s", s, body)
+	}
+	if s, body := httpGet(t, base+"/api/me", "Authorization", "Bearer "+sign("k1", "https://other.example")); s != 401 || !strings.Contains(body, "token_invalid") {
+		t.Errorf("wrong issuer: %d %s", s, body)
+	}
+	before := jwksHits.Load()
+	start := time.Now()
+	for i := 0; i < 5; i++ {
+		if s, body := httpGet(t, base+"/api/me", "Authorization", "Bearer "+sign("unknown", issuer)); s != 401 || !strings.Contains(body, "token_invalid") {
+			t.Errorf("unknown kid: %d %s", s, body)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("5 unknown-kid requests took %v: requests wait for the refetch limiter", d)
+	}
+	if n := jwksHits.Load() - before; n > 1 {
+		t.Errorf("unknown kid refetched the JWKS %d times within 5 s, want at most 1", n)
+	}
+}
