@@ -97,8 +97,8 @@ func TestUpstreamErrors(t *testing.T) {
 			fails++
 		}
 	}
-	if fails > 1 {
-		t.Errorf("%d of 10 requests failed with one live upstream (passive health check)", fails)
+	if fails > 0 {
+		t.Errorf("%d of 10 requests failed with one live upstream (retry on connect failure, passive health check)", fails)
 	}
 }
 

@@ -119,17 +119,30 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	}
 
 	now := time.Now()
-	u := p.pick(now)
-	if len(req.Header.Host()) == 0 {
-		// HTTP/1.0 without Host: name the upstream.
-		req.Header.SetHost(u.hc.Addr)
+	deadline := now.Add(p.cfg.UpstreamTimeout)
+	var (
+		u   *upstream
+		err error
+	)
+	// A connection that could not be opened sent nothing, so the request
+	// (body stream included) can go to the next healthy upstream.
+	for attempt := 0; attempt < len(p.upstreams); attempt++ {
+		u = p.pick(time.Now())
+		if len(req.Header.Host()) == 0 {
+			// HTTP/1.0 without Host: name the upstream.
+			req.Header.SetHost(u.hc.Addr)
+		}
+		if u.tls {
+			req.URI().SetSchemeBytes(strHTTPS)
+		} else {
+			req.URI().SetSchemeBytes(strHTTP)
+		}
+		err = u.hc.DoDeadline(req, &ctx.Response, deadline)
+		if err == nil || !isDialError(err) || st.body.exceeded {
+			break
+		}
+		u.downUntil.Store(time.Now().Add(p.cfg.UpstreamFailTimeout).UnixNano())
 	}
-	if u.tls {
-		req.URI().SetSchemeBytes(strHTTPS)
-	} else {
-		req.URI().SetSchemeBytes(strHTTP)
-	}
-	err := u.hc.DoDeadline(req, &ctx.Response, now.Add(p.cfg.UpstreamTimeout))
 	p.m.upstreamSeconds.UpdateDuration(now)
 	if err != nil && st.body.exceeded {
 		ctx.Response.Reset()
@@ -163,6 +176,17 @@ var (
 	strHTTP  = []byte("http")
 	strHTTPS = []byte("https")
 )
+
+// isDialError reports whether err happened while opening the connection,
+// before anything was sent.
+func isDialError(err error) bool {
+	var de *fasthttp.ErrDialWithUpstream
+	if errors.As(err, &de) || errors.Is(err, fasthttp.ErrDialTimeout) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
 
 func isTimeout(err error) bool {
 	var ne net.Error
