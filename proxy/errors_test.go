@@ -202,7 +202,7 @@ func TestAdmin(t *testing.T) {
 		`scopegate_upstream_duration_seconds_bucket`,
 		`scopegate_upstream_errors_total{reason="upstream_timeout"} 0`,
 		`scopegate_rate_limited_total 0`,
-		`scopegate_store_errors_total`,
+		`scopegate_proxy_store_errors_total`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -214,5 +214,23 @@ func TestAdmin(t *testing.T) {
 	}
 	if s, _ := get("/nope"); s != 404 {
 		t.Errorf("/nope %d", s)
+	}
+}
+
+// panicStore panics on every lookup.
+type panicStore struct{ Store }
+
+func (panicStore) LookupClient(string, time.Time) (*policy.Client, error) { panic("boom") }
+
+// TestPanicRecovered: a panic while serving answers 500 internal_error with
+// the JSON body and X-Request-Id, and the server keeps serving.
+func TestPanicRecovered(t *testing.T) {
+	base := newEnv(t, envOptions{noUpstream: true})
+	e := newEnv(t, envOptions{store: panicStore{base.store}})
+	for i := 0; i < 2; i++ {
+		r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"), "X-Request-Id", "panic-1"))
+		if r.status != 500 || r.reason() != "internal_error" || r.header.Get("X-Request-Id") != "panic-1" {
+			t.Fatalf("panic: %d %v %s", r.status, r.header, r.body)
+		}
 	}
 }

@@ -24,7 +24,7 @@ func newProxyMetrics(s *metrics.Set) *proxyMetrics {
 	m := &proxyMetrics{
 		allowed:             s.GetOrCreateCounter(`scopegate_decisions_total{result="allow",reason=""}`),
 		rateLimited:         s.GetOrCreateCounter(`scopegate_rate_limited_total`),
-		storeErrors:         s.GetOrCreateCounter(`scopegate_store_errors_total{source="proxy"}`),
+		storeErrors:         s.GetOrCreateCounter(`scopegate_proxy_store_errors_total`),
 		badRequests:         s.GetOrCreateCounter(`scopegate_bad_requests_total`),
 		upstreamUnavailable: s.GetOrCreateCounter(`scopegate_upstream_errors_total{reason="upstream_unavailable"}`),
 		upstreamTimeouts:    s.GetOrCreateCounter(`scopegate_upstream_errors_total{reason="upstream_timeout"}`),

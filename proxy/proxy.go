@@ -103,6 +103,11 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 			p.log.LogAttrs(p.cfg.BaseContext, slog.LevelError, "panic serving request",
 				slog.String("panic", fmt.Sprint(r)), slog.String("request_id", string(st.reqID)))
 			ctx.Response.Reset()
+			if len(st.reqID) == 0 {
+				st.reqID = append(st.reqID, "unknown"...)
+			}
+			ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+			ctx.Response.SetConnectionClose()
 			p.writeDenial(ctx, st, policy.Denied(policy.ReasonInternal), false)
 		}
 	}()

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -51,6 +52,8 @@ func TestServeSIGTERMUnderLoadPostgres(t *testing.T) {
 	t.Setenv("SCOPEGATE_DATABASE_URL", dsn)
 	t.Setenv("SCOPEGATE_LISTEN_ADDR", fmt.Sprintf("127.0.0.1:%d", port))
 	t.Setenv("SCOPEGATE_LAST_USED_FLUSH_INTERVAL", "1h")
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
+	t.Setenv("SCOPEGATE_ADMIN_ADDR", adminAddr)
 	t.Setenv("SCOPEGATE_LOG_LEVEL", "warn")
 
 	exit := make(chan int, 1)
@@ -123,6 +126,21 @@ func TestServeSIGTERMUnderLoadPostgres(t *testing.T) {
 		}()
 	}
 	time.Sleep(500 * time.Millisecond)
+	// The admin listener exposes the proxy's and the store's metrics.
+	if resp, err := http.Get("http://" + adminAddr + "/metrics"); err != nil {
+		t.Errorf("/metrics: %v", err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, m := range []string{`scopegate_decisions_total{result="allow",reason=""}`, "scopegate_decision_duration_seconds_bucket", "scopegate_store_cache_hits_total", "scopegate_change_feed_lag_seconds", "scopegate_last_used_flushes_total", "scopegate_upstream_errors_total"} {
+			if !strings.Contains(string(b), m) {
+				t.Errorf("/metrics lacks %s", m)
+			}
+		}
+	}
+	if resp, err := http.Get("http://" + adminAddr + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("/readyz: %v %v", resp, err)
+	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
