@@ -32,7 +32,7 @@ type Client struct {
 	originSet       originSet
 	restrictPaths   bool
 	paths           []glob
-	pathPrefixes    []string // paths[i].prefix
+	pathPrefixes    []litPrefix // paths[i].prefix
 
 	verified verifiedCache
 }
@@ -89,7 +89,7 @@ func CompileClient(rec ClientRecord) (*Client, []error) {
 			continue
 		}
 		c.paths = append(c.paths, g)
-		c.pathPrefixes = append(c.pathPrefixes, g.prefix)
+		c.pathPrefixes = append(c.pathPrefixes, newLitPrefix(g.prefix))
 	}
 	return c, errs
 }
@@ -130,9 +130,9 @@ func (c *Client) pathAllowed(method, path string) bool {
 		return true
 	}
 	// The literal prefixes sit in their own slice so the common rejection is
-	// a tight loop over string headers.
-	for i, p := range c.pathPrefixes {
-		if len(path) >= len(p) && path[:len(p)] == p && c.paths[i].methodOK(method) && c.paths[i].matchAfterPrefix(path, nil) {
+	// a tight loop of 64-bit compares.
+	for i := range c.pathPrefixes {
+		if c.pathPrefixes[i].prefixOf(path) && c.paths[i].methodOK(method) && c.paths[i].matchAfterPrefix(path, nil) {
 			return true
 		}
 	}

@@ -139,8 +139,8 @@ func (e *Engine) Match(req *Request) (Match, Decision) {
 		}
 		return m, needCredential(req, acceptAll, -1)
 	}
-	for i, p := range rs.prefixes {
-		if len(path) < len(p) || path[:len(p)] != p {
+	for i := range rs.prefixes {
+		if !rs.prefixes[i].prefixOf(path) {
 			continue
 		}
 		r := &rs.rules[i]

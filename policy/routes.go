@@ -13,7 +13,7 @@ type Routes struct {
 	actionByMethod       map[string]string
 	superuser            []string
 	rules                []route
-	prefixes             []string // rules[i].glob.prefix, for a tight pre-filter loop
+	prefixes             []litPrefix // rules[i].glob.prefix, for a tight pre-filter loop
 }
 
 // Len returns the number of route rules.
