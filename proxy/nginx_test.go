@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/storetest"
 )
 
 // nginxBinary finds nginx on PATH or at /usr/sbin/nginx. Without it the
@@ -213,4 +215,40 @@ func TestNginxForwardAuth(t *testing.T) {
 			t.Fatalf("status %d: %s", r.status, r.body)
 		}
 	})
+}
+
+// TestReasonCodesThroughNginx runs the reason-code table end to end:
+// client → real nginx (the shipped configs/nginx.conf) → scopegate /_auth
+// on the real PostgreSQL store → echo app. Cases that need a client address
+// other than loopback (nginx sends $remote_addr) are left to the direct
+// forward-auth tests.
+func TestReasonCodesThroughNginx(t *testing.T) {
+	nginxBinary(t)
+	s, _ := openPostgresStore(t, storetest.Basic())
+	e := newEnv(t, envOptions{store: s, noUpstream: true, trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	app := startEcho(t)
+	ngx := startNginx(t, e.addr, app.addr)
+	for _, c := range reasonCases(t, e) {
+		if c.clientIP != "" || c.xff != "" {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			method := c.method
+			if method == "" {
+				method = "GET"
+			}
+			h := c.headers
+			if method != "GET" && method != "HEAD" {
+				h = append(append([]string(nil), h...), "Content-Length", "0")
+			}
+			r := doRaw(t, netip.Addr{}, ngx, reqText(method, c.target, h...))
+			if c.nginxRejects {
+				if r.status != 400 {
+					t.Errorf("nginx answered %d, want its own 400", r.status)
+				}
+				return
+			}
+			check(t, c, "nginx_e2e", r, e)
+		})
+	}
 }
