@@ -110,6 +110,10 @@ func FuzzGlob(f *testing.F) {
 		if err != nil || len(path) > 256 || len(pattern) > 256 || path == "" || path[0] != '/' {
 			return
 		}
+		lp := newLitPrefix(g.prefix)
+		if lp.prefixOf(path) != strings.HasPrefix(path, g.prefix) {
+			t.Fatalf("litPrefix(%q).prefixOf(%q) disagrees with strings.HasPrefix", g.prefix, path)
+		}
 		got := matchSegments(g.segs, path, nil)
 		g.methods = nil
 		if fast := g.match("GET", path, nil); fast != got {
@@ -128,4 +132,24 @@ func FuzzGlob(f *testing.F) {
 			t.Fatalf("glob %q on %q: got %v, naive %v", pattern, path, got, want)
 		}
 	})
+}
+
+func TestLitPrefix(t *testing.T) {
+	for _, tt := range []struct {
+		prefix, path string
+		want         bool
+	}{
+		{"/", "/a", true},
+		{"/api", "/api/x", true},
+		{"/api/v1/area3", "/api/v1/area3/x", true},
+		{"/api/v1/area3", "/api/v1/area4/x", false},
+		{"/api/v1/area3", "/xpi/v1/area3/x", false},
+		{"/api/v1/area3", "/api/v1/area", false},
+		{"/abcdefgh", "/abcdefgh", true},
+	} {
+		lp := newLitPrefix(tt.prefix)
+		if got := lp.prefixOf(tt.path); got != tt.want {
+			t.Errorf("prefixOf(%q, %q) = %v, want %v", tt.prefix, tt.path, got, tt.want)
+		}
+	}
 }
