@@ -182,3 +182,34 @@ func BenchmarkHandlerForwardAuth(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkBaselinePlainProxy is the twin of BenchmarkGateway/proxy_*: a bare
+// fasthttp reverse proxy (same HostClient settings, no decision, no header
+// hygiene) over the same in-memory listeners, to show what scopegate adds.
+func BenchmarkBaselinePlainProxy(b *testing.B) {
+	upLn := fasthttputil.NewInmemoryListener()
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }}
+	go up.Serve(upLn)
+	defer up.Shutdown()
+	hc := &fasthttp.HostClient{
+		Addr: "upstream.bench", DisablePathNormalizing: true, StreamResponseBody: true, MaxConns: 1024,
+		Dial: func(string) (net.Conn, error) { return upLn.Dial() },
+	}
+	gw := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if err := hc.Do(&ctx.Request, &ctx.Response); err != nil {
+			ctx.Error(err.Error(), 502)
+		}
+	}}
+	go srv.Serve(gw)
+	defer srv.Shutdown()
+	be := &benchEnv{gw: gw}
+	setup := func(r *fasthttp.Request) { r.SetRequestURI("http://gw.bench/api/things?page=2") }
+	for _, par := range []bool{false, true} {
+		name := "serial"
+		if par {
+			name = "parallel"
+		}
+		b.Run(name, func(b *testing.B) { runHTTP(b, be.client("127.0.0.1"), setup, 200, par) })
+	}
+}

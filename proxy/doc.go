@@ -19,4 +19,27 @@
 //   - The raw path is forwarded unchanged, so the path that was checked is the
 //     path the upstream sees.
 //   - Store failures fail closed with 503 store_unavailable.
+//
+// Forward-auth answers (AuthPath):
+//   - 200 allows, with the identity headers and, for rate-limited keys, the
+//     RateLimit headers; Envoy also gets x-envoy-auth-headers-to-remove
+//     naming the identity headers that have no value.
+//   - Denials have the proxy mode's status, JSON body and headers, except
+//     that the 400-class reasons (path_invalid, forwarded_invalid) are
+//     answered 403, and they also carry X-Scopegate-Reason and
+//     X-Scopegate-Error so nginx, which discards the auth body, can rebuild
+//     the JSON (configs/nginx.conf).
+//   - 429 rate_limited and 503 store_unavailable keep their status: Traefik
+//     and Envoy pass them on (Envoy maps 5xx to its status_on_error);
+//     nginx turns them into 500, which configs/nginx.conf maps back to 429
+//     (with Retry-After) or 503 with error_page. Answering 403 instead would
+//     lose the status for Traefik and Envoy, and a 503 is still a denial.
+//   - The original request comes from X-Forwarded-Method/-Uri (Traefik) or
+//     X-Original-Method/-URI (nginx); if both conventions are present and
+//     disagree, one was forged by the client behind the other proxy:
+//     403 forwarded_invalid. A missing method or URI is forwarded_invalid.
+//
+// Malformed HTTP (unparsable request, headers over MaxHeaderBytes, a body
+// over MaxBodyBytes) is answered before any decision with 400/431/413 and a
+// JSON body whose reason is "bad_request".
 package proxy
