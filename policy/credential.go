@@ -83,11 +83,18 @@ func apiKeyCredential(tok string, inAuth bool) Credential {
 	return c
 }
 
-// maxJWTHeader bounds the encoded JWT header looksLikeJWT decodes.
-const maxJWTHeader = 1024
+// JWT recognition decodes the header on the stack up to stackJWTHeader
+// encoded bytes (the common case: no allocation) and on the heap up to
+// maxJWTHeader (headers carrying x5c certificate chains); longer headers are
+// not recognised as JWTs.
+const (
+	stackJWTHeader = 2048
+	maxJWTHeader   = 16 << 10
+)
 
 // looksLikeJWT reports whether tok is three base64url segments whose first
-// decodes to a JSON object with an "alg" member. It does not allocate.
+// decodes to a JSON object with an "alg" member. It does not allocate for
+// headers up to 2 KiB.
 func looksLikeJWT(tok string) bool {
 	i := strings.IndexByte(tok, '.')
 	if i <= 0 || i > maxJWTHeader {
@@ -103,8 +110,12 @@ func looksLikeJWT(tok string) bool {
 	if !isBase64URL(tok[:i]) || !isBase64URL(rest[:j]) || !isBase64URL(rest[j+1:]) {
 		return false
 	}
-	var buf [maxJWTHeader]byte
-	n, err := base64.RawURLEncoding.Decode(buf[:], bytesOf(tok[:i]))
+	var stack [stackJWTHeader / 4 * 3]byte
+	buf := stack[:]
+	if i > stackJWTHeader {
+		buf = make([]byte, base64.RawURLEncoding.DecodedLen(i))
+	}
+	n, err := base64.RawURLEncoding.Decode(buf, bytesOf(tok[:i]))
 	if err != nil {
 		return false
 	}

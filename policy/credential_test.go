@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/base64"
+	"strings"
 	"testing"
 )
 
@@ -74,6 +75,7 @@ func TestLooksLikeJWT(t *testing.T) {
 		{"not json", enc([]byte(`alg:1`)) + ".e30.x", false},
 		{"two segments", enc([]byte(`{"alg":"x"}`)) + ".e30", false},
 		{"four segments", enc([]byte(`{"alg":"x"}`)) + ".e30.x.y", false},
+		{"large x5c header", enc([]byte(`{"x5c":["`+strings.Repeat("A", 4000)+`"],"alg":"RS256"}`)) + ".e30.x", true},
 		{"padding char", enc([]byte(`{"alg":"x"}`)) + "=.e30.x", false},
 	}
 	for _, tt := range tests {
