@@ -211,3 +211,34 @@ func TestSetRoutesSwaps(t *testing.T) {
 		t.Fatalf("after SetRoutes(nil): %v", d.Reason)
 	}
 }
+
+func TestActionMappingAndSuperuser(t *testing.T) {
+	dir := testDirectory()
+	u := CompileUser(UserRecord{ID: "u", Sub: "s", Status: "active", IsActive: true}, []GrantRecord{
+		{Module: "inventory", Action: "manage", ScopeType: "site", ScopeID: "s-paris"},
+		{Module: "inventory", Action: "audit", ScopeType: "site", ScopeID: "s-lyon"},
+	}, dir)
+	tests := []struct {
+		name, routes, method, path string
+		reason                     Reason
+	}{
+		{"default superuser manage", "routes:\n  - path: /i/{site}\n    module: inventory\n    scope: site:{site}\n", "DELETE", "/i/paris", ReasonNone},
+		{"superuser disabled", "superuser_actions: []\nroutes:\n  - path: /i/{site}\n    module: inventory\n    scope: site:{site}\n", "DELETE", "/i/paris", ReasonPermissionDenied},
+		{"custom mapping", "action_by_method: {GET: audit}\nsuperuser_actions: []\nroutes:\n  - path: /i/{site}\n    module: inventory\n    scope: site:{site}\n", "GET", "/i/lyon", ReasonNone},
+		{"unmapped method", "action_by_method: {GET: audit}\nsuperuser_actions: []\nroutes:\n  - path: /i/{site}\n    module: inventory\n    scope: site:{site}\n", "POST", "/i/lyon", ReasonPermissionDenied},
+		{"explicit action", "superuser_actions: []\nroutes:\n  - path: /i/{site}\n    module: inventory\n    action: audit\n    scope: site:{site}\n", "DELETE", "/i/lyon", ReasonNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEngine(t, EngineConfig{Routes: mustRoutes(t, tt.routes)})
+			req := userReq(tt.method, tt.path)
+			m, d := e.Match(req)
+			if d.Reason == ReasonNone {
+				d = e.AuthorizeUser(req, &m, u, dir)
+			}
+			if d.Reason != tt.reason {
+				t.Errorf("reason = %v, want %v", d.Reason, tt.reason)
+			}
+		})
+	}
+}
