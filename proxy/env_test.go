@@ -236,7 +236,11 @@ func doRaw(t testing.TB, peer netip.Addr, addr, raw string) *rawResponse {
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	for err == nil && resp.StatusCode == http.StatusContinue {
+		resp, err = http.ReadResponse(br, nil) // skip 100 Continue
+	}
 	if err != nil {
 		t.Fatalf("read response to %q: %v", firstLine(raw), err)
 	}

@@ -121,6 +121,13 @@ func TestProxyBodyForwarded(t *testing.T) {
 	if ec := echoOf(t, r); ec.BodyLen != 11 {
 		t.Errorf("chunked: upstream got %d bytes", ec.BodyLen)
 	}
+	// Expect: 100-continue is answered by the gateway and not forwarded.
+	raw = "PUT /api/companies/acme/sites/acme-hq/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: " + alice +
+		"\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+	r = e.do(directPeer, raw)
+	if ec := echoOf(t, r); ec.BodyLen != 5 || ec.header("Expect") != "" {
+		t.Errorf("Expect: upstream got %d bytes, Expect %q", ec.BodyLen, ec.header("Expect"))
+	}
 	// A chunked body over MaxBodyBytes (1 MiB here) is cut: 413.
 	var big strings.Builder
 	for i := 0; i < 40; i++ {

@@ -93,6 +93,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	// From here on st.req's strings (which alias request headers) are stale.
 	st.req = policy.Request{}
 	p.cleanRequestHeaders(&req.Header, st)
+	// The gateway already answered any Expect: 100-continue (fasthttp does
+	// before the handler runs) and sends the body right away.
+	req.Header.DelBytes(hdrExpect)
 	if stripCred {
 		req.Header.Del(p.cfg.APIKeyHeader)
 		req.Header.DelBytes(hdrClientKey)
@@ -173,8 +176,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 }
 
 var (
-	strHTTP  = []byte("http")
-	strHTTPS = []byte("https")
+	hdrExpect = []byte("Expect")
+	strHTTP   = []byte("http")
+	strHTTPS  = []byte("https")
 )
 
 // isDialError reports whether err happened while opening the connection,
