@@ -150,9 +150,7 @@ func BenchmarkVerifyTokenFirstSeen(b *testing.B) {
 	req := jwtReq(tok, t0)
 	b.ReportAllocs()
 	for b.Loop() {
-		e.jwt.mu.Lock()
-		clear(e.jwt.cache)
-		e.jwt.mu.Unlock()
+		e.jwt.cache.reset()
 		if _, d := e.VerifyToken(req); d.Reason != ReasonNone {
 			b.Fatal(d.Reason)
 		}
@@ -190,4 +188,19 @@ func BenchmarkScreenPath(b *testing.B) {
 			b.Fatal("bad")
 		}
 	}
+}
+
+// BenchmarkDecideJWTParallel is the cached JWT decision on every core.
+func BenchmarkDecideJWTParallel(b *testing.B) {
+	u, dir := benchUserAndDir()
+	e := mustEngine(b, EngineConfig{Routes: mustRoutes(b, specRoutes), JWT: JWTConfig{Keys: fixture.keys}})
+	tok := sign(b, jwt.SigningMethodRS256, "rsa", fixture.rsa, jwt.MapClaims{"sub": "alice", "exp": t0.Add(time.Hour).Unix()})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req := &Request{Method: "GET", RawPath: "/api/companies/co77/sites/site77-3/items/9", Now: t0,
+			Cred: ParseCredential(CredentialHeaders{Authorization: "Bearer " + tok})}
+		for pb.Next() {
+			decideJWT(b, e, req, u, dir)
+		}
+	})
 }

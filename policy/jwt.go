@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -61,8 +60,7 @@ type jwtVerifier struct {
 	keyfunc jwt.Keyfunc
 	seed    maphash.Seed
 
-	mu    sync.RWMutex
-	cache map[uint64]*jwtEntry
+	cache *tokenCache
 }
 
 type jwtEntry struct {
@@ -93,7 +91,7 @@ func newJWTVerifier(cfg JWTConfig) (*jwtVerifier, error) {
 	if len(algs) == 0 {
 		algs = []string{"RS256", "ES256", "EdDSA"}
 	}
-	v := &jwtVerifier{seed: maphash.MakeSeed(), cache: make(map[uint64]*jwtEntry)}
+	v := &jwtVerifier{seed: maphash.MakeSeed(), cache: newTokenCache(cfg.CacheSize)}
 	hs := false
 	for _, a := range algs {
 		if !knownAlgs[a] {
@@ -164,18 +162,16 @@ func (e *Engine) VerifyToken(req *Request) (Claims, Decision) {
 	}
 	now := req.Now
 	h := maphash.String(v.seed, tok)
-	v.mu.RLock()
-	ent := v.cache[h]
-	v.mu.RUnlock()
+	ent := v.cache.get(h)
 	if ent != nil && ent.token == tok {
 		if !ent.claims.ExpiresAt.IsZero() && !now.Before(ent.claims.ExpiresAt.Add(v.cfg.Leeway)) {
-			v.drop(h)
+			v.cache.drop(h)
 			return Claims{}, deny(ReasonTokenExpired, -1)
 		}
 		if now.Before(ent.until) {
 			return ent.claims, Decision{Verdict: Allow, Route: -1}
 		}
-		v.drop(h)
+		v.cache.drop(h)
 	}
 	claims, reason := v.verify(tok, now)
 	if reason != ReasonNone {
@@ -185,7 +181,7 @@ func (e *Engine) VerifyToken(req *Request) (Claims, Decision) {
 	if !claims.ExpiresAt.IsZero() && claims.ExpiresAt.Add(v.cfg.Leeway).Before(until) {
 		until = claims.ExpiresAt.Add(v.cfg.Leeway)
 	}
-	v.add(h, &jwtEntry{token: tok, claims: claims, until: until}, now)
+	v.cache.add(h, &jwtEntry{token: tok, claims: claims, until: until}, now)
 	return claims, Decision{Verdict: Allow, Route: -1}
 }
 
@@ -239,34 +235,4 @@ func onlyExpired(err error) bool {
 		}
 	}
 	return true
-}
-
-func (v *jwtVerifier) drop(h uint64) {
-	v.mu.Lock()
-	delete(v.cache, h)
-	v.mu.Unlock()
-}
-
-// add stores a verified token. When the cache is full it first drops
-// entries past their deadline, then an arbitrary eighth of the rest (map
-// iteration order is random), so the bound holds without an LRU list.
-func (v *jwtVerifier) add(h uint64, ent *jwtEntry, now time.Time) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.cache) >= v.cfg.CacheSize {
-		for k, e := range v.cache {
-			if !now.Before(e.until) {
-				delete(v.cache, k)
-			}
-		}
-		if n := len(v.cache) - v.cfg.CacheSize*7/8; n >= 0 {
-			for k := range v.cache {
-				delete(v.cache, k)
-				if n--; n < 0 {
-					break
-				}
-			}
-		}
-	}
-	v.cache[h] = ent
 }

@@ -170,7 +170,7 @@ func TestVerifyTokenCache(t *testing.T) {
 			t.Fatalf("verify %d: %v", i, d.Reason)
 		}
 	}
-	if n := len(small.jwt.cache); n > 8 {
+	if n := small.jwt.cache.len(); n > 8 {
 		t.Errorf("cache size %d > 8", n)
 	}
 }
@@ -212,4 +212,14 @@ func FuzzJWTHeader(f *testing.F) {
 			t.Fatalf("forged token %q verified", tok)
 		}
 	})
+}
+
+func TestTokenCacheBound(t *testing.T) {
+	c := newTokenCache(100000)
+	for i := uint64(0); i < 200000; i++ {
+		c.add(i*0x9E3779B97F4A7C15, &jwtEntry{until: t0.Add(time.Hour)}, t0)
+	}
+	if n := c.len(); n > 100000 || n < 80000 {
+		t.Errorf("cache holds %d entries, want at most 100000 and most of them", n)
+	}
 }
