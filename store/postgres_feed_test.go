@@ -39,7 +39,9 @@ func TestPostgresChangeFeedLatency(t *testing.T) {
 	b := setup(t, nil)
 	ctx := context.Background()
 	now := time.Now
-	const budget = 100 * time.Millisecond
+	// The NOTIFY path is asserted at 100 ms; the other changes at the 1 s of
+	// SPEC §6, so a loaded CI machine does not make this test flaky.
+	const budget, specBudget = 100 * time.Millisecond, time.Second
 
 	id := pgtest.InsertClient(t, b.db, pgtest.Client{ClientKey: "fresh"})
 	d := eventually(t, budget, "inserted client visible", func() bool {
@@ -56,14 +58,14 @@ func TestPostgresChangeFeedLatency(t *testing.T) {
 	t.Logf("revocation visible after %v", d)
 
 	pgtest.Exec(t, b.db, "UPDATE api_clients SET client_key = 'renamed' WHERE id = $1", id)
-	eventually(t, budget, "rename visible", func() bool {
+	eventually(t, specBudget, "rename visible", func() bool {
 		old, _ := b.store.LookupClient("fresh", now())
 		c, _ := b.store.LookupClient("renamed", now())
 		return old == nil && c != nil
 	})
 
 	pgtest.Exec(t, b.db, "DELETE FROM api_clients WHERE id = $1", id)
-	eventually(t, budget, "deletion visible", func() bool {
+	eventually(t, specBudget, "deletion visible", func() bool {
 		c, _ := b.store.LookupClient("renamed", now())
 		return c == nil
 	})
@@ -74,12 +76,12 @@ func TestPostgresChangeFeedLatency(t *testing.T) {
 		t.Fatalf("LookupUser(alice) = %v, %v", u, err)
 	}
 	pgtest.Exec(t, b.db, "DELETE FROM user_scope_permissions WHERE action = 'manage'")
-	eventually(t, budget, "removed grant visible", func() bool {
+	eventually(t, specBudget, "removed grant visible", func() bool {
 		u, err := b.store.LookupUser(ctx, "alice", now())
 		return err == nil && u != nil && len(u.Grants()) == 2
 	})
 	pgtest.Exec(t, b.db, "UPDATE users SET is_active = false WHERE authentik_sub = 'alice'")
-	eventually(t, budget, "deactivation visible", func() bool {
+	eventually(t, specBudget, "deactivation visible", func() bool {
 		u, err := b.store.LookupUser(ctx, "alice", now())
 		return err == nil && u != nil && !u.Active
 	})
@@ -88,13 +90,13 @@ func TestPostgresChangeFeedLatency(t *testing.T) {
 		t.Fatalf("dave exists before insert")
 	}
 	pgtest.InsertUser(t, b.db, pgtest.User{Sub: "dave"})
-	eventually(t, budget, "new user visible despite negative entry", func() bool {
+	eventually(t, specBudget, "new user visible despite negative entry", func() bool {
 		u, _ := b.store.LookupUser(ctx, "dave", now())
 		return u != nil
 	})
 	// A directory change reloads the directory.
 	pgtest.InsertCompany(t, b.db, "initech", "")
-	eventually(t, budget, "new company visible", func() bool {
+	eventually(t, specBudget, "new company visible", func() bool {
 		d, err := b.store.Directory(now())
 		return err == nil && d.Company("initech") != nil
 	})
@@ -319,7 +321,7 @@ SELECT 'client-' || i, 'c', 'active', 'sha256:' || repeat('0', 64), '["GET /api/
 	go func() { reloaded <- s.Reload() }()
 	time.Sleep(5 * time.Millisecond) // let the reload's query start
 	pgtest.Exec(t, db, "UPDATE api_clients SET status = 'revoked' WHERE client_key = 'client-7'")
-	d := eventually(t, 500*time.Millisecond, "revocation during a full reload", func() bool {
+	d := eventually(t, time.Second, "revocation during a full reload", func() bool {
 		c, _ := s.LookupClient("client-7", time.Now())
 		return c != nil && !c.Active
 	})
