@@ -96,7 +96,7 @@ func runDemo(cfg *Config, logger *slog.Logger, out io.Writer, sigs <-chan os.Sig
 		return err
 	}
 
-	echo, err := startDemoServer(demoEcho(cfg.IdentityHeaderPrefix))
+	echo, err := startDemoServer(demoEcho(cfg.IdentityHeaderPrefix, cfg.APIKeyHeader))
 	if err != nil {
 		return fmt.Errorf("demo: starting the echo upstream: %w", err)
 	}

@@ -29,9 +29,10 @@ type demoEchoReply struct {
 
 // demoEcho is the demo's built-in upstream: it answers every request with a
 // JSON description of what it received, so the identity headers the gateway
-// adds are visible.
-func demoEcho(identityPrefix string) http.Handler {
+// adds are visible. apiKeyHeader is SCOPEGATE_API_KEY_HEADER.
+func demoEcho(identityPrefix, apiKeyHeader string) http.Handler {
 	prefix := strings.ToLower(identityPrefix)
+	keyHeader := strings.ToLower(apiKeyHeader)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
 		rep := demoEchoReply{
@@ -50,7 +51,7 @@ func demoEcho(identityPrefix string) http.Handler {
 				rep.Identity[name] = strings.Join(vals, ", ")
 			case strings.HasPrefix(l, "x-forwarded-") || l == "x-request-id":
 				rep.Forwarded[name] = strings.Join(vals, ", ")
-			case l == "authorization" || l == "x-api-key" || l == "x-client-key" || l == "cookie":
+			case l == "authorization" || l == keyHeader || l == "x-api-key" || l == "x-client-key" || l == "cookie":
 				rep.CredentialsForwarded = append(rep.CredentialsForwarded, name)
 			}
 		}

@@ -59,12 +59,15 @@ type demoRun struct {
 // startDemo runs the demo on free loopback ports (through the same
 // SCOPEGATE_LISTEN_ADDR / SCOPEGATE_ADMIN_ADDR overrides a user would set)
 // and waits for its banner.
-func startDemo(t *testing.T) *demoRun {
+func startDemo(t *testing.T, env map[string]string) *demoRun {
 	t.Helper()
 	clearScopegateEnv(t)
 	t.Setenv("SCOPEGATE_LISTEN_ADDR", "127.0.0.1:0")
 	t.Setenv("SCOPEGATE_ADMIN_ADDR", "127.0.0.1:0")
 	t.Setenv("SCOPEGATE_SHUTDOWN_TIMEOUT", "5s")
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
 	cfg, err := loadConfig()
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
@@ -237,7 +240,40 @@ func doDemoRequest(t *testing.T, req *http.Request) demoResponse {
 // equivalent of every curl line over loopback and checks status, reason
 // code and headers, then stops the demo by signal and checks a clean exit.
 func TestDemoPrintedLinesWork(t *testing.T) {
-	d := startDemo(t)
+	checkDemo(t, startDemo(t, nil), "X-API-Key")
+}
+
+// TestDemoOverrides: SCOPEGATE_* variables still apply to the demo (here
+// the API key header, the forward-auth path, the JWT audience and the log
+// level), and the printed lines follow them; the variables the demo brings
+// itself (a database URL) are ignored with a warning.
+func TestDemoOverrides(t *testing.T) {
+	d := startDemo(t, map[string]string{
+		"SCOPEGATE_API_KEY_HEADER":   "X-Demo-Key",
+		"SCOPEGATE_AUTH_PATH":        "/check",
+		"SCOPEGATE_JWT_AUDIENCE":     "my-audience",
+		"SCOPEGATE_JWT_ALGORITHMS":   "RS256",
+		"SCOPEGATE_DATABASE_URL":     "postgres://nobody@127.0.0.1:1/none",
+		"SCOPEGATE_LOG_ALLOWED":      "true",
+		"SCOPEGATE_SHUTDOWN_TIMEOUT": "3s",
+	})
+	out := d.out.String()
+	if !strings.Contains(out, "-H 'X-Demo-Key: "+demoToken+"'") || !strings.Contains(out, "/check\n") {
+		t.Errorf("printed lines do not follow SCOPEGATE_API_KEY_HEADER / SCOPEGATE_AUTH_PATH:\n%s", out)
+	}
+	if !strings.Contains(d.logs.String(), "SCOPEGATE_DATABASE_URL") {
+		t.Errorf("no warning that SCOPEGATE_DATABASE_URL is ignored:\n%s", d.logs)
+	}
+	checkDemo(t, d, "X-Demo-Key")
+	if !strings.Contains(d.logs.String(), `"decision":"allow"`) {
+		t.Errorf("SCOPEGATE_LOG_ALLOWED=true did not log allowed requests")
+	}
+}
+
+// checkDemo parses the banner of a running demo, runs every printed line
+// and stops the demo.
+func checkDemo(t *testing.T, d *demoRun, keyHeader string) {
+	t.Helper()
 	out := d.out.String()
 
 	key := demoKeyRE.FindStringSubmatch(out)
@@ -287,7 +323,7 @@ func TestDemoPrintedLinesWork(t *testing.T) {
 						t.Errorf("%s: body %s, X-Request-Id %q; want reason %s and the same request_id", cmd, resp.body, resp.header.Get("X-Request-Id"), l.reason)
 					}
 				}
-				checkDemoResponse(t, l, req, resp, key[1], gw[1])
+				checkDemoResponse(t, l, req, resp, keyHeader, key[1], gw[1])
 			}
 			switch {
 			case req0(t, cmd, vars).Header.Get("X-Original-URI") != "" && l.status == 200:
@@ -335,7 +371,7 @@ func req0(t *testing.T, cmd string, vars map[string]string) *http.Request {
 
 // checkDemoResponse checks what each kind of printed line promises beyond
 // its status and reason.
-func checkDemoResponse(t *testing.T, l demoLine, req *http.Request, resp demoResponse, apiKey, gateway string) {
+func checkDemoResponse(t *testing.T, l demoLine, req *http.Request, resp demoResponse, keyHeader, apiKey, gateway string) {
 	t.Helper()
 	forwardAuth := req.Header.Get("X-Original-URI") != ""
 	proxied := strings.HasPrefix(req.URL.String(), gateway+"/api/")
@@ -348,7 +384,7 @@ func checkDemoResponse(t *testing.T, l demoLine, req *http.Request, resp demoRes
 		if echo.Method != req.Method || echo.Path != req.URL.EscapedPath() {
 			t.Errorf("echo saw %s %s, want %s %s", echo.Method, echo.Path, req.Method, req.URL.EscapedPath())
 		}
-		if len(echo.CredentialsForwarded) != 0 && req.Header.Get("X-API-Key") != "" {
+		if len(echo.CredentialsForwarded) != 0 && req.Header.Get(keyHeader) != "" {
 			t.Errorf("API key reached the upstream: %v", echo.CredentialsForwarded)
 		}
 		if strings.HasPrefix(req.Header.Get("Authorization"), "Bearer ") {
@@ -358,10 +394,10 @@ func checkDemoResponse(t *testing.T, l demoLine, req *http.Request, resp demoRes
 				t.Errorf("upstream identity headers for the JWT: %v", echo.Identity)
 			}
 		} else if echo.Identity["X-Auth-Type"] != "api_key" || echo.Identity["X-Auth-Client-Id"] == "" ||
-			!strings.HasPrefix(req.Header.Get("X-API-Key"), echo.Identity["X-Auth-Client-Key"]+".") {
+			!strings.HasPrefix(req.Header.Get(keyHeader), echo.Identity["X-Auth-Client-Key"]+".") {
 			t.Errorf("upstream identity headers for the API key: %v", echo.Identity)
 		}
-		if key := req.Header.Get("X-API-Key"); key == apiKey && resp.header.Get("RateLimit-Limit") != "60" {
+		if key := req.Header.Get(keyHeader); key == apiKey && resp.header.Get("RateLimit-Limit") != "60" {
 			t.Errorf("allowed response of the demo key: RateLimit-Limit %q, want 60", resp.header.Get("RateLimit-Limit"))
 		}
 	case l.status == 200 && forwardAuth:

@@ -315,7 +315,7 @@ func runParityTable(t *testing.T, g *gateway) {
 // echo upstream and the HS256 secret.
 func parityEnv(t *testing.T) map[string]string {
 	t.Helper()
-	up := httptest.NewServer(demoEcho("X-Auth-"))
+	up := httptest.NewServer(demoEcho("X-Auth-", "X-API-Key"))
 	t.Cleanup(up.Close)
 	routes := filepath.Join(t.TempDir(), "routes.yaml")
 	if err := os.WriteFile(routes, []byte(parityRoutes), 0o600); err != nil {
