@@ -127,6 +127,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	cfg := Config{
 		Logger:           testLogger(t),
 		StripCredentials: true,
+		JWTCookie:        "sg_session",
 		Upstreams:        o.upstreams,
 		UpstreamTimeout:  o.upstreamTimeout,
 		MaxHeaderBytes:   8 << 10,

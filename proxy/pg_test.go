@@ -198,3 +198,9 @@ func TestStoreUnavailablePostgres(t *testing.T) {
 		}
 	}
 }
+
+// Interface guards: both stores serve the proxy.
+var (
+	_ Store = (*store.Postgres)(nil)
+	_ Store = (*store.File)(nil)
+)
