@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -27,6 +28,9 @@ func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*opene
 		ConnectTimeout:    cfg.DatabaseConnectTimeout,
 		LegacyPermissions: cfg.LegacyPermissions,
 	})
+	if errors.Is(err, store.ErrInvalidDatabaseURL) {
+		return nil, &ConfigError{Var: "SCOPEGATE_DATABASE_URL", Msg: "cannot be parsed as a PostgreSQL connection string"}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening the PostgreSQL store (SCOPEGATE_DATABASE_URL): %w", err)
 	}

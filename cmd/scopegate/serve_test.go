@@ -141,6 +141,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{"missing routes file", "SCOPEGATE_ROUTES_FILE", "/nonexistent/routes.yaml", "SCOPEGATE_ROUTES_FILE"},
 		{"bad upstream", "SCOPEGATE_UPSTREAM_URL", "ftp://x", "SCOPEGATE_UPSTREAM_URL"},
 		{"bad store file", "SCOPEGATE_STORE_FILE", "BAD", "SCOPEGATE_STORE_FILE"},
+		{"unparsable database URL", "SCOPEGATE_DATABASE_URL", "postgres://user:supersecret@[::1", "SCOPEGATE_DATABASE_URL"},
 		{"bad duration", "SCOPEGATE_UPSTREAM_TIMEOUT", "soon", "SCOPEGATE_UPSTREAM_TIMEOUT"},
 		{"bad algorithm", "SCOPEGATE_JWT_ALGORITHMS", "none", "SCOPEGATE_JWT_ALGORITHMS"},
 		{"bad log level", "SCOPEGATE_LOG_LEVEL", "loud", "SCOPEGATE_LOG_LEVEL"},
@@ -155,6 +156,9 @@ func TestServeConfigErrors(t *testing.T) {
 				v = bad
 			}
 			_, _ = storePath, routesPath
+			if c.key == "SCOPEGATE_DATABASE_URL" {
+				t.Setenv("SCOPEGATE_STORE_FILE", "")
+			}
 			t.Setenv(c.key, v)
 			var stdout, stderr bytes.Buffer
 			code := run([]string{"serve"}, &stdout, &stderr)
@@ -164,6 +168,9 @@ func TestServeConfigErrors(t *testing.T) {
 			line := strings.TrimSpace(stderr.String())
 			if strings.Count(line, "\n") != 0 || !strings.Contains(line, c.want) {
 				t.Errorf("stderr %q: want one line naming %s", line, c.want)
+			}
+			if strings.Contains(line, "supersecret") {
+				t.Errorf("the DSN password reached stderr")
 			}
 		})
 	}
