@@ -244,12 +244,22 @@ func parityJWT(t *testing.T, sub, kind string) string {
 }
 
 // runParityTable sends every case through the gateway and checks status,
-// reason code and the identity headers the upstream saw.
-func runParityTable(t *testing.T, g *gateway) {
+// reason code and the identity headers: those the upstream saw in proxy
+// mode, those of the 200 answer in forward-auth mode (asked as nginx asks,
+// with X-Original-Method / X-Original-URI; 400-class reasons are 403 there).
+func runParityTable(t *testing.T, g *gateway, forwardAuth bool) {
 	f := storetest.Basic()
 	for _, c := range parityTable() {
 		t.Run(c.name, func(t *testing.T) {
 			req, err := http.NewRequest(c.method, g.base+c.path, nil)
+			if forwardAuth {
+				req, err = http.NewRequest("GET", g.base+"/_auth", nil)
+				req.Header.Set("X-Original-Method", c.method)
+				req.Header.Set("X-Original-URI", c.path)
+				if c.status == 400 {
+					c.status = 403
+				}
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -294,6 +304,18 @@ func runParityTable(t *testing.T, g *gateway) {
 				}
 				if got := resp.Header.Get("X-Auth-Type"); got != "" {
 					t.Errorf("denial carries X-Auth-Type %q", got)
+				}
+				return
+			}
+			if forwardAuth {
+				got := map[string]string{}
+				for k, v := range resp.Header {
+					if strings.HasPrefix(k, "X-Auth-") {
+						got[k] = strings.Join(v, ", ")
+					}
+				}
+				if fmt.Sprint(got) != fmt.Sprint(c.identity) || len(body) != 0 {
+					t.Errorf("%s %s: forward-auth answer identity headers %v, body %q; want %v and no body", c.method, c.path, got, body, c.identity)
 				}
 				return
 			}
@@ -357,14 +379,27 @@ func TestStoreParityDecisions(t *testing.T) {
 			t.Fatal(err)
 		}
 		env["SCOPEGATE_STORE_FILE"] = storeFile
-		g := startGateway(t, env)
-		runParityTable(t, g)
+		runParityModes(t, env)
 	})
 	t.Run("postgres", func(t *testing.T) {
 		env := parityEnv(t)
 		env["SCOPEGATE_DATABASE_URL"] = parityDB(t)
+		runParityModes(t, env)
+	})
+}
+
+// runParityModes runs the table through a fresh gateway (fresh rate-limit
+// buckets) in proxy mode and another in forward-auth mode.
+func runParityModes(t *testing.T, env map[string]string) {
+	t.Run("proxy", func(t *testing.T) {
 		g := startGateway(t, env)
-		runParityTable(t, g)
+		runParityTable(t, g, false)
+		g.stop(t)
+	})
+	t.Run("forward-auth", func(t *testing.T) {
+		g := startGateway(t, env)
+		runParityTable(t, g, true)
+		g.stop(t)
 	})
 }
 
