@@ -309,6 +309,7 @@ func startEcho(t testing.TB) *echoUpstream {
 				e.Headers[key] = append(e.Headers[key], string(v))
 			}
 			ctx.Response.Header.Set("X-Upstream", "echo")
+			ctx.Response.Header.Set("X-Upstream-Addr", u.addr)
 			ctx.Response.Header.Set("Keep-Alive", "timeout=5")
 			ctx.SetContentType("application/json")
 			b, _ := json.Marshal(e)

@@ -233,3 +233,20 @@ func TestPanicRecovered(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundRobin: requests alternate over the healthy upstreams.
+func TestRoundRobin(t *testing.T) {
+	a, b := startEcho(t), startEcho(t)
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + a.addr, "http://" + b.addr}})
+	seen := map[string]int{}
+	for i := 0; i < 10; i++ {
+		r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")))
+		if r.status != 200 {
+			t.Fatalf("status %d", r.status)
+		}
+		seen[r.header.Get("X-Upstream-Addr")]++
+	}
+	if seen[a.addr] != 5 || seen[b.addr] != 5 {
+		t.Errorf("distribution %v, want 5 each", seen)
+	}
+}
