@@ -120,6 +120,11 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		closeStore()
 		return &ConfigError{Var: "SCOPEGATE_AUTH_PATH", Msg: err.Error()}
 	}
+	for _, pfx := range trusted {
+		if pfx.Bits() == 0 {
+			logger.Warn("SCOPEGATE_TRUSTED_PROXIES trusts every peer: any client can set X-Forwarded-For and call the forward-auth endpoint", slog.String("prefix", pfx.String()))
+		}
+	}
 	if jwtCfg.Keys == nil && len(jwtCfg.HS256Secret) == 0 {
 		logger.Warn("no JWT keys configured (SCOPEGATE_JWT_JWKS_URL, SCOPEGATE_JWT_ISSUER, SCOPEGATE_JWT_HS256_SECRET): every JWT is token_invalid")
 	}
