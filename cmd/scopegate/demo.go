@@ -174,13 +174,13 @@ func runDemo(cfg *Config, logger *slog.Logger, out io.Writer, sigs <-chan os.Sig
 		}
 	})
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
-		v, addr := "SCOPEGATE_LISTEN_ADDR", cfg.ListenAddr
+		v, addr, alt := "SCOPEGATE_LISTEN_ADDR", cfg.ListenAddr, "127.0.0.1:8181"
 		if strings.Contains(err.Error(), "SCOPEGATE_ADMIN_ADDR") {
-			v, addr = "SCOPEGATE_ADMIN_ADDR", cfg.AdminAddr
+			v, addr, alt = "SCOPEGATE_ADMIN_ADDR", cfg.AdminAddr, "127.0.0.1:9191"
 		}
 		return &exitError{code: exitFail, msg: fmt.Sprintf(
-			"demo: %s is already in use (another program, or another demo, listens there): stop it or pick a free address, e.g. %s=127.0.0.1:0 go run ./cmd/scopegate demo",
-			addr, v)}
+			"demo: %s is already in use (another program, or another demo, listens there): stop it or pick a free address, e.g. %s=%s go run ./cmd/scopegate demo",
+			addr, v, alt)}
 	}
 	return err
 }

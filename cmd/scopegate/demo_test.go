@@ -423,29 +423,34 @@ func checkDemoResponse(t *testing.T, l demoLine, req *http.Request, resp demoRes
 	}
 }
 
-// TestDemoPortBusy: when the listen address is taken, the demo says so in
+// TestDemoPortBusy: when the traffic or admin address is taken, the demo says so in
 // one line and exits 1.
 func TestDemoPortBusy(t *testing.T) {
-	clearScopegateEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	t.Setenv("SCOPEGATE_LISTEN_ADDR", ln.Addr().String())
-	t.Setenv("SCOPEGATE_ADMIN_ADDR", "127.0.0.1:0")
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"demo"}, &stdout, &stderr)
-	if code != exitFail {
-		t.Fatalf("exit %d, want 1; stderr %s", code, stderr.String())
-	}
-	last := lastLine(stderr.String())
-	want := fmt.Sprintf("%s is already in use", ln.Addr())
-	if !strings.Contains(last, want) || !strings.Contains(last, "SCOPEGATE_LISTEN_ADDR=") {
-		t.Errorf("last stderr line %q: want %q and the variable to set", last, want)
-	}
-	if stdout.Len() != 0 {
-		t.Errorf("banner printed although nothing listens: %s", stdout.String())
+	for _, busy := range []string{"SCOPEGATE_LISTEN_ADDR", "SCOPEGATE_ADMIN_ADDR"} {
+		t.Run(busy, func(t *testing.T) {
+			clearScopegateEnv(t)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			t.Setenv("SCOPEGATE_LISTEN_ADDR", "127.0.0.1:0")
+			t.Setenv("SCOPEGATE_ADMIN_ADDR", "127.0.0.1:0")
+			t.Setenv(busy, ln.Addr().String())
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"demo"}, &stdout, &stderr)
+			if code != exitFail {
+				t.Fatalf("exit %d, want 1; stderr %s", code, stderr.String())
+			}
+			last := lastLine(stderr.String())
+			want := fmt.Sprintf("%s is already in use", ln.Addr())
+			if !strings.Contains(last, want) || !strings.Contains(last, busy+"=") {
+				t.Errorf("last stderr line %q: want %q and %s= to set", last, want, busy)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("banner printed although nothing listens: %s", stdout.String())
+			}
+		})
 	}
 }
 
