@@ -54,7 +54,8 @@ type Config struct {
 	// UpstreamMaxConns bounds the keep-alive pool per upstream. Default 1024.
 	UpstreamMaxConns int
 	// UpstreamIdleTimeout closes pooled upstream connections idle that long.
-	// Default 60s.
+	// Default 4s, below common upstream keep-alive timeouts (Node.js: 5s), so
+	// the pool rarely reuses a connection the upstream is closing.
 	UpstreamIdleTimeout time.Duration
 	// UpstreamDial, if set, opens upstream connections (tests and
 	// benchmarks use in-memory listeners). If nil, TCP is used.
@@ -152,7 +153,7 @@ func (c *Config) setDefaults() {
 		c.UpstreamMaxConns = 1024
 	}
 	if c.UpstreamIdleTimeout <= 0 {
-		c.UpstreamIdleTimeout = 60 * time.Second
+		c.UpstreamIdleTimeout = 4 * time.Second
 	}
 	if c.BaseContext == nil {
 		c.BaseContext = context.Background()

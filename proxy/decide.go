@@ -78,7 +78,14 @@ func withRoute(d policy.Decision, route int) policy.Decision {
 	return d
 }
 
+// storeError counts a failed store call and logs it at most once a second
+// (the decision log has a line per request anyway).
 func (p *Proxy) storeError(err error) {
 	p.m.storeErrors.Inc()
+	now := time.Now().UnixNano()
+	last := p.storeErrLogged.Load()
+	if now-last < int64(time.Second) || !p.storeErrLogged.CompareAndSwap(last, now) {
+		return
+	}
 	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "store lookup failed", slog.String("err", err.Error()))
 }

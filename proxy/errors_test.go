@@ -250,3 +250,37 @@ func TestRoundRobin(t *testing.T) {
 		t.Errorf("distribution %v, want 5 each", seen)
 	}
 }
+
+// TestStaleKeepAliveRetried: an upstream that closes each connection after
+// one answer (without saying Connection: close) makes the pooled connection
+// stale; idempotent requests are retried once on a new connection.
+func TestStaleKeepAliveRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.Read(buf)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(20 * time.Millisecond)
+			}(c)
+		}
+	}()
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + ln.Addr().String()}})
+	for i := 0; i < 5; i++ {
+		r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")))
+		if r.status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
+		time.Sleep(50 * time.Millisecond) // the upstream has closed the pooled connection
+	}
+}

@@ -42,8 +42,9 @@ type Proxy struct {
 	idPrefix [17]byte // 16 hex chars + '-' : per-process random request-id prefix
 	idSeq    atomic.Uint64
 
-	pool      sync.Pool // *reqState
-	notLoaded atomic.Bool
+	pool           sync.Pool // *reqState
+	notLoaded      atomic.Bool
+	storeErrLogged atomic.Int64 // unix nanos of the last store-error log line
 }
 
 // New validates cfg and builds a Proxy. deps.Engine and deps.Store are

@@ -49,13 +49,13 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultUserAgentHeader:      true,
 		StreamResponseBody:            true,
-		// One attempt: a request body may be a stream that cannot be replayed,
-		// and a retried non-idempotent request could run twice.
-		MaxIdemponentCallAttempts: 1,
-		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) {
-			return false, false
-		},
-		MaxConnWaitTimeout: cfg.UpstreamTimeout,
+		// At most one retry, only for an idempotent request without a
+		// streamed body whose pooled keep-alive connection turned out to be
+		// closed by the upstream: a body stream cannot be replayed, and a
+		// non-idempotent request could run twice.
+		MaxIdemponentCallAttempts: 2,
+		RetryIfErr:                retryStaleConn,
+		MaxConnWaitTimeout:        cfg.UpstreamTimeout,
 	}
 	if cfg.UpstreamDial != nil {
 		hc.Dial = cfg.UpstreamDial
@@ -160,7 +160,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			p.m.upstreamTimeouts.Inc()
 		} else {
 			p.m.upstreamUnavailable.Inc()
-			u.downUntil.Store(time.Now().Add(p.cfg.UpstreamFailTimeout).UnixNano())
+			if !errors.Is(err, fasthttp.ErrNoFreeConns) {
+				// Passive health check: skip it for a while. A full pool is
+				// load, not ill health.
+				u.downUntil.Store(time.Now().Add(p.cfg.UpstreamFailTimeout).UnixNano())
+			}
 		}
 		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
 			slog.String("upstream", u.url), slog.String("err", err.Error()),
@@ -180,6 +184,19 @@ var (
 	strHTTP   = []byte("http")
 	strHTTPS  = []byte("https")
 )
+
+// retryStaleConn is the HostClient's RetryIfErr: see newUpstream.
+func retryStaleConn(req *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
+	if attempts > 1 || req.IsBodyStream() {
+		return false, false
+	}
+	switch string(req.Header.Method()) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions, fasthttp.MethodPut, fasthttp.MethodDelete:
+	default:
+		return false, false
+	}
+	return false, errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF)
+}
 
 // isDialError reports whether err happened while opening the connection,
 // before anything was sent.
