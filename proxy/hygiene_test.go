@@ -221,3 +221,21 @@ func TestRequestID(t *testing.T) {
 		t.Errorf("generated ids repeat")
 	}
 }
+
+// TestCustomIdentityPrefix: SCOPEGATE_IDENTITY_HEADER_PREFIX names the
+// identity headers and the stripped incoming set.
+func TestCustomIdentityPrefix(t *testing.T) {
+	e := newEnv(t, envOptions{mutate: func(c *Config) { c.IdentityHeaderPrefix = "X-Gw-" }})
+	r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"), "X-Gw-User-Sub", "spoofed", "X-Gw-Other", "spoofed"))
+	ec := echoOf(t, r)
+	if ec.header("X-Gw-Type") != "api_key" || ec.header("X-Gw-Client-Key") != "app" {
+		t.Errorf("identity headers with the custom prefix: %v", ec.Headers)
+	}
+	if ec.header("X-Gw-User-Sub") != "" || ec.header("X-Gw-Other") != "" || ec.header("X-Auth-Type") != "" {
+		t.Errorf("spoofed or default-prefix headers: %v", ec.Headers)
+	}
+	r = e.do(trustedPeer, reqText("GET", "/_auth", "X-API-Key", e.fix.Token("app"), "X-Original-Method", "GET", "X-Original-URI", "/api/things", "X-Forwarded-For", "127.0.0.1"))
+	if r.header.Get("X-Gw-Client-Key") != "app" {
+		t.Errorf("forward-auth identity with the custom prefix: %v", r.header)
+	}
+}
