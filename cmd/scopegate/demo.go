@@ -157,9 +157,13 @@ func runDemo(cfg *Config, logger *slog.Logger, out io.Writer, sigs <-chan os.Sig
 		return fmt.Errorf("demo: signing the demo JWT: %w", err)
 	}
 
+	scheme := "http://"
+	if cfg.TLSCertFile != "" {
+		scheme = "https://" // SCOPEGATE_TLS_* apply to the demo too
+	}
 	err = serve(cfg, logger, sigs, func(traffic, admin net.Addr) {
 		writeDemoBanner(out, demoBanner{
-			base:      "http://" + loopbackAddr(traffic),
+			base:      scheme + loopbackAddr(traffic),
 			admin:     "http://" + loopbackAddr(admin),
 			authPath:  cfg.AuthPath,
 			keyHeader: cfg.APIKeyHeader,
