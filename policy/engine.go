@@ -61,7 +61,9 @@ type EngineConfig struct {
 
 // Engine decides. It is safe for concurrent use. Its token buckets and
 // verified-token cache live as long as the Engine; routes can be swapped with
-// [Engine.SetRoutes] without losing them.
+// [Engine.SetRoutes] without losing them. The owner should call
+// [Engine.SweepRateLimits] periodically (say every minute) so buckets of
+// clients that went quiet are freed; the JWT cache bounds itself.
 type Engine struct {
 	cfg     EngineConfig
 	routes  atomic.Pointer[Routes]
