@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -237,5 +238,21 @@ func TestCustomIdentityPrefix(t *testing.T) {
 	r = e.do(trustedPeer, reqText("GET", "/_auth", "X-API-Key", e.fix.Token("app"), "X-Original-Method", "GET", "X-Original-URI", "/api/things", "X-Forwarded-For", "127.0.0.1"))
 	if r.header.Get("X-Gw-Client-Key") != "app" {
 		t.Errorf("forward-auth identity with the custom prefix: %v", r.header)
+	}
+}
+
+// TestIPv6Peers: an IPv6 loopback peer is a trusted proxy when listed
+// (::1/128), its X-Forwarded-For is read, and the client address reaches the
+// key's IP rules.
+func TestIPv6Peers(t *testing.T) {
+	e := newEnv(t, envOptions{listen: "[::1]:0", trusted: []netip.Prefix{netip.MustParsePrefix("::1/128")}})
+	v6 := netip.MustParseAddr("::1")
+	r := e.do(v6, reqText("GET", "/_auth", "X-API-Key", e.fix.Token("office"), "X-Original-Method", "GET", "X-Original-URI", "/api/x", "X-Forwarded-For", "10.9.8.7"))
+	if r.status != 200 {
+		t.Fatalf("trusted IPv6 proxy, office client 10.9.8.7: %d %s", r.status, r.body)
+	}
+	r = e.do(v6, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"), "X-Forwarded-For", "2001:db8::1"))
+	if ec := echoOf(t, r); ec.header("X-Forwarded-For") != "2001:db8::1, ::1" {
+		t.Errorf("X-Forwarded-For %q", ec.header("X-Forwarded-For"))
 	}
 }
