@@ -23,23 +23,40 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-// startUpstream serves a fixed small answer on loopback, like a hello-world
-// service. It runs in the bench process.
-func startUpstream() (addr string, stop func()) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	body := []byte(`{"ok":true}`)
+// upstreamBody is the fixed small answer of the benchmark upstream.
+var upstreamBody = []byte(`{"ok":true}`)
+
+// serveUpstream runs the benchmark upstream in this process until killed: a
+// hello-world fasthttp service (the child mode of `-serve-upstream ADDR`).
+func serveUpstream(addr string) error {
 	s := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			ctx.SetContentType("application/json")
-			ctx.SetBody(body)
+			ctx.SetBody(upstreamBody)
 		},
 		DisableHeaderNamesNormalizing: true,
 	}
-	go s.Serve(ln)
-	return ln.Addr().String(), func() { _ = s.Shutdown() }
+	return s.ListenAndServe(addr)
+}
+
+// startUpstream runs the upstream as a child process (this binary with
+// -serve-upstream), so its CPU is not mixed with the load generator's and
+// the `direct` scenario can report what a hello-world answer costs.
+func startUpstream(ctx context.Context, dir string) (addr string, p *process, err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	addr = freeAddr()
+	p, err = start(dir, "upstream", self, []string{"-serve-upstream", addr}, os.Environ())
+	if err != nil {
+		return "", nil, err
+	}
+	if err := waitHTTP(ctx, "http://"+addr+"/", 10*time.Second, p); err != nil {
+		p.stop()
+		return "", nil, err
+	}
+	return addr, p, nil
 }
 
 // process is a child process the bench started; stop ends it by its PID.
