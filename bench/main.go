@@ -51,15 +51,8 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds: 1 = in order; 2 = in order, then reversed")
 	flag.BoolVar(&o.useWrk, "wrk", false, "drive load with wrk instead of the built-in generator (when installed)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
-	upstreamOnly := flag.String("serve-upstream", "", "internal: serve the benchmark upstream on this address and nothing else")
 	flag.Parse()
-	if *upstreamOnly != "" {
-		if err := serveUpstream(*upstreamOnly); err != nil {
-			fmt.Fprintln(os.Stderr, "bench upstream:", err)
-			os.Exit(1)
-		}
-		return
-	}
+	maybeServeUpstream()
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

@@ -26,8 +26,26 @@ func freeAddr() string {
 // upstreamBody is the fixed small answer of the benchmark upstream.
 var upstreamBody = []byte(`{"ok":true}`)
 
+// upstreamEnv names the variable that turns this binary (or the test binary)
+// into the benchmark upstream child.
+const upstreamEnv = "SCOPEGATE_BENCH_SERVE_UPSTREAM"
+
+// maybeServeUpstream serves the upstream and exits when this process was
+// started as the upstream child.
+func maybeServeUpstream() {
+	addr := os.Getenv(upstreamEnv)
+	if addr == "" {
+		return
+	}
+	if err := serveUpstream(addr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench upstream:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 // serveUpstream runs the benchmark upstream in this process until killed: a
-// hello-world fasthttp service (the child mode of `-serve-upstream ADDR`).
+// hello-world fasthttp service.
 func serveUpstream(addr string) error {
 	s := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
@@ -40,7 +58,7 @@ func serveUpstream(addr string) error {
 }
 
 // startUpstream runs the upstream as a child process (this binary with
-// -serve-upstream), so its CPU is not mixed with the load generator's and
+// SCOPEGATE_BENCH_SERVE_UPSTREAM set), so its CPU is not mixed with the load generator's and
 // the `direct` scenario can report what a hello-world answer costs.
 func startUpstream(ctx context.Context, dir string) (addr string, p *process, err error) {
 	self, err := os.Executable()
@@ -48,7 +66,7 @@ func startUpstream(ctx context.Context, dir string) (addr string, p *process, er
 		return "", nil, err
 	}
 	addr = freeAddr()
-	p, err = start(dir, "upstream", self, []string{"-serve-upstream", addr}, os.Environ())
+	p, err = start(dir, "upstream", self, nil, append(os.Environ(), upstreamEnv+"="+addr))
 	if err != nil {
 		return "", nil, err
 	}
