@@ -82,6 +82,17 @@ type process struct {
 	name string
 	cmd  *exec.Cmd
 	log  string
+	done chan struct{} // closed once the process has exited and been reaped
+}
+
+// exited reports whether the process has ended.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // start runs bin with args and env, its output to a log file in dir.
@@ -99,8 +110,9 @@ func start(dir, name, bin string, args, env []string) (*process, error) {
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait(); f.Close() }()
-	return &process{name: name, cmd: cmd, log: logPath}, nil
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	return p, nil
 }
 
 // pid returns the process id.
@@ -112,14 +124,12 @@ func (p *process) stop() {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if p.cmd.ProcessState != nil || syscall.Kill(p.pid(), 0) != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
 	}
-	_ = p.cmd.Process.Kill()
 }
 
 // waitHTTP polls url until it answers 200 or the timeout passes.
@@ -130,7 +140,7 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *process
 		if err == nil && status == 200 {
 			return nil
 		}
-		if p != nil && p.cmd.ProcessState != nil {
+		if p != nil && p.exited() {
 			break
 		}
 		select {
