@@ -94,6 +94,11 @@ func BenchmarkGateway(b *testing.B) {
 		peer     string
 		setup    func(be *benchEnv) func(*fasthttp.Request)
 	}{
+		// The paired baseline: an auth: none route through the same proxy,
+		// so proxy_api_key minus proxy_public is what authorization costs.
+		{"proxy_public", true, "127.0.0.1", func(be *benchEnv) func(*fasthttp.Request) {
+			return func(r *fasthttp.Request) { r.SetRequestURI("http://gw.bench/healthz") }
+		}},
 		{"proxy_api_key", true, "127.0.0.1", func(be *benchEnv) func(*fasthttp.Request) {
 			tok := be.fix.Token("app")
 			return func(r *fasthttp.Request) {
