@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -46,18 +45,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		return &usageError{msg: "demo takes no arguments (SCOPEGATE_* variables still apply)"}
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	logger, err := newLogger(cfg.LogLevel, stderr)
-	if err != nil {
-		return err
-	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	return runDemo(cfg, logger, stdout, sigs, nil)
+	return withConfigAndSignals(stderr, func(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal) error {
+		return runDemo(cfg, logger, stdout, sigs, nil)
+	})
 }
 
 // runDemo runs the demo with cfg (from loadConfig, so SCOPEGATE_* overrides

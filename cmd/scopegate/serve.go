@@ -22,6 +22,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		return &usageError{msg: "serve takes no arguments (configuration is SCOPEGATE_* variables)"}
 	}
+	return withConfigAndSignals(stderr, func(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal) error {
+		return serve(cfg, logger, sigs, nil)
+	})
+}
+
+// withConfigAndSignals loads the configuration, builds the logger and runs
+// fn with SIGTERM, SIGINT and SIGHUP delivered on sigs (serve and demo).
+func withConfigAndSignals(stderr io.Writer, fn func(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal) error) error {
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
@@ -33,7 +41,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	return serve(cfg, logger, sigs, nil)
+	return fn(cfg, logger, sigs)
 }
 
 // newLogger builds the JSON logger of SCOPEGATE_LOG_LEVEL.
