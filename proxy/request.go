@@ -113,13 +113,20 @@ func splitTarget(target []byte) (path, query []byte, ok bool) {
 		if !found {
 			return nil, nil, false
 		}
-		i := bytes.IndexByte(rest, '/')
-		if j := bytes.IndexByte(rest, '?'); j >= 0 && (i < 0 || j < i) {
-			// "http://host?q": empty path.
-			return []byte("/"), rest[j+1:], true
-		}
-		if i < 0 {
+		// The authority ends at the first '/', '?' or '#' (RFC 3986 §3.2),
+		// as fasthttp reads it when it forwards the request: a '#' first
+		// ("http://h#/admin") means the path is "/", never "/admin".
+		i := bytes.IndexAny(rest, "/?#")
+		if i < 0 || rest[i] == '#' {
 			return []byte("/"), nil, true
+		}
+		if rest[i] == '?' {
+			// "http://host?q": empty path.
+			q := rest[i+1:]
+			if j := bytes.IndexByte(q, '#'); j >= 0 {
+				q = q[:j]
+			}
+			return []byte("/"), q, true
 		}
 		target = rest[i:]
 	}

@@ -2,8 +2,50 @@ package proxy
 
 import (
 	"bytes"
+	"strings"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
+
+// forwardedPath returns the path fasthttp sends upstream for a request
+// target, the way the proxy forwards it (raw path, no normalizing); ok is
+// false for a target fasthttp cannot parse (its server answers those 400
+// before the handler runs).
+func forwardedPath(target string) (path string, ok bool) {
+	var u fasthttp.URI
+	if err := u.Parse(nil, []byte(target)); err != nil {
+		return "", false
+	}
+	var req fasthttp.Request
+	req.Header.SetRequestURI(target)
+	req.URI().DisablePathNormalizing = true
+	p := string(req.URI().RequestURI())
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	return p, true
+}
+
+// TestSplitTargetMatchesForwardedPath: the path the rules check is the path
+// the upstream receives (SPEC §5 Paths), for targets that split differently
+// in naive parsers (a regression test for "http://h#/healthz", which was
+// checked as /healthz and forwarded as /).
+func TestSplitTargetMatchesForwardedPath(t *testing.T) {
+	for _, target := range []string{
+		"/a/b?x", "/a#b", "/a#b?c", "http://h/a/b?q", "http://h#/healthz", "http://h?x#/healthz",
+		"http://h/a#/b", "HTTP://h:80/api/x", "http://h", "http://user@h/a", "http://h/%2e%2e/x",
+	} {
+		p, _, ok := splitTarget([]byte(target))
+		if !ok {
+			t.Errorf("splitTarget(%q) not ok", target)
+			continue
+		}
+		if got, _ := forwardedPath(target); got != string(p) {
+			t.Errorf("splitTarget(%q) path = %q, but fasthttp forwards %q", target, p, got)
+		}
+	}
+}
 
 func TestSplitTarget(t *testing.T) {
 	cases := []struct {
@@ -19,6 +61,10 @@ func TestSplitTarget(t *testing.T) {
 		{"HTTPS://h:8443/a", "/a", "", true},
 		{"http://h", "/", "", true},
 		{"http://h?q=1", "/", "q=1", true},
+		{"http://h?q=1#/x", "/", "q=1", true},
+		{"http://h#/healthz", "/", "", true}, // the fragment starts before any path: the upstream gets "/"
+		{"http://h#x/../healthz?y", "/", "", true},
+		{"http://h/a#/b", "/a", "", true},
 		{"*", "", "", false},
 		{"a/b", "", "", false},
 		{"", "", "", false},
@@ -49,8 +95,27 @@ func FuzzSplitTarget(f *testing.F) {
 		if s[0] == '/' && !bytes.HasPrefix([]byte(s), p) {
 			t.Fatalf("splitTarget(%q) path %q is not a prefix", s, p)
 		}
+		// Paths with empty or dot segments never reach the upstream (they
+		// are screened as path_invalid), so only the others are compared.
+		// Targets with control characters or spaces never reach the handler
+		// (fasthttp answers 400).
+		if printableASCII(s) && !bytes.Contains(p, []byte("//")) && !bytes.Contains(p, []byte("/.")) {
+			if got, ok := forwardedPath(s); ok && got != string(p) {
+				t.Fatalf("splitTarget(%q) path = %q, but fasthttp forwards %q", s, p, got)
+			}
+		}
 		_ = q
 	})
+}
+
+// printableASCII reports whether s holds only visible ASCII characters.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func TestHasIdentityPrefix(t *testing.T) {
