@@ -271,6 +271,12 @@ func (p *routesParser) route(n *yaml.Node) {
 	if r.action != "" && r.module == "" {
 		p.errorf(n, "action without module")
 	}
+	if r.scope.kind != scopeNone && r.module == "" && !r.public {
+		// A scope is authorized only through a grant on a module: without
+		// one, any user would pass and X-Auth-Scope would name a company
+		// or site nobody checked them against.
+		p.errorf(scopeNode, "scope without module: a scope is checked against the grants of a module")
+	}
 	if r.module != "" && r.scope.kind == scopeNone {
 		p.errorf(n, `module %q needs a scope (use scope: any for any company or site)`, r.module)
 	}

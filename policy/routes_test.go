@@ -72,6 +72,7 @@ func TestParseRoutesErrors(t *testing.T) {
 		{"bad method", "routes:\n  - path: /a\n    methods: [get]\n", 3, "bad method"},
 		{"missing path", "routes:\n  - module: m\n", 2, "without path"},
 		{"module without scope", "routes:\n  - path: /a\n    module: m\n", 2, "needs a scope"},
+		{"scope without module", "routes:\n  - path: /a/{company}\n    auth: [jwt]\n    scope: company:{company}\n", 4, "scope without module"},
 		{"public with module", "routes:\n  - path: /a\n    auth: none\n    module: m\n    scope: any\n", 3, "auth: none"},
 		{"duplicate key", "routes:\n  - path: /a\n    path: /b\n", 3, "duplicate"},
 		{"alias", "x: &a /p\nroutes:\n  - path: *a\n", 1, ""},
