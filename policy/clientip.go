@@ -31,7 +31,7 @@ func (e *Engine) ClientIP(peer netip.Addr, xff, xRealIP string) (netip.Addr, Rea
 	if !e.IsTrustedProxy(peer) {
 		return peer, ReasonNone
 	}
-	if strings.TrimSpace(xff) != "" {
+	if xff != "" { // present: a blank value is an empty entry, not an absent header
 		var chosen, last netip.Addr
 		rest := xff
 		for {
@@ -55,7 +55,8 @@ func (e *Engine) ClientIP(peer netip.Addr, xff, xRealIP string) (netip.Addr, Rea
 		}
 		return chosen, ReasonNone
 	}
-	if x := strings.TrimSpace(xRealIP); x != "" {
+	if xRealIP != "" {
+		x := strings.TrimSpace(xRealIP)
 		a, ok := parseForwardedAddr(x)
 		if !ok {
 			return netip.Addr{}, ReasonForwardedInvalid

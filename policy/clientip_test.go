@@ -30,6 +30,8 @@ func TestClientIP(t *testing.T) {
 		{"unparsable entry", "127.0.0.1", "1.2.3.4, a", "", "", ReasonForwardedInvalid},
 		{"unparsable left entry", "127.0.0.1", "unknown, 1.2.3.4", "", "", ReasonForwardedInvalid},
 		{"empty entry", "127.0.0.1", "1.2.3.4,,5.6.7.8", "", "", ReasonForwardedInvalid},
+		{"blank header", "127.0.0.1", " \t", "", "", ReasonForwardedInvalid},
+		{"blank x-real-ip", "127.0.0.1", "", " ", "", ReasonForwardedInvalid},
 		{"port not accepted", "127.0.0.1", "1.2.3.4:5678", "", "", ReasonForwardedInvalid},
 		{"bracketed v6 not accepted", "127.0.0.1", "[2001:db8::1]", "", "", ReasonForwardedInvalid},
 		{"zone not accepted", "127.0.0.1", "fe80::1%eth0", "", "", ReasonForwardedInvalid},
