@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -74,14 +75,44 @@ func (v *valueSource) Header(name string) string {
 	if v.h == nil {
 		return ""
 	}
-	return b2s(v.h.Peek(name))
+	val := v.h.Peek(name)
+	if len(val) > 0 && repeatedHeader(v.h, name) {
+		// Ambiguous: the upstream might read another copy than the one
+		// authorized. No value means scope_unknown.
+		return ""
+	}
+	return b2s(val)
 }
 
-// Query returns the first value of the query parameter name, decoded.
+// repeatedHeader reports whether the header name occurs more than once.
+func repeatedHeader(h *fasthttp.RequestHeader, name string) bool {
+	n := 0
+	for k := range h.All() {
+		if strings.EqualFold(b2s(k), name) {
+			if n++; n > 1 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Query returns the value of the query parameter name, decoded; "" when the
+// parameter is absent or repeated (ambiguous: the upstream might read another
+// copy than the one authorized, so the scope is unknown).
 func (v *valueSource) Query(name string) string {
 	if !v.parsed {
 		v.args.ParseBytes(v.rawQuery)
 		v.parsed = true
+	}
+	n := 0
+	for k := range v.args.All() {
+		if b2s(k) == name {
+			n++
+		}
+	}
+	if n != 1 {
+		return ""
 	}
 	return b2s(v.args.Peek(name))
 }
