@@ -17,6 +17,11 @@ import (
 //     single trailing "/" is not an empty segment);
 //   - holds a "." or ".." segment, literal or percent-encoded in any case
 //     ("%2e", "%2E%2e", ".%2e");
+//   - holds a segment whose text before a ";" (raw or %3B) is empty, "." or
+//     ".." ("/..;/admin", "/.;x", "/;jsessionid=1"): servlet containers
+//     (Tomcat, Jetty) strip ";" path parameters and then read such a
+//     segment as a dot or empty segment, so the path would mean something
+//     else to the upstream than to the rules;
 //   - holds a "%" not followed by two hex digits;
 //   - does not decode to valid UTF-8.
 //
@@ -60,6 +65,10 @@ func screenPath(raw string) (d pathDefect) {
 			return d | pathBad
 		case '.':
 			dots++
+		case ';':
+			if !other {
+				return d | pathBad // "..;", ".;", ";" start of a segment
+			}
 		case '%':
 			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
 				return d | pathBad
@@ -75,6 +84,10 @@ func screenPath(raw string) (d pathDefect) {
 				return d | pathBad
 			case '.':
 				dots++
+			case ';':
+				if !other {
+					return d | pathBad
+				}
 			default:
 				other = true
 			}

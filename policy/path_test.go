@@ -18,6 +18,13 @@ func TestScreenPath(t *testing.T) {
 		{"/api/...", pathOK},
 		{"/api/.well-known", pathOK},
 		{"/api/%2e%2e%2e", pathOK},
+		{"/api/a;v=1/b", pathOK},
+		{"/api/a%3Bv=1", pathOK},
+		{"/api/..;/admin", pathBad},
+		{"/api/.;/admin", pathBad},
+		{"/api/%2e%2e%3b/admin", pathBad},
+		{"/api/..%3Bjsessionid=1", pathBad},
+		{"/api/;jsessionid=1", pathBad},
 		{"/caf%C3%A9", pathOK},
 		// Bypass corpus.
 		{"/api/../admin", pathBad},
