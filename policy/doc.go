@@ -35,7 +35,9 @@
 //     brackets, no zone); anything else from a trusted peer is
 //     forwarded_invalid. When every entry is a trusted proxy the left-most
 //     is the client.
-//   - Route methods match exactly: methods: [GET] does not admit HEAD.
+//   - Methods in routes and allowed_paths match exactly, except that GET
+//     admits HEAD (HEAD is GET without content, RFC 9110 §9.3.2; nginx's
+//     limit_except GET does the same). HEAD does not admit GET.
 //   - An Authorization header with a scheme other than Bearer or ApiKey is
 //     not a scopegate credential and is ignored (the JWT cookie is then
 //     considered).

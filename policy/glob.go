@@ -209,13 +209,15 @@ func validName(s string) bool {
 	return true
 }
 
-// methodOK reports whether the glob's method list admits method.
+// methodOK reports whether the glob's method list admits method. A list
+// with GET admits HEAD too: HEAD is GET without the content (RFC 9110
+// §9.3.2), and nginx's limit_except GET admits it the same way.
 func (g *glob) methodOK(method string) bool {
 	if len(g.methods) == 0 {
 		return true
 	}
 	for _, m := range g.methods {
-		if m == method {
+		if m == method || (m == "GET" && method == "HEAD") {
 			return true
 		}
 	}
