@@ -91,21 +91,29 @@ func (e *Engine) AuthorizeUser(req *Request, m *Match, u *User, dir *Directory) 
 }
 
 // scopeValue reads the scope value from the path capture, a header or a
-// query parameter.
+// query parameter. A header or parameter that occurs more than once is
+// ambiguous and reads as missing (scope_unknown): the upstream might act on
+// another copy than the one authorized.
 func scopeValue(req *Request, m *Match, sc scopeSpec) string {
+	var v string
+	n := 0
 	switch sc.source {
 	case fromPath:
 		if sc.slot >= 0 {
 			return m.caps[sc.slot]
 		}
+		return ""
 	case fromHeader:
 		if req.Values != nil {
-			return req.Values.Header(sc.name)
+			v, n = req.Values.Header(sc.name)
 		}
 	case fromQuery:
 		if req.Values != nil {
-			return req.Values.Query(sc.name)
+			v, n = req.Values.Query(sc.name)
 		}
 	}
-	return ""
+	if n != 1 {
+		return ""
+	}
+	return v
 }

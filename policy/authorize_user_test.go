@@ -85,6 +85,8 @@ func TestAuthorizeUser(t *testing.T) {
 		{"header scope, module inactive", "viewer", "GET", "/api/stock/1", values{h: map[string]string{"X-Site-Key": "paris"}}, ReasonModuleInactive, 403, ""},
 		{"query scope", "viewer", "GET", "/api/ledger/1", values{q: map[string]string{"company": "acme"}}, ReasonNone, 200, "company:acme"},
 		{"query scope unknown", "viewer", "GET", "/api/ledger/1", values{q: map[string]string{"company": "x"}}, ReasonScopeUnknown, 403, ""},
+		{"query scope repeated", "viewer", "GET", "/api/ledger/1", values{q: map[string]string{"company": "acme"}, twice: map[string]bool{"company": true}}, ReasonScopeUnknown, 403, ""},
+		{"header scope repeated", "viewer", "GET", "/api/stock/1", values{h: map[string]string{"X-Site-Key": "paris"}, twice: map[string]bool{"X-Site-Key": true}}, ReasonScopeUnknown, 403, ""},
 		{"scope any", "reporter", "GET", "/api/reports/q1", values{}, ReasonNone, 200, ""},
 		{"scope any no grant", "viewer", "GET", "/api/reports/q1", values{}, ReasonPermissionDenied, 403, ""},
 		{"route without module", "nogrants", "GET", "/api/me", values{}, ReasonNone, 200, ""},

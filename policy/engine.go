@@ -9,9 +9,12 @@ import (
 
 // ValueSource gives the engine the request headers and query parameters a
 // route's scope may read (scope: site:header:NAME, company:query:NAME).
+// Each method returns the first value (query values decoded) and how many
+// times the name occurs; a scope named more than once is ambiguous and
+// denied (the upstream might read another copy than the one authorized).
 type ValueSource interface {
-	Header(name string) string
-	Query(name string) string
+	Header(name string) (value string, count int)
+	Query(name string) (value string, count int)
 }
 
 // Request is one request as the HTTP side saw it. Its strings may alias

@@ -51,11 +51,25 @@ func mustRoutes(tb testing.TB, yml string) *Routes {
 	return r
 }
 
-// values is a ValueSource over maps.
-type values struct{ h, q map[string]string }
+// values is a ValueSource over maps; names in twice occur two times.
+type values struct {
+	h, q  map[string]string
+	twice map[string]bool
+}
 
-func (v values) Header(n string) string { return v.h[n] }
-func (v values) Query(n string) string  { return v.q[n] }
+func (v values) Header(n string) (string, int) { return v.get(v.h, n) }
+func (v values) Query(n string) (string, int)  { return v.get(v.q, n) }
+
+func (v values) get(m map[string]string, n string) (string, int) {
+	s, ok := m[n]
+	switch {
+	case !ok:
+		return "", 0
+	case v.twice[n]:
+		return s, 2
+	}
+	return s, 1
+}
 
 // apiReq builds a request carrying an API key.
 func apiReq(method, raw, token string) *Request {

@@ -70,37 +70,28 @@ func (v *valueSource) reset() {
 	v.parsed = false
 }
 
-// Header returns the first value of the request header name.
-func (v *valueSource) Header(name string) string {
+// Header returns the first value of the request header name and how many
+// times the header occurs (0 when it is absent or empty).
+func (v *valueSource) Header(name string) (string, int) {
 	if v.h == nil {
-		return ""
+		return "", 0
 	}
 	val := v.h.Peek(name)
-	if len(val) > 0 && repeatedHeader(v.h, name) {
-		// Ambiguous: the upstream might read another copy than the one
-		// authorized. No value means scope_unknown.
-		return ""
+	if len(val) == 0 {
+		return "", 0
 	}
-	return b2s(val)
-}
-
-// repeatedHeader reports whether the header name occurs more than once.
-func repeatedHeader(h *fasthttp.RequestHeader, name string) bool {
 	n := 0
-	for k := range h.All() {
+	for k := range v.h.All() {
 		if strings.EqualFold(b2s(k), name) {
-			if n++; n > 1 {
-				return true
-			}
+			n++
 		}
 	}
-	return false
+	return b2s(val), n
 }
 
-// Query returns the value of the query parameter name, decoded; "" when the
-// parameter is absent or repeated (ambiguous: the upstream might read another
-// copy than the one authorized, so the scope is unknown).
-func (v *valueSource) Query(name string) string {
+// Query returns the first value of the query parameter name, decoded, and
+// how many times the parameter occurs.
+func (v *valueSource) Query(name string) (string, int) {
 	if !v.parsed {
 		v.args.ParseBytes(v.rawQuery)
 		v.parsed = true
@@ -111,10 +102,7 @@ func (v *valueSource) Query(name string) string {
 			n++
 		}
 	}
-	if n != 1 {
-		return ""
-	}
-	return b2s(v.args.Peek(name))
+	return b2s(v.args.Peek(name)), n
 }
 
 // peerAddr returns the connection's peer address, unmapped. It does not
