@@ -48,6 +48,25 @@ func clearScopegateEnv(t *testing.T) {
 	}
 }
 
+// testConfig loads the configuration a test gateway runs with: the
+// SCOPEGATE_ variables of env and nothing else from the environment,
+// listeners on free loopback ports, a 5 s shutdown timeout.
+func testConfig(t *testing.T, env map[string]string) *Config {
+	t.Helper()
+	clearScopegateEnv(t)
+	t.Setenv("SCOPEGATE_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("SCOPEGATE_ADMIN_ADDR", "127.0.0.1:0")
+	t.Setenv("SCOPEGATE_SHUTDOWN_TIMEOUT", "5s")
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	return cfg
+}
+
 // demoRun is an in-process `scopegate demo`.
 type demoRun struct {
 	out, logs *lockedBuffer
@@ -61,17 +80,7 @@ type demoRun struct {
 // and waits for its banner.
 func startDemo(t *testing.T, env map[string]string) *demoRun {
 	t.Helper()
-	clearScopegateEnv(t)
-	t.Setenv("SCOPEGATE_LISTEN_ADDR", "127.0.0.1:0")
-	t.Setenv("SCOPEGATE_ADMIN_ADDR", "127.0.0.1:0")
-	t.Setenv("SCOPEGATE_SHUTDOWN_TIMEOUT", "5s")
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatalf("loadConfig: %v", err)
-	}
+	cfg := testConfig(t, env)
 	d := &demoRun{out: &lockedBuffer{}, logs: &lockedBuffer{}, sigs: make(chan os.Signal, 1), done: make(chan error, 1)}
 	logger := slog.New(slog.NewJSONHandler(d.logs, nil))
 	ready := make(chan struct{})

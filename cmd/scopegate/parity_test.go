@@ -37,17 +37,7 @@ type gateway struct {
 // with SIGTERM at the end of the test, asserting a clean exit.
 func startGateway(t *testing.T, env map[string]string) *gateway {
 	t.Helper()
-	clearScopegateEnv(t)
-	t.Setenv("SCOPEGATE_LISTEN_ADDR", "127.0.0.1:0")
-	t.Setenv("SCOPEGATE_ADMIN_ADDR", "127.0.0.1:0")
-	t.Setenv("SCOPEGATE_SHUTDOWN_TIMEOUT", "5s")
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatalf("loadConfig: %v", err)
-	}
+	cfg := testConfig(t, env)
 	g := &gateway{sigs: make(chan os.Signal, 1), done: make(chan error, 1), logs: &lockedBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	started := make(chan struct{})
