@@ -111,24 +111,37 @@ type headerSetter interface {
 	Set(key, value string)
 }
 
+// identityField is one identity header and its value ("" when unset).
+type identityField struct{ name, value string }
+
+// identityFields returns the identity headers of SPEC §5 other than the
+// scope header, with their values for id. It does not allocate.
+func (p *Proxy) identityFields(id *policy.Identity) [6]identityField {
+	return [6]identityField{
+		{p.hdrType, id.Type.String()},
+		{p.hdrClient, id.ClientID},
+		{p.hdrCKey, id.ClientKey},
+		{p.hdrUserID, id.UserID},
+		{p.hdrUserSub, id.UserSub},
+		{p.hdrEmail, id.UserEmail},
+	}
+}
+
+// hasScope reports whether id carries an X-Auth-Scope value.
+func hasScope(id *policy.Identity) bool { return id.ScopeKind != "" && id.ScopeKey != "" }
+
 // setIdentity writes the identity headers of SPEC §5 into h (the upstream
 // request or the forward-auth answer). Absent values are not set.
 func (p *Proxy) setIdentity(h headerSetter, st *reqState, id *policy.Identity) {
 	if id.Type == policy.CredentialNone {
 		return
 	}
-	set := func(k, v string) {
-		if v != "" {
-			h.Set(k, v)
+	for _, f := range p.identityFields(id) {
+		if f.value != "" {
+			h.Set(f.name, f.value)
 		}
 	}
-	set(p.hdrType, id.Type.String())
-	set(p.hdrClient, id.ClientID)
-	set(p.hdrCKey, id.ClientKey)
-	set(p.hdrUserID, id.UserID)
-	set(p.hdrUserSub, id.UserSub)
-	set(p.hdrEmail, id.UserEmail)
-	if id.ScopeKind != "" && id.ScopeKey != "" {
+	if hasScope(id) {
 		b := append(st.scratch[:0], id.ScopeKind...)
 		b = append(b, ':')
 		b = append(b, id.ScopeKey...)

@@ -123,26 +123,20 @@ var hdrEnvoyRemove = []byte("X-Envoy-Auth-Headers-To-Remove")
 // (allowed_upstream_headers only overwrites the ones that are set).
 func (p *Proxy) envoyRemoveUnset(ctx *fasthttp.RequestCtx, st *reqState, id *policy.Identity) {
 	b := st.scratch[:0]
-	add := func(name, v string) {
-		if v != "" {
-			return
-		}
+	add := func(name string) {
 		if len(b) > 0 {
 			b = append(b, ", "...)
 		}
 		b = append(b, name...)
 	}
-	add(p.hdrType, id.Type.String())
-	add(p.hdrClient, id.ClientID)
-	add(p.hdrCKey, id.ClientKey)
-	add(p.hdrUserID, id.UserID)
-	add(p.hdrUserSub, id.UserSub)
-	add(p.hdrEmail, id.UserEmail)
-	scope := id.ScopeKey
-	if id.ScopeKind == "" {
-		scope = ""
+	for _, f := range p.identityFields(id) {
+		if f.value == "" {
+			add(f.name)
+		}
 	}
-	add(p.hdrScope, scope)
+	if !hasScope(id) {
+		add(p.hdrScope)
+	}
 	if len(b) > 0 {
 		ctx.Response.Header.SetBytesKV(hdrEnvoyRemove, b)
 	}
