@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,15 +31,24 @@ var upstreamBody = []byte(`{"ok":true}`)
 // into the benchmark upstream child.
 const upstreamEnv = "SCOPEGATE_BENCH_SERVE_UPSTREAM"
 
-// maybeServeUpstream serves the upstream and exits when this process was
-// started as the upstream child.
+// bareProxyEnv names the variable ("listen,upstream") that turns this binary
+// into the reference bare fasthttp reverse proxy child.
+const bareProxyEnv = "SCOPEGATE_BENCH_SERVE_BAREPROXY"
+
+// maybeServeUpstream serves the upstream (or the bare reference proxy) and
+// exits when this process was started as that child.
 func maybeServeUpstream() {
-	addr := os.Getenv(upstreamEnv)
-	if addr == "" {
+	var err error
+	if addr := os.Getenv(upstreamEnv); addr != "" {
+		err = serveUpstream(addr)
+	} else if spec := os.Getenv(bareProxyEnv); spec != "" {
+		listen, up, _ := strings.Cut(spec, ",")
+		err = serveBareProxy(listen, up)
+	} else {
 		return
 	}
-	if err := serveUpstream(addr); err != nil {
-		fmt.Fprintln(os.Stderr, "bench upstream:", err)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench child:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
@@ -57,24 +67,57 @@ func serveUpstream(addr string) error {
 	return s.ListenAndServe(addr)
 }
 
+// serveBareProxy runs the reference for the proxy scenarios: the smallest
+// fasthttp reverse proxy (a fasthttp.Server whose handler is HostClient.Do),
+// with no decision, no header hygiene and no timeouts. It shows what the
+// library itself costs on this machine, so a gap between it and
+// proxy-public is scopegate's own.
+func serveBareProxy(listen, upstream string) error {
+	hc := &fasthttp.HostClient{Addr: upstream, MaxConns: 4096, DisablePathNormalizing: true}
+	s := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			if err := hc.Do(&ctx.Request, &ctx.Response); err != nil {
+				ctx.Error(err.Error(), fasthttp.StatusBadGateway)
+			}
+		},
+		DisableHeaderNamesNormalizing: true,
+	}
+	return s.ListenAndServe(listen)
+}
+
+// startChild runs this binary as a child process with one more environment
+// variable and waits until url answers 200.
+func startChild(ctx context.Context, dir, name, envVar, value, url string) (*process, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	p, err := start(dir, name, self, nil, append(os.Environ(), envVar+"="+value))
+	if err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, url, 10*time.Second, p); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
 // startUpstream runs the upstream as a child process (this binary with
 // SCOPEGATE_BENCH_SERVE_UPSTREAM set), so its CPU is not mixed with the load generator's and
 // the `direct` scenario can report what a hello-world answer costs.
 func startUpstream(ctx context.Context, dir string) (addr string, p *process, err error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", nil, err
-	}
 	addr = freeAddr()
-	p, err = start(dir, "upstream", self, nil, append(os.Environ(), upstreamEnv+"="+addr))
-	if err != nil {
-		return "", nil, err
-	}
-	if err := waitHTTP(ctx, "http://"+addr+"/", 10*time.Second, p); err != nil {
-		p.stop()
-		return "", nil, err
-	}
-	return addr, p, nil
+	p, err = startChild(ctx, dir, "upstream", upstreamEnv, addr, "http://"+addr+"/")
+	return addr, p, err
+}
+
+// startBareProxy runs the reference bare fasthttp proxy (serveBareProxy) in
+// front of upstream as a child process.
+func startBareProxy(ctx context.Context, dir, upstream string) (addr string, p *process, err error) {
+	addr = freeAddr()
+	p, err = startChild(ctx, dir, "bare-proxy", bareProxyEnv, addr+","+upstream, "http://"+addr+"/")
+	return addr, p, err
 }
 
 // process is a child process the bench started; stop ends it by its PID.

@@ -17,7 +17,7 @@ import (
 // allScenarios is the order of one round (issue 6).
 var allScenarios = []string{
 	"direct", "proxy-public", "proxy-apikey", "proxy-jwt", "forward-auth",
-	"nginx-proxy", "nginx-auth-request", "cold-users", "bad-keys",
+	"fasthttp-proxy", "nginx-proxy", "nginx-auth-request", "cold-users", "bad-keys",
 }
 
 // jwtSecret signs the benchmark's user tokens (HS256, configured on the
@@ -44,6 +44,10 @@ type env struct {
 	upstreamProc         *process
 	gateway, gatewayCold *process
 	gwAddr, gwColdAddr   string
+	gatewayBase          *process // -baseline
+	gwBaseAddr           string
+	bareProxy            *process
+	bareProxyAddr        string
 	nginx                *process
 	nginxProxy, nginxAR  string
 	dbURL, dbName        string
@@ -137,6 +141,22 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		return nil, err
 	}
 	want := splitComma(o.scenarios)
+	if o.baseline != "" {
+		// The same gateway configuration from another binary, measured right
+		// after each gateway scenario: before/after figures from one round.
+		e.gwBaseAddr = freeAddr()
+		baseAdmin := freeAddr()
+		e.gatewayBase, err = start(dir, "scopegate-baseline", o.baseline, []string{"serve"}, append(common,
+			"SCOPEGATE_LISTEN_ADDR="+e.gwBaseAddr, "SCOPEGATE_ADMIN_ADDR="+baseAdmin))
+		if err != nil {
+			return nil, err
+		}
+		defer e.gatewayBase.stop()
+		if err := waitHTTP(ctx, "http://"+baseAdmin+"/readyz", 60*time.Second, e.gatewayBase); err != nil {
+			return nil, err
+		}
+		want = withBaseline(want)
+	}
 	if contains(want, "cold-users") && o.store == "pg" {
 		// A second gateway whose user cache expires at once: every request
 		// is a database lookup.
@@ -155,6 +175,13 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		for i := 1; i <= nUsers; i++ {
 			e.coldTokens = append(e.coldTokens, sign(userSub(i)))
 		}
+	}
+	if contains(want, "fasthttp-proxy") {
+		e.bareProxyAddr, e.bareProxy, err = startBareProxy(ctx, dir, e.upstream)
+		if err != nil {
+			return nil, err
+		}
+		defer e.bareProxy.stop()
 	}
 	if ng := findNginx(); ng != "" && (contains(want, "nginx-proxy") || contains(want, "nginx-auth-request")) {
 		e.nginxProxy, e.nginxAR = freeAddr(), freeAddr()
@@ -205,8 +232,33 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	return rep, nil
 }
 
+// baselineSuffix marks a scenario run against the -baseline gateway.
+const baselineSuffix = "@baseline"
+
+// withBaseline inserts <scenario>@baseline after every scenario served by the
+// gateway itself.
+func withBaseline(want []string) []string {
+	var out []string
+	for _, s := range want {
+		out = append(out, s)
+		switch s {
+		case "proxy-public", "proxy-apikey", "proxy-jwt", "forward-auth", "bad-keys":
+			out = append(out, s+baselineSuffix)
+		}
+	}
+	return out
+}
+
 // runScenario measures one scenario; ok is false when it cannot run here.
+// A name ending in @baseline runs the scenario against the -baseline gateway.
 func runScenario(ctx context.Context, e *env, name string, o options) (scenarioResult, bool, error) {
+	if base, ok := strings.CutSuffix(name, baselineSuffix); ok {
+		eb := *e
+		eb.gwAddr, eb.gateway = e.gwBaseAddr, e.gatewayBase
+		r, ok, err := runScenario(ctx, &eb, base, o)
+		r.Name = name
+		return r, ok, err
+	}
 	var t target
 	var gw *process
 	t.okStatus = 200
@@ -247,6 +299,11 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 			req.Header.Set("X-Original-URI", "/api/orders/1")
 			req.Header.Set("X-Original-Method", "GET")
 		}
+	case "fasthttp-proxy":
+		// The reference floor of the proxy scenarios: a bare fasthttp
+		// reverse proxy (serveBareProxy); its CPU column is its own.
+		t.addr, gw = e.bareProxyAddr, e.bareProxy
+		t.fill = func(req *fasthttp.Request, w, i int) { req.SetRequestURI("/public/hello") }
 	case "nginx-proxy":
 		if e.nginx == nil {
 			return scenarioResult{}, false, nil
