@@ -315,6 +315,16 @@ func startEcho(t testing.TB) *echoUpstream {
 			ctx.Response.Header.Set("X-Upstream", "echo")
 			ctx.Response.Header.Set("X-Upstream-Addr", u.addr)
 			ctx.Response.Header.Set("Keep-Alive", "timeout=5")
+			if bytes.HasPrefix(ctx.Request.Header.RequestURI(), []byte("/api/hop")) {
+				// Hop-by-hop fields in the lower case some upstreams send.
+				for _, kv := range [][2]string{
+					{"keep-alive", "timeout=7"}, {"proxy-authenticate", "Basic"}, {"te", "trailers"},
+					{"upgrade", "h2c"}, {"connection", "x-private-hop"}, {"x-private-hop", "1"},
+					{"proxy-connection", "keep-alive"},
+				} {
+					ctx.Response.Header.Add(kv[0], kv[1])
+				}
+			}
 			ctx.SetContentType("application/json")
 			b, _ := json.Marshal(e)
 			ctx.SetBody(b)

@@ -10,16 +10,26 @@ import (
 // hopByHop are the connection-specific fields of RFC 9110 §7.6.1 plus the
 // legacy ones net/http/httputil removes too. Transfer-Encoding and framing
 // are managed by fasthttp.
-var hopByHop = [...][]byte{
-	[]byte("Connection"),
-	[]byte("Proxy-Connection"),
-	[]byte("Keep-Alive"),
-	[]byte("Proxy-Authenticate"),
-	[]byte("Proxy-Authorization"),
-	[]byte("Te"),
-	[]byte("Trailer"),
-	[]byte("Transfer-Encoding"),
-	[]byte("Upgrade"),
+var hopByHop = [...]string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// isHopByHop reports whether name (in any case) is one of hopByHop.
+func isHopByHop(name []byte) bool {
+	for _, h := range hopByHop {
+		if len(name) == len(h) && bytes.EqualFold(name, s2b(h)) {
+			return true
+		}
+	}
+	return false
 }
 
 // framing are names a Connection header may list that must not be removed
@@ -34,31 +44,28 @@ func isFraming(name []byte) bool {
 	return false
 }
 
-// addName queues a header name for deletion, copying it into st.keys so it
-// survives the deletions.
+// addName queues a header name, copying it into st.keys so it survives the
+// deletions.
 func (st *reqState) addName(name []byte) {
 	start := len(st.keys)
 	st.keys = append(st.keys, name...)
 	st.names = append(st.names, st.keys[start:len(st.keys):len(st.keys)])
 }
 
-// connectionTokens queues every field named in the Connection header(s).
-// It must run before the hop-by-hop removal (which drops Connection itself).
-func (st *reqState) connectionTokens(values [][]byte) {
-	for _, v := range values {
-		for len(v) > 0 {
-			var tok []byte
-			if i := bytes.IndexByte(v, ','); i >= 0 {
-				tok, v = v[:i], v[i+1:]
-			} else {
-				tok, v = v, nil
-			}
-			tok = bytes.TrimSpace(tok)
-			if len(tok) == 0 || isFraming(tok) {
-				continue
-			}
-			st.addName(tok)
+// connectionTokens queues every field named in a Connection value.
+func (st *reqState) connectionTokens(v []byte) {
+	for len(v) > 0 {
+		var tok []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			tok, v = v, nil
 		}
+		tok = bytes.TrimSpace(tok)
+		if len(tok) == 0 || isFraming(tok) {
+			continue
+		}
+		st.addName(tok)
 	}
 }
 
@@ -86,50 +93,91 @@ func foldHeaderByte(c byte) byte {
 	return c
 }
 
-// cleanRequestHeaders removes from the request to be forwarded: the fields
-// named in Connection (first), the hop-by-hop fields, and every field with
-// the identity prefix. It keeps Connection: close semantics for the client
-// connection.
+// The removal below takes two passes over a message's fields (ranging over
+// h.All() directly, which does not allocate): the first queues the names
+// the Connection fields list, the second queues the exact spelling of every
+// field to remove: the hop-by-hop fields, the listed ones and, for requests,
+// those with the identity prefix. Names are compared case-insensitively (RFC
+// 9110 §5.1): a response read with its names kept as the upstream spelled
+// them still loses "keep-alive". Only fields present are deleted, so a clean
+// message costs the two passes and no deletion.
+
+// connectionField queues the names a Connection field lists.
+func (st *reqState) connectionField(k, v []byte) {
+	if len(k) == len("Connection") && bytes.EqualFold(k, s2b("Connection")) {
+		st.connectionTokens(v)
+	}
+}
+
+// hopField reports whether k is to be removed, given the first tokens names
+// of st.names (the Connection tokens).
+func (st *reqState) hopField(k []byte, tokens int, identityPrefix string) bool {
+	if isHopByHop(k) || identityPrefix != "" && hasIdentityPrefix(k, identityPrefix) {
+		return true
+	}
+	for _, t := range st.names[:tokens] {
+		if bytes.EqualFold(k, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanRequestHeaders removes from the request to be forwarded the
+// hop-by-hop fields, the fields Connection names, and every field with the
+// identity prefix. The caller keeps Connection: close semantics for the
+// client connection.
 func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState) {
-	st.names = st.names[:0]
-	st.keys = st.keys[:0]
-	st.connectionTokens(h.PeekAll("Connection"))
+	st.names, st.keys = st.names[:0], st.keys[:0]
+	for k, v := range h.All() {
+		st.connectionField(k, v)
+	}
+	tokens := len(st.names)
 	for k := range h.All() {
-		if hasIdentityPrefix(k, p.prefix) {
+		if st.hopField(k, tokens, p.prefix) {
 			st.addName(k)
 		}
 	}
-	for _, n := range st.names {
+	for _, n := range st.names[tokens:] {
 		h.DelBytes(n)
 	}
-	for _, n := range hopByHop {
-		h.DelBytes(n)
+	if h.ContentLength() == -1 {
+		// A chunked body may end with a trailer section, which All does not
+		// list: remove the hop-by-hop names from it as well.
+		for _, n := range hopByHop {
+			h.Del(n)
+		}
 	}
-	st.names = st.names[:0]
-	st.keys = st.keys[:0]
+	st.names, st.keys = st.names[:0], st.keys[:0]
 }
 
-// cleanResponseHeaders removes hop-by-hop fields (and those named in
-// Connection) from the upstream's response before it goes to the client.
+// cleanResponseHeaders removes the hop-by-hop fields (and those Connection
+// names) from the upstream's response before it goes to the client,
+// whatever their case. Transfer-Encoding stays with fasthttp, which frames
+// the answer; a Connection: close from the upstream is kept.
 func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState) {
-	st.names = st.names[:0]
-	st.keys = st.keys[:0]
-	st.connectionTokens(h.PeekAll("Connection"))
 	close := h.ConnectionClose()
-	for _, n := range st.names {
-		h.DelBytes(n)
+	st.names, st.keys = st.names[:0], st.keys[:0]
+	for k, v := range h.All() {
+		st.connectionField(k, v)
 	}
-	for _, n := range hopByHop {
-		if bytes.Equal(n, hopByHop[0]) || bytes.Equal(n, hopByHop[7]) {
-			continue // managed by fasthttp
+	tokens := len(st.names)
+	for k := range h.All() {
+		if st.hopField(k, tokens, "") && !isTransferEncoding(k) {
+			st.addName(k)
 		}
+	}
+	for _, n := range st.names[tokens:] {
 		h.DelBytes(n)
 	}
 	if close {
 		h.SetConnectionClose()
 	}
-	st.names = st.names[:0]
-	st.keys = st.keys[:0]
+	st.names, st.keys = st.names[:0], st.keys[:0]
+}
+
+func isTransferEncoding(name []byte) bool {
+	return bytes.EqualFold(name, s2b("Transfer-Encoding"))
 }
 
 // setForwarded sets X-Forwarded-For/-Proto/-Host. From a trusted peer the

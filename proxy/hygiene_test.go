@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -53,6 +54,26 @@ func TestProxyStripsHopByHopAndSpoofedHeaders(t *testing.T) {
 	}
 	if r.header.Get("Keep-Alive") != "" {
 		t.Errorf("upstream's Keep-Alive reached the client")
+	}
+	if r.header.Get("X-Upstream") != "echo" {
+		t.Errorf("upstream response header lost")
+	}
+}
+
+// TestProxyStripsLowerCaseHopByHopFromResponse: the upstream's hop-by-hop
+// fields (and those its Connection header names) do not reach the client
+// whatever their case; field names are compared case-insensitively (RFC 9110
+// §5.1) even though the gateway keeps the upstream's spelling of the others.
+func TestProxyStripsLowerCaseHopByHopFromResponse(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(netip.Addr{}, reqText("GET", "/api/hop", "X-API-Key", e.fix.Token("app")))
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	for _, gone := range []string{"Keep-Alive", "Proxy-Authenticate", "Te", "Upgrade", "X-Private-Hop", "Proxy-Connection"} {
+		if v, ok := r.header[http.CanonicalHeaderKey(gone)]; ok {
+			t.Errorf("upstream's %s: %q reached the client", gone, v)
+		}
 	}
 	if r.header.Get("X-Upstream") != "echo" {
 		t.Errorf("upstream response header lost")
