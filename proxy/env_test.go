@@ -153,7 +153,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ln); close(done) }()
 	t.Cleanup(func() {
+		// Shutdown only closes listeners Serve has registered: when it runs
+		// before the goroutine above got that far, Serve would then accept
+		// forever. Closing ln as well ends Serve either way.
 		_ = srv.Shutdown()
+		_ = ln.Close()
 		<-done
 	})
 	e.addr = ln.Addr().String()
@@ -332,7 +336,7 @@ func startEcho(t testing.TB) *echoUpstream {
 	}
 	done := make(chan struct{})
 	go func() { _ = u.srv.Serve(ln); close(done) }()
-	t.Cleanup(func() { _ = u.srv.Shutdown(); <-done })
+	t.Cleanup(func() { _ = u.srv.Shutdown(); _ = ln.Close(); <-done })
 	return u
 }
 

@@ -173,7 +173,7 @@ func TestAdmin(t *testing.T) {
 	}
 	srv := e.proxy.NewAdminServer()
 	go srv.Serve(ln)
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	t.Cleanup(func() { _ = srv.Shutdown(); _ = ln.Close() })
 	base := "http://" + ln.Addr().String()
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)

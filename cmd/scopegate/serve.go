@@ -195,12 +195,16 @@ loop:
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	drainErr := srv.ShutdownWithContext(ctx)
 	cancel()
+	// Shutdown closes only the listeners Serve has registered; a signal that
+	// arrives before Serve got that far would leave ln open.
+	_ = ln.Close()
 	if drainErr != nil {
 		logger.Warn("shutdown timeout: in-flight requests cut", slog.String("err", drainErr.Error()))
 	}
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	_ = admin.ShutdownWithContext(actx)
 	acancel()
+	_ = adminLn.Close()
 	cancelBase()
 	closeStore()
 	logger.Info("stopped")
