@@ -207,18 +207,18 @@ func (p *Proxy) setForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer netip.
 	}
 	h.DelBytes(hdrXFF)
 	if len(b) > 0 {
-		h.SetBytesKV(hdrXFF, b)
+		h.SetCanonical(hdrXFF, b)
 	}
 	if !trusted || len(h.PeekBytes(hdrXFProto)) == 0 {
 		if ctx.IsTLS() {
-			h.SetBytesKV(hdrXFProto, strHTTPS)
+			h.SetCanonical(hdrXFProto, strHTTPS)
 		} else {
-			h.SetBytesKV(hdrXFProto, strHTTP)
+			h.SetCanonical(hdrXFProto, strHTTP)
 		}
 	}
 	if !trusted || len(h.PeekBytes(hdrXFHost)) == 0 {
 		if host := h.Host(); len(host) > 0 {
-			h.SetBytesKV(hdrXFHost, host)
+			h.SetCanonical(hdrXFHost, host)
 		} else {
 			h.DelBytes(hdrXFHost)
 		}

@@ -72,7 +72,9 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 		envoyPath: cfg.AuthPath + "/envoy",
 		prefix:    cfg.IdentityHeaderPrefix,
 	}
-	pre := cfg.IdentityHeaderPrefix
+	// Canonical spelling (as fasthttp normalizes names), so the names can be
+	// set without normalizing them on every request.
+	pre := canonicalHeaderName(cfg.IdentityHeaderPrefix)
 	p.hdrType, p.hdrClient, p.hdrCKey = pre+"Type", pre+"Client-Id", pre+"Client-Key"
 	p.hdrUserID, p.hdrUserSub, p.hdrEmail, p.hdrScope = pre+"User-Id", pre+"User-Sub", pre+"User-Email", pre+"Scope"
 	for _, raw := range cfg.Upstreams {
@@ -107,7 +109,7 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 			if len(st.reqID) == 0 {
 				st.reqID = append(st.reqID, "unknown"...)
 			}
-			ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+			ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 			ctx.Response.SetConnectionClose()
 			p.writeDenial(ctx, st, policy.Denied(policy.ReasonInternal), false)
 		}
@@ -147,7 +149,7 @@ func (p *Proxy) requestID(ctx *fasthttp.RequestCtx, st *reqState) {
 		st.reqID = append(st.reqID[:0], p.idPrefix[:]...)
 		st.reqID = fasthttp.AppendUint(st.reqID, int(p.idSeq.Add(1)&(1<<62-1)))
 	}
-	ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+	ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 }
 
 func validRequestID(b []byte) bool {
@@ -188,6 +190,23 @@ func validateUpstreamURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("proxy: upstream %q: a path or query is not supported (the request path is forwarded unchanged)", raw)
 	}
 	return u, nil
+}
+
+// canonicalHeaderName spells name the way fasthttp normalizes header names:
+// the first letter and every letter after '-' upper case, the rest lower.
+func canonicalHeaderName(name string) string {
+	b := []byte(name)
+	upper := true
+	for i, c := range b {
+		switch {
+		case upper && c >= 'a' && c <= 'z':
+			b[i] = c - ('a' - 'A')
+		case !upper && c >= 'A' && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		}
+		upper = c == '-'
+	}
+	return string(b)
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

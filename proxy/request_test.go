@@ -140,3 +140,18 @@ func TestAuthMode(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalHeaderName(t *testing.T) {
+	for in, want := range map[string]string{
+		"X-Auth-":      "X-Auth-",
+		"x-auth-":      "X-Auth-",
+		"X-AUTH-":      "X-Auth-",
+		"x-user--":     "X-User--",
+		"ident_":       "Ident_",
+		"X-Auth-Scope": "X-Auth-Scope",
+	} {
+		if got := canonicalHeaderName(in); got != want {
+			t.Errorf("canonicalHeaderName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -44,14 +44,14 @@ func (p *Proxy) writeDenial(ctx *fasthttp.RequestCtx, st *reqState, d policy.Dec
 	}
 	resp := &ctx.Response
 	resp.SetStatusCode(status)
-	resp.Header.SetBytesKV(hdrContentType, valJSON)
-	resp.Header.SetBytesKV(hdrCacheControl, valNoStore)
+	resp.Header.SetCanonical(hdrContentType, valJSON)
+	resp.Header.SetCanonical(hdrCacheControl, valNoStore)
 	if r == policy.ReasonTokenExpired || r == policy.ReasonTokenInvalid {
-		resp.Header.SetBytesKV(hdrWWWAuthenticate, valBearerInvalid)
+		resp.Header.SetCanonical(hdrWWWAuthenticate, valBearerInvalid)
 	}
 	if forwardAuth {
-		resp.Header.SetBytesK(hdrDenyReason, r.String())
-		resp.Header.SetBytesK(hdrDenyError, r.Text())
+		resp.Header.SetCanonical(hdrDenyReason, s2b(r.String()))
+		resp.Header.SetCanonical(hdrDenyError, s2b(r.Text()))
 	}
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, r == policy.ReasonRateLimited)
 	// The request id is restricted to JSON-safe characters (validRequestID),
@@ -72,7 +72,7 @@ func (p *Proxy) writeDenial(ctx *fasthttp.RequestCtx, st *reqState, d policy.Dec
 func (p *Proxy) setRateLimitHeaders(ctx *fasthttp.RequestCtx, st *reqState, rl *policy.RateLimitState, limited bool) {
 	if !rl.Applied {
 		if limited {
-			ctx.Response.Header.SetBytesKV(hdrRetryAfter, valOne)
+			ctx.Response.Header.SetCanonical(hdrRetryAfter, valOne)
 		}
 		return
 	}
@@ -80,21 +80,21 @@ func (p *Proxy) setRateLimitHeaders(ctx *fasthttp.RequestCtx, st *reqState, rl *
 	b := append(st.scratch[:0], `"per-minute";q=`...)
 	b = fasthttp.AppendUint(b, rl.Limit)
 	b = append(b, ";w=60"...)
-	h.SetBytesKV(hdrRateLimitPolicy, b)
+	h.SetCanonical(hdrRateLimitPolicy, b)
 	b = append(b[:0], `"per-minute";r=`...)
 	b = fasthttp.AppendUint(b, nonNeg(rl.Remaining))
 	b = append(b, ";t="...)
 	b = fasthttp.AppendUint(b, nonNeg(rl.ResetSecs))
-	h.SetBytesKV(hdrRateLimit, b)
-	h.SetBytesKV(hdrRateLimitLimit, fasthttp.AppendUint(b[:0], rl.Limit))
-	h.SetBytesKV(hdrRateLimitRemain, fasthttp.AppendUint(b[:0], nonNeg(rl.Remaining)))
-	h.SetBytesKV(hdrRateLimitReset, fasthttp.AppendUint(b[:0], nonNeg(rl.ResetSecs)))
+	h.SetCanonical(hdrRateLimit, b)
+	h.SetCanonical(hdrRateLimitLimit, fasthttp.AppendUint(b[:0], rl.Limit))
+	h.SetCanonical(hdrRateLimitRemain, fasthttp.AppendUint(b[:0], nonNeg(rl.Remaining)))
+	h.SetCanonical(hdrRateLimitReset, fasthttp.AppendUint(b[:0], nonNeg(rl.ResetSecs)))
 	if limited {
 		ra := rl.RetryAfter
 		if ra < 1 {
 			ra = 1
 		}
-		h.SetBytesKV(hdrRetryAfter, fasthttp.AppendUint(b[:0], ra))
+		h.SetCanonical(hdrRetryAfter, fasthttp.AppendUint(b[:0], ra))
 	}
 	st.scratch = b[:0]
 }
@@ -106,9 +106,10 @@ func nonNeg(n int) int {
 	return n
 }
 
-// headerSetter is *fasthttp.RequestHeader or *fasthttp.ResponseHeader.
+// headerSetter is *fasthttp.RequestHeader or *fasthttp.ResponseHeader; the
+// names set are canonical (canonicalHeaderName), so none is normalized again.
 type headerSetter interface {
-	Set(key, value string)
+	SetCanonical(key, value []byte)
 }
 
 // identityField is one identity header and its value ("" when unset).
@@ -138,14 +139,14 @@ func (p *Proxy) setIdentity(h headerSetter, st *reqState, id *policy.Identity) {
 	}
 	for _, f := range p.identityFields(id) {
 		if f.value != "" {
-			h.Set(f.name, f.value)
+			h.SetCanonical(s2b(f.name), s2b(f.value))
 		}
 	}
 	if hasScope(id) {
 		b := append(st.scratch[:0], id.ScopeKind...)
 		b = append(b, ':')
 		b = append(b, id.ScopeKey...)
-		h.Set(p.hdrScope, b2s(b))
+		h.SetCanonical(s2b(p.hdrScope), b)
 		st.scratch = b[:0]
 	}
 }

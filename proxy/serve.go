@@ -138,7 +138,7 @@ func (p *Proxy) envoyRemoveUnset(ctx *fasthttp.RequestCtx, st *reqState, id *pol
 		add(p.hdrScope)
 	}
 	if len(b) > 0 {
-		ctx.Response.Header.SetBytesKV(hdrEnvoyRemove, b)
+		ctx.Response.Header.SetCanonical(hdrEnvoyRemove, b)
 	}
 	st.scratch = b[:0]
 }
@@ -201,7 +201,7 @@ func oneOf(traefik, nginx []byte) ([]byte, bool) {
 // 200, empty body, identity and rate-limit headers.
 func (p *Proxy) writeAllow(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision) {
 	ctx.Response.SetStatusCode(fasthttp.StatusOK)
-	ctx.Response.Header.SetBytesKV(hdrCacheControl, valNoStore)
+	ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
 	p.setIdentity(&ctx.Response.Header, st, &d.Identity)
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
 }

@@ -78,7 +78,7 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 func (p *Proxy) writeBadRequest(ctx *fasthttp.RequestCtx, st *reqState, status int, text string) {
 	p.m.badRequests.Inc()
 	ctx.Response.SetStatusCode(status)
-	ctx.Response.Header.SetBytesKV(hdrContentType, valJSON)
+	ctx.Response.Header.SetCanonical(hdrContentType, valJSON)
 	ctx.Response.SetConnectionClose()
 	b := append(st.scratch[:0], `{"error":"`...)
 	b = append(b, text...)

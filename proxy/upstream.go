@@ -104,7 +104,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		}
 	}
 	p.setForwarded(ctx, st, peer, trusted)
-	req.Header.SetBytesKV(hdrRequestID, st.reqID)
+	req.Header.SetCanonical(hdrRequestID, st.reqID)
 	p.setIdentity(&req.Header, st, &d.Identity)
 	if closeClient {
 		// The client asked to close; Connection was removed from the upstream
@@ -149,7 +149,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	p.m.upstreamSeconds.UpdateDuration(now)
 	if err != nil && st.body.exceeded {
 		ctx.Response.Reset()
-		ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 		p.writeBadRequest(ctx, st, fasthttp.StatusRequestEntityTooLarge, "the request body is too large")
 		return
 	}
@@ -170,12 +170,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			slog.String("upstream", u.url), slog.String("err", err.Error()),
 			slog.String("reason", reason.String()), slog.String("request_id", string(st.reqID)))
 		ctx.Response.Reset()
-		ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 		p.writeDenial(ctx, st, policy.Denied(reason), false)
 		return
 	}
 	cleanResponseHeaders(&ctx.Response.Header, st)
-	ctx.Response.Header.SetBytesKV(hdrRequestID, st.reqID)
+	ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
 }
 
