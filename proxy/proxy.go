@@ -114,7 +114,8 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 			p.writeDenial(ctx, st, policy.Denied(policy.ReasonInternal), false)
 		}
 	}()
-	p.requestID(ctx, st)
+	st.hdr.scan(&ctx.Request.Header, p.cfg.APIKeyHeader)
+	p.requestID(ctx, st, st.hdr.requestID)
 	// A request with both Content-Length and Transfer-Encoding is framed by
 	// Transfer-Encoding and its connection closed after the answer (fasthttp,
 	// RFC 9112 §6.3); Content-Length is dropped, so nothing is smuggled.
@@ -137,12 +138,11 @@ func (p *Proxy) release(st *reqState) {
 	p.pool.Put(st)
 }
 
-// requestID keeps a well-formed incoming X-Request-Id (up to 128 bytes of
+// requestID keeps a well-formed incoming X-Request-Id (in) (up to 128 bytes of
 // [A-Za-z0-9._:-], so it is safe in JSON and logs) or generates one from a
 // per-process random prefix and a counter. It does not allocate once st's
 // buffer has grown.
-func (p *Proxy) requestID(ctx *fasthttp.RequestCtx, st *reqState) {
-	in := ctx.Request.Header.PeekBytes(hdrRequestID)
+func (p *Proxy) requestID(ctx *fasthttp.RequestCtx, st *reqState, in []byte) {
 	if validRequestID(in) {
 		st.reqID = append(st.reqID[:0], in...)
 	} else {

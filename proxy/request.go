@@ -16,15 +16,10 @@ var (
 	hdrRequestID     = []byte("X-Request-Id")
 	hdrClientKey     = []byte("X-Client-Key")
 	hdrAuthorization = []byte("Authorization")
-	hdrOrigin        = []byte("Origin")
 	hdrXFF           = []byte("X-Forwarded-For")
 	hdrXRealIP       = []byte("X-Real-Ip")
 	hdrXFProto       = []byte("X-Forwarded-Proto")
 	hdrXFHost        = []byte("X-Forwarded-Host")
-	hdrXFMethod      = []byte("X-Forwarded-Method")
-	hdrXFURI         = []byte("X-Forwarded-Uri")
-	hdrXOrigMethod   = []byte("X-Original-Method")
-	hdrXOrigURI      = []byte("X-Original-Uri")
 	hdrForwarded     = []byte("Forwarded")
 	hdrContentLength = []byte("Content-Length")
 )
@@ -38,9 +33,10 @@ type reqState struct {
 	scratch []byte
 	pathBuf []byte // policy.Request.Scratch: the decoded path
 	body    limitedBody
-	sub     string   // the verified JWT subject, for the decision log
-	names   [][]byte // header names to delete (copied)
-	keys    []byte   // backing store for names
+	sub     string      // the verified JWT subject, for the decision log
+	hdr     headerIndex // the fields the decision reads (scanned once)
+	names   [][]byte    // header names to delete (copied)
+	keys    []byte      // backing store for names
 }
 
 func (st *reqState) reset() {
@@ -50,6 +46,7 @@ func (st *reqState) reset() {
 	st.scratch = st.scratch[:0]
 	st.body = limitedBody{}
 	st.sub = ""
+	st.hdr = headerIndex{}
 	st.names = st.names[:0]
 	st.keys = st.keys[:0]
 }
@@ -168,15 +165,16 @@ func cutScheme(b []byte) ([]byte, bool) {
 }
 
 // fill prepares st.req from the request: method, raw path, Origin,
-// credential headers and the value source. Strings alias ctx's buffers.
+// credential headers (from st.hdr) and the value source. Strings alias
+// ctx's buffers.
 func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, method, rawPath, rawQuery []byte) {
 	h := &ctx.Request.Header
 	st.values.h = h
 	st.values.rawQuery = append(st.values.rawQuery[:0], rawQuery...)
 	ch := policy.CredentialHeaders{
-		APIKey:        b2s(h.Peek(p.cfg.APIKeyHeader)),
-		ClientKey:     b2s(h.PeekBytes(hdrClientKey)),
-		Authorization: b2s(h.PeekBytes(hdrAuthorization)),
+		APIKey:        b2s(st.hdr.apiKey),
+		ClientKey:     b2s(st.hdr.clientKey),
+		Authorization: b2s(st.hdr.authorization),
 	}
 	if p.cfg.JWTCookie != "" {
 		ch.JWTCookie = b2s(h.Cookie(p.cfg.JWTCookie))
@@ -184,7 +182,7 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, method, rawPath, ra
 	st.req = policy.Request{
 		Method:  b2s(method),
 		RawPath: b2s(rawPath),
-		Origin:  b2s(h.PeekBytes(hdrOrigin)),
+		Origin:  b2s(st.hdr.origin),
 		Cred:    policy.ParseCredential(ch),
 		Values:  &st.values,
 	}

@@ -50,8 +50,10 @@ func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer ne
 	if !p.engine.IsTrustedProxy(peer) {
 		return false, "", ""
 	}
-	h := &ctx.Request.Header
-	all := h.PeekAll(string(hdrXFF))
+	if st.hdr.xffLines <= 1 {
+		return true, b2s(st.hdr.xff), b2s(st.hdr.xRealIP)
+	}
+	all := ctx.Request.Header.PeekAll(string(hdrXFF))
 	switch len(all) {
 	case 0:
 	case 1:
@@ -66,7 +68,7 @@ func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer ne
 		st.keys = j
 		xff = b2s(j)
 	}
-	return true, xff, b2s(h.PeekBytes(hdrXRealIP))
+	return true, xff, b2s(st.hdr.xRealIP)
 }
 
 // serveProxy handles a request outside AuthPath: decide, then forward (or
@@ -160,12 +162,11 @@ func (p *Proxy) forwardAuthDecision(ctx *fasthttp.RequestCtx, st *reqState, mode
 			path = slash
 		}
 	case modeAuth:
-		h := &ctx.Request.Header
 		var ok bool
-		if method, ok = oneOf(h.PeekBytes(hdrXFMethod), h.PeekBytes(hdrXOrigMethod)); !ok {
+		if method, ok = oneOf(st.hdr.xfMethod, st.hdr.xOrigMethod); !ok {
 			return policy.Denied(policy.ReasonForwardedInvalid)
 		}
-		uri, ok := oneOf(h.PeekBytes(hdrXFURI), h.PeekBytes(hdrXOrigURI))
+		uri, ok := oneOf(st.hdr.xfURI, st.hdr.xOrigURI)
 		if !ok || len(method) == 0 || len(uri) == 0 {
 			return policy.Denied(policy.ReasonForwardedInvalid)
 		}

@@ -66,7 +66,7 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	}
 	st := p.pool.Get().(*reqState)
 	defer p.release(st)
-	p.requestID(ctx, st)
+	p.requestID(ctx, st, ctx.Request.Header.PeekBytes(hdrRequestID))
 	p.writeBadRequest(ctx, st, status, text)
 	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelInfo, "bad request",
 		slog.Int("status", status), slog.String("err", err.Error()), slog.String("request_id", string(st.reqID)))

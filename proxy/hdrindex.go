@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"github.com/valyala/fasthttp"
+)
+
+// headerIndex holds the request fields the decision reads, found in one
+// pass over the header instead of one normalized lookup each (a lookup
+// copies and normalizes the name, then scans every field). Each is the
+// first occurrence, as Peek returns it; names compare case-insensitively.
+// Values alias the request's buffers, so the index is valid only until the
+// header is modified: forward cleans the request after the decision.
+type headerIndex struct {
+	requestID, apiKey, clientKey, authorization, origin []byte
+	xRealIP, xfMethod, xfURI, xOrigMethod, xOrigURI     []byte
+	xff                                                 []byte // the first X-Forwarded-For line
+	xffLines                                            int    // how many lines there are
+}
+
+// scan fills x from h; apiKeyHeader is the configured API key header name.
+func (x *headerIndex) scan(h *fasthttp.RequestHeader, apiKeyHeader string) {
+	*x = headerIndex{}
+	for k, v := range h.All() {
+		if len(k) == len(apiKeyHeader) && equalFoldASCII(k, apiKeyHeader) {
+			first(&x.apiKey, v)
+		}
+		switch len(k) {
+		case 6: // Origin
+			if equalFoldASCII(k, "Origin") {
+				first(&x.origin, v)
+			}
+		case 9: // X-Real-Ip
+			if equalFoldASCII(k, "X-Real-Ip") {
+				first(&x.xRealIP, v)
+			}
+		case 12: // X-Request-Id, X-Client-Key
+			if equalFoldASCII(k, "X-Request-Id") {
+				first(&x.requestID, v)
+			} else if equalFoldASCII(k, "X-Client-Key") {
+				first(&x.clientKey, v)
+			}
+		case 13: // Authorization
+			if equalFoldASCII(k, "Authorization") {
+				first(&x.authorization, v)
+			}
+		case 15: // X-Forwarded-For, X-Forwarded-Uri
+			if equalFoldASCII(k, "X-Forwarded-For") {
+				if x.xffLines == 0 {
+					x.xff = v
+				}
+				x.xffLines++
+			} else if equalFoldASCII(k, "X-Forwarded-Uri") {
+				first(&x.xfURI, v)
+			}
+		case 18: // X-Forwarded-Method
+			if equalFoldASCII(k, "X-Forwarded-Method") {
+				first(&x.xfMethod, v)
+			}
+		case 17: // X-Original-Method
+			if equalFoldASCII(k, "X-Original-Method") {
+				first(&x.xOrigMethod, v)
+			}
+		case 14: // X-Original-Uri
+			if equalFoldASCII(k, "X-Original-Uri") {
+				first(&x.xOrigURI, v)
+			}
+		}
+	}
+}
+
+// first stores v in *dst unless an earlier field already did. A present but
+// empty field is recorded as a non-nil empty slice.
+func first(dst *[]byte, v []byte) {
+	if *dst == nil {
+		if v == nil {
+			v = []byte{}
+		}
+		*dst = v
+	}
+}
+
+// equalFoldASCII reports whether b and s are equal ignoring ASCII case; the
+// caller has checked the lengths.
+func equalFoldASCII(b []byte, s string) bool {
+	for i := 0; i < len(s); i++ {
+		c, d := b[i], s[i]
+		if c == d {
+			continue
+		}
+		if c|0x20 != d|0x20 || c|0x20 < 'a' || c|0x20 > 'z' {
+			return false
+		}
+	}
+	return true
+}
