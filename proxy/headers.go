@@ -124,17 +124,19 @@ func (st *reqState) hopField(k []byte, tokens int, identityPrefix string) bool {
 }
 
 // cleanRequestHeaders removes from the request to be forwarded the
-// hop-by-hop fields, the fields Connection names, and every field with the
-// identity prefix. The caller keeps Connection: close semantics for the
-// client connection.
-func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState) {
+// hop-by-hop fields, the fields Connection names, every field with the
+// identity prefix and, when replaceForwarded (an untrusted peer), every
+// Forwarded, X-Real-IP and X-Forwarded-For/-Proto/-Host field, which
+// setForwarded then sets afresh. The caller keeps Connection: close
+// semantics for the client connection.
+func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState, replaceForwarded bool) {
 	st.names, st.keys = st.names[:0], st.keys[:0]
 	for k, v := range h.All() {
 		st.connectionField(k, v)
 	}
 	tokens := len(st.names)
 	for k := range h.All() {
-		if st.hopField(k, tokens, p.prefix) {
+		if st.hopField(k, tokens, p.prefix) || replaceForwarded && isForwardedField(k) {
 			st.addName(k)
 		}
 	}
@@ -176,14 +178,31 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState) {
 	st.names, st.keys = st.names[:0], st.keys[:0]
 }
 
+// isForwardedField reports whether name (any case) is one of the fields
+// that carry the client's address or the original scheme and host.
+func isForwardedField(name []byte) bool {
+	switch len(name) {
+	case 9:
+		return equalFoldASCII(name, "Forwarded") || equalFoldASCII(name, "X-Real-Ip")
+	case 15:
+		return equalFoldASCII(name, "X-Forwarded-For")
+	case 16:
+		return equalFoldASCII(name, "X-Forwarded-Host")
+	case 17:
+		return equalFoldASCII(name, "X-Forwarded-Proto")
+	}
+	return false
+}
+
 func isTransferEncoding(name []byte) bool {
 	return bytes.EqualFold(name, s2b("Transfer-Encoding"))
 }
 
 // setForwarded sets X-Forwarded-For/-Proto/-Host. From a trusted peer the
 // incoming values are kept (the peer is appended to X-Forwarded-For); from
-// any other peer they are replaced, and its Forwarded and X-Real-IP headers
-// dropped, so a client cannot spoof its address to the upstream.
+// any other peer they are replaced: cleanRequestHeaders has already removed
+// its Forwarded, X-Real-IP and X-Forwarded-* fields (every line, any case),
+// so a client cannot spoof its address to the upstream.
 func (p *Proxy) setForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer netip.Addr, trusted bool) {
 	h := &ctx.Request.Header
 	b := st.scratch[:0]
@@ -198,14 +217,13 @@ func (p *Proxy) setForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer netip.
 		if len(b) > 0 {
 			b = append(b, ", "...)
 		}
-	} else {
-		h.DelBytes(hdrForwarded)
-		h.DelBytes(hdrXRealIP)
+		if len(all) > 0 {
+			h.DelBytes(hdrXFF)
+		}
 	}
 	if peer.IsValid() {
 		b = peer.AppendTo(b)
 	}
-	h.DelBytes(hdrXFF)
 	if len(b) > 0 {
 		h.SetCanonical(hdrXFF, b)
 	}
@@ -219,7 +237,7 @@ func (p *Proxy) setForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer netip.
 	if !trusted || len(h.PeekBytes(hdrXFHost)) == 0 {
 		if host := h.Host(); len(host) > 0 {
 			h.SetCanonical(hdrXFHost, host)
-		} else {
+		} else if trusted {
 			h.DelBytes(hdrXFHost)
 		}
 	}

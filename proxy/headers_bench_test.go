@@ -52,7 +52,7 @@ func BenchmarkCleanHeaders(b *testing.B) {
 				if c.reparse {
 					read()
 				}
-				p.cleanRequestHeaders(&req.Header, st)
+				p.cleanRequestHeaders(&req.Header, st, true)
 				cleanResponseHeaders(&resp.Header, st)
 			}
 		})

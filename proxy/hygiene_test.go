@@ -20,6 +20,7 @@ func TestProxyStripsHopByHopAndSpoofedHeaders(t *testing.T) {
 		"X-Secret-Hop: 1\r\nKeep-Alive: 300\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\nTe: trailers\r\nProxy-Connection: keep-alive\r\n" +
 		"X-Auth-Type: admin\r\nX-Auth-User-Id: spoofed\r\nX-AUTH-client-key: spoofed\r\nX_Auth_Scope: company:evil\r\nx-auth-custom: spoofed\r\n" +
 		"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil.test\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n" +
+		"x-forwarded-for: 7.7.7.7\r\nforwarded: for=7.7.7.7\r\nx-real-ip: 7.7.7.7\r\nX-Forwarded-Host: evil2.test\r\n" +
 		"X-Kept: yes\r\n\r\n"
 	r := e.do(directPeer, raw)
 	if r.status != 200 {

@@ -20,7 +20,6 @@ var (
 	hdrXRealIP       = []byte("X-Real-Ip")
 	hdrXFProto       = []byte("X-Forwarded-Proto")
 	hdrXFHost        = []byte("X-Forwarded-Host")
-	hdrForwarded     = []byte("Forwarded")
 	hdrContentLength = []byte("Content-Length")
 )
 

@@ -74,7 +74,7 @@ func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer ne
 // serveProxy handles a request outside AuthPath: decide, then forward (or
 // answer 200 in decision-only mode) or deny.
 func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
-	start := time.Now()
+	start := requestTime(ctx)
 	path, query, ok := splitTarget(ctx.Request.Header.RequestURI())
 	var d policy.Decision
 	peer := peerAddr(ctx)
@@ -87,7 +87,8 @@ func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
 		trusted, xff, xri = p.trustedForwarded(ctx, st, peer)
 		d = p.decide(st, peer, xff, xri, start)
 	}
-	p.observe(ctx, st, &d, start, false)
+	decided := time.Now() // the decision's end and the upstream call's start
+	p.observe(ctx, st, &d, decided.Sub(start), false)
 	if !d.Allowed() {
 		p.writeDenial(ctx, st, d, false)
 		return
@@ -96,7 +97,7 @@ func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
 		p.writeAllow(ctx, st, &d)
 		return
 	}
-	p.forward(ctx, st, &d, peer, trusted)
+	p.forward(ctx, st, &d, peer, trusted, decided)
 }
 
 // serveForwardAuth answers nginx auth_request, Traefik ForwardAuth and Envoy
@@ -104,10 +105,10 @@ func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
 // request comes from X-Forwarded-Method/-Uri (Traefik), X-Original-Method/
 // -URI (nginx) or, for Envoy, the method and the path after AuthPath/envoy.
 func (p *Proxy) serveForwardAuth(ctx *fasthttp.RequestCtx, st *reqState, mode authMode, target []byte) {
-	start := time.Now()
+	start := requestTime(ctx)
 	peer := peerAddr(ctx)
 	d := p.forwardAuthDecision(ctx, st, mode, target, peer, start)
-	p.observe(ctx, st, &d, start, true)
+	p.observe(ctx, st, &d, time.Since(start), true)
 	if !d.Allowed() {
 		p.writeDenial(ctx, st, d, true)
 		return
@@ -207,9 +208,20 @@ func (p *Proxy) writeAllow(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Dec
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
 }
 
-// observe records metrics and the decision log line for d.
-func (p *Proxy) observe(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, start time.Time, forwardAuth bool) {
-	p.m.decisionSeconds.UpdateDuration(start)
+// requestTime is when fasthttp began serving the request (read once per
+// request by the server itself), else now. Reading the clock costs about
+// 0.1 µs on the virtual machines measured, and a request used to read it
+// five times.
+func requestTime(ctx *fasthttp.RequestCtx) time.Time {
+	if t := ctx.Time(); !t.IsZero() {
+		return t
+	}
+	return time.Now()
+}
+
+// observe records metrics and the decision log line for d, which took took.
+func (p *Proxy) observe(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, took time.Duration, forwardAuth bool) {
+	p.m.decisionSeconds.Update(took.Seconds())
 	allowed := d.Allowed()
 	if allowed {
 		p.m.allowed.Inc()

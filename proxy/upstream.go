@@ -85,14 +85,15 @@ func (p *Proxy) pick(now time.Time) *upstream {
 // back. The request is rewritten in place: hop-by-hop headers, incoming
 // identity headers and (with StripCredentials) the credential are removed;
 // X-Forwarded-For/-Proto/-Host, X-Request-Id and the identity headers set.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, peer netip.Addr, trusted bool) {
+// now is when the decision ended: the upstream timeout counts from it.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, peer netip.Addr, trusted bool, now time.Time) {
 	req := &ctx.Request
 	stripCred := p.cfg.StripCredentials && st.req.Cred.Kind == policy.CredentialAPIKey
 	inAuthz := st.req.Cred.InAuthorization
 	closeClient := req.Header.ConnectionClose()
 	// From here on st.req's strings (which alias request headers) are stale.
 	st.req = policy.Request{}
-	p.cleanRequestHeaders(&req.Header, st)
+	p.cleanRequestHeaders(&req.Header, st, !trusted)
 	// The gateway already answered any Expect: 100-continue (fasthttp does
 	// before the handler runs) and sends the body right away.
 	req.Header.DelBytes(hdrExpect)
@@ -121,7 +122,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		}
 	}
 
-	now := time.Now()
+	sent := now
 	deadline := now.Add(p.cfg.UpstreamTimeout)
 	var (
 		u   *upstream
@@ -130,7 +131,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	// A connection that could not be opened sent nothing, so the request
 	// (body stream included) can go to the next healthy upstream.
 	for attempt := 0; attempt < len(p.upstreams); attempt++ {
-		u = p.pick(time.Now())
+		if attempt > 0 {
+			now = time.Now()
+		}
+		u = p.pick(now)
 		if len(req.Header.Host()) == 0 {
 			// HTTP/1.0 without Host: name the upstream.
 			req.Header.SetHost(u.hc.Addr)
@@ -146,7 +150,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		}
 		u.downUntil.Store(time.Now().Add(p.cfg.UpstreamFailTimeout).UnixNano())
 	}
-	p.m.upstreamSeconds.UpdateDuration(now)
+	p.m.upstreamSeconds.UpdateDuration(sent)
 	if err != nil && st.body.exceeded {
 		ctx.Response.Reset()
 		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
