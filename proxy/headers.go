@@ -143,13 +143,8 @@ func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState, rep
 	for _, n := range st.names[tokens:] {
 		h.DelBytes(n)
 	}
-	if h.ContentLength() == -1 {
-		// A chunked body may end with a trailer section, which All does not
-		// list: remove the hop-by-hop names from it as well.
-		for _, n := range hopByHop {
-			h.Del(n)
-		}
-	}
+	// A chunked body's trailer section is read later, while the body
+	// streams: limitedBody drops it.
 	st.names, st.keys = st.names[:0], st.keys[:0]
 }
 

@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestProxyStripsHopByHopAndSpoofedHeaders: hop-by-hop fields, the fields
@@ -276,5 +281,67 @@ func TestIPv6Peers(t *testing.T) {
 	r = e.do(v6, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"), "X-Forwarded-For", "2001:db8::1"))
 	if ec := echoOf(t, r); ec.header("X-Forwarded-For") != "2001:db8::1, ::1" {
 		t.Errorf("X-Forwarded-For %q", ec.header("X-Forwarded-For"))
+	}
+}
+
+// rawUpstream records the bytes of the first request it receives (parsed by
+// fasthttp, so the whole chunked body and trailer are read) and answers 200.
+func rawUpstream(t *testing.T) (addr string, got <-chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		var buf strings.Builder
+		var req fasthttp.Request
+		if err := req.Read(bufio.NewReader(io.TeeReader(c, &buf))); err != nil {
+			ch <- "read error: " + err.Error()
+			return
+		}
+		ch <- buf.String()
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	}()
+	return ln.Addr().String(), ch
+}
+
+// TestProxyDropsRequestTrailers: the trailer section of a chunked request
+// is read only while the body streams to the upstream, after the header
+// hygiene; the gateway drops it (as nginx does), so no identity, forwarded
+// or hop-by-hop field reaches the upstream that way.
+func TestProxyDropsRequestTrailers(t *testing.T) {
+	up, got := rawUpstream(t)
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + up}})
+	raw := "PUT /api/companies/acme/sites/acme-hq/x HTTP/1.1\r\nHost: gw.test\r\n" +
+		"Authorization: Bearer " + jwtFor(t, "alice", time.Hour) + "\r\n" +
+		"Transfer-Encoding: chunked\r\nConnection: close, X-Private-Hop\r\n\r\n" +
+		"5\r\nhello\r\n0\r\n" +
+		"X-Auth-Client-Key: admin-app\r\nx_auth_client_id: 1\r\nX-Auth-User-Id: admin\r\nForwarded: for=6.6.6.6\r\n" +
+		"X-Private-Hop: 1\r\nUpgrade: h2c\r\nX-Innocent: 1\r\n\r\n"
+	r := e.do(directPeer, raw)
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var sent string
+	select {
+	case sent = <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream got no request")
+	}
+	if !strings.Contains(sent, "hello") {
+		t.Errorf("the body did not reach the upstream:\n%s", sent)
+	}
+	for _, bad := range []string{"admin-app", "x_auth_client_id", "X-Auth-User-Id: admin", "6.6.6.6", "X-Private-Hop", "h2c", "X-Innocent"} {
+		if strings.Contains(sent, bad) {
+			t.Errorf("trailer field %q reached the upstream:\n%s", bad, sent)
+		}
 	}
 }

@@ -117,7 +117,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		// A chunked body has no declared length: enforce MaxBodyBytes while
 		// streaming it to the upstream.
 		if bs := req.BodyStream(); bs != nil {
-			st.body = limitedBody{r: bs, left: int64(p.cfg.MaxBodyBytes)}
+			st.body = limitedBody{r: bs, left: int64(p.cfg.MaxBodyBytes), h: &req.Header}
 			req.SetBodyStream(&st.body, -1)
 		}
 	}
@@ -221,12 +221,17 @@ func isTimeout(err error) bool {
 // errBodyTooLarge stops a chunked request body past MaxBodyBytes.
 var errBodyTooLarge = errors.New("proxy: request body too large")
 
-// limitedBody passes a request body stream through until more than left
-// bytes were read.
+// limitedBody passes a chunked request body stream through until more than
+// left bytes were read. At its end it drops the trailer section the client
+// sent: fasthttp reads the trailer only while the body streams to the
+// upstream, after the header hygiene ran, and would forward it, identity or
+// forwarded fields included. Like nginx, the gateway forwards no request
+// trailers.
 type limitedBody struct {
 	r        io.Reader
 	left     int64
 	exceeded bool
+	h        *fasthttp.RequestHeader // whose trailer to drop at the end
 }
 
 func (l *limitedBody) Read(p []byte) (int, error) {
@@ -234,6 +239,17 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 		p = p[:l.left+1]
 	}
 	n, err := l.r.Read(p)
+	if err == io.EOF && l.h != nil {
+		if keys := l.h.PeekTrailerKeys(); len(keys) > 0 {
+			names := make([][]byte, len(keys)) // copies: deleting moves the fields
+			for i, k := range keys {
+				names[i] = append([]byte(nil), k...)
+			}
+			for _, k := range names {
+				l.h.DelBytes(k)
+			}
+		}
+	}
 	l.left -= int64(n)
 	if l.left < 0 {
 		l.exceeded = true
