@@ -324,7 +324,8 @@ func startEcho(t testing.TB) *echoUpstream {
 				for _, kv := range [][2]string{
 					{"keep-alive", "timeout=7"}, {"proxy-authenticate", "Basic"}, {"te", "trailers"},
 					{"upgrade", "h2c"}, {"connection", "x-private-hop"}, {"x-private-hop", "1"},
-					{"proxy-connection", "keep-alive"},
+					{"proxy-connection", "keep-alive"}, {"x-request-id", "upstream-chosen"},
+					{"ratelimit-remaining", "999"},
 				} {
 					ctx.Response.Header.Add(kv[0], kv[1])
 				}

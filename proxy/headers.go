@@ -136,7 +136,7 @@ func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState, rep
 	}
 	tokens := len(st.names)
 	for k := range h.All() {
-		if st.hopField(k, tokens, p.prefix) || replaceForwarded && isForwardedField(k) {
+		if st.hopField(k, tokens, p.prefix) || dropBeforeForwarding(k, replaceForwarded) {
 			st.addName(k)
 		}
 	}
@@ -150,9 +150,10 @@ func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState, rep
 
 // cleanResponseHeaders removes the hop-by-hop fields (and those Connection
 // names) from the upstream's response before it goes to the client,
-// whatever their case. Transfer-Encoding stays with fasthttp, which frames
-// the answer; a Connection: close from the upstream is kept.
-func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState) {
+// whatever their case, and the fields the gateway sets itself (X-Request-Id;
+// the RateLimit ones when rateLimit). Transfer-Encoding stays with fasthttp,
+// which frames the answer; a Connection: close from the upstream is kept.
+func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bool) {
 	close := h.ConnectionClose()
 	st.names, st.keys = st.names[:0], st.keys[:0]
 	for k, v := range h.All() {
@@ -160,7 +161,7 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState) {
 	}
 	tokens := len(st.names)
 	for k := range h.All() {
-		if st.hopField(k, tokens, "") && !isTransferEncoding(k) {
+		if st.hopField(k, tokens, "") && !isTransferEncoding(k) || replacedInResponse(k, rateLimit) {
 			st.addName(k)
 		}
 	}
@@ -173,18 +174,65 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState) {
 	st.names, st.keys = st.names[:0], st.keys[:0]
 }
 
-// isForwardedField reports whether name (any case) is one of the fields
-// that carry the client's address or the original scheme and host.
+// dropBeforeForwarding reports whether the request field name goes before
+// the gateway sets its own: every X-Request-Id line (forward sets one), the
+// forwarded fields of an untrusted peer (replaceForwarded), and any
+// underscore spelling of those (X_Real_IP), which CGI-style servers read as
+// the real one and no proxy sends.
+func dropBeforeForwarding(name []byte, replaceForwarded bool) bool {
+	if equalHeaderName(name, "X-Request-Id") {
+		return true
+	}
+	if !isForwardedField(name) {
+		return false
+	}
+	return replaceForwarded || bytes.IndexByte(name, '_') >= 0
+}
+
+// isForwardedField reports whether name (any case, '_' for '-') is one of
+// the fields that carry the client's address or the original scheme and
+// host.
 func isForwardedField(name []byte) bool {
 	switch len(name) {
 	case 9:
-		return equalFoldASCII(name, "Forwarded") || equalFoldASCII(name, "X-Real-Ip")
+		return equalHeaderName(name, "Forwarded") || equalHeaderName(name, "X-Real-Ip")
 	case 15:
-		return equalFoldASCII(name, "X-Forwarded-For")
+		return equalHeaderName(name, "X-Forwarded-For")
 	case 16:
-		return equalFoldASCII(name, "X-Forwarded-Host")
+		return equalHeaderName(name, "X-Forwarded-Host")
 	case 17:
-		return equalFoldASCII(name, "X-Forwarded-Proto")
+		return equalHeaderName(name, "X-Forwarded-Proto")
+	}
+	return false
+}
+
+// equalHeaderName reports whether name is s ignoring case and reading '_'
+// as '-'.
+func equalHeaderName(name []byte, s string) bool {
+	return len(name) == len(s) && hasIdentityPrefix(name, s)
+}
+
+// gatewaySetResponse names the response fields the gateway sets on a
+// proxied answer (the RateLimit ones only when the request reached a
+// bucket): the upstream's own, in any spelling, are removed first so the
+// client never gets two.
+var (
+	gatewaySetResponse = [...]string{"X-Request-Id"}
+	rateLimitResponse  = [...]string{"RateLimit-Policy", "RateLimit", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
+)
+
+func replacedInResponse(name []byte, rateLimit bool) bool {
+	for _, s := range gatewaySetResponse {
+		if equalHeaderName(name, s) {
+			return true
+		}
+	}
+	if rateLimit {
+		for _, s := range rateLimitResponse {
+			if equalHeaderName(name, s) {
+				return true
+			}
+		}
 	}
 	return false
 }

@@ -53,7 +53,7 @@ func BenchmarkCleanHeaders(b *testing.B) {
 					read()
 				}
 				p.cleanRequestHeaders(&req.Header, st, true)
-				cleanResponseHeaders(&resp.Header, st)
+				cleanResponseHeaders(&resp.Header, st, true)
 			}
 		})
 	}

@@ -84,6 +84,38 @@ func TestProxyStripsLowerCaseHopByHopFromResponse(t *testing.T) {
 	if r.header.Get("X-Upstream") != "echo" {
 		t.Errorf("upstream response header lost")
 	}
+	if ids := r.header.Values("X-Request-Id"); len(ids) != 1 || ids[0] == "upstream-chosen" {
+		t.Errorf("X-Request-Id = %q, want the gateway's one", ids)
+	}
+	if v := r.header.Values("RateLimit-Remaining"); len(v) > 1 {
+		t.Errorf("RateLimit-Remaining = %q, want one value", v)
+	}
+}
+
+// TestProxyReplacesRequestIDAndUnderscoreForwarded: every incoming
+// X-Request-Id line is replaced by the gateway's one, and underscore
+// spellings of the forwarded fields (read as the real ones by CGI-style
+// servers) are dropped, from untrusted and trusted peers alike.
+func TestProxyReplacesRequestIDAndUnderscoreForwarded(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for _, peer := range []netip.Addr{directPeer, trustedPeer} {
+		r := e.do(peer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"),
+			"X-Request-Id", "good-id-1", "x-request-id", "<script>", "X_Request_Id", "other",
+			"X_Real_IP", "6.6.6.6", "X_Forwarded_For", "6.6.6.6", "x_forwarded_host", "evil.test"))
+		if r.status != 200 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		ec := echoOf(t, r)
+		if got := ec.Headers["X-Request-Id"]; len(got) != 1 || got[0] != "good-id-1" {
+			t.Errorf("peer %s: upstream X-Request-Id = %q, want [good-id-1]", peer, got)
+		}
+		for k, v := range ec.Headers {
+			name := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
+			if strings.Contains(k, "_") && (name == "x-request-id" || name == "x-real-ip" || strings.HasPrefix(name, "x-forwarded-")) {
+				t.Errorf("peer %s: %s: %q reached the upstream", peer, k, v)
+			}
+		}
+	}
 }
 
 // TestProxyTrustedPeerForwardedHeaders: from a trusted proxy the incoming

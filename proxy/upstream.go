@@ -178,7 +178,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		p.writeDenial(ctx, st, policy.Denied(reason), false)
 		return
 	}
-	cleanResponseHeaders(&ctx.Response.Header, st)
+	cleanResponseHeaders(&ctx.Response.Header, st, d.RateLimit.Applied)
 	ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
 }
