@@ -129,49 +129,31 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		return nil, fmt.Errorf("-store must be pg or file")
 	}
 
-	e.gwAddr = freeAddr()
-	admin := freeAddr()
-	e.gateway, err = start(dir, "scopegate", bin, []string{"serve"}, append(common,
-		"SCOPEGATE_LISTEN_ADDR="+e.gwAddr, "SCOPEGATE_ADMIN_ADDR="+admin))
+	e.gwAddr, e.gateway, err = startGateway(ctx, dir, "scopegate", bin, common)
 	if err != nil {
 		return nil, err
 	}
 	defer e.gateway.stop()
-	if err := waitHTTP(ctx, "http://"+admin+"/readyz", 60*time.Second, e.gateway); err != nil {
-		return nil, err
-	}
 	want := splitComma(o.scenarios)
 	if o.baseline != "" {
 		// The same gateway configuration from another binary, measured right
 		// after each gateway scenario: before/after figures from one round.
-		e.gwBaseAddr = freeAddr()
-		baseAdmin := freeAddr()
-		e.gatewayBase, err = start(dir, "scopegate-baseline", o.baseline, []string{"serve"}, append(common,
-			"SCOPEGATE_LISTEN_ADDR="+e.gwBaseAddr, "SCOPEGATE_ADMIN_ADDR="+baseAdmin))
+		e.gwBaseAddr, e.gatewayBase, err = startGateway(ctx, dir, "scopegate-baseline", o.baseline, common)
 		if err != nil {
 			return nil, err
 		}
 		defer e.gatewayBase.stop()
-		if err := waitHTTP(ctx, "http://"+baseAdmin+"/readyz", 60*time.Second, e.gatewayBase); err != nil {
-			return nil, err
-		}
 		want = withBaseline(want)
 	}
 	if contains(want, "cold-users") && o.store == "pg" {
 		// A second gateway whose user cache expires at once: every request
 		// is a database lookup.
-		e.gwColdAddr = freeAddr()
-		coldAdmin := freeAddr()
-		e.gatewayCold, err = start(dir, "scopegate-cold", bin, []string{"serve"}, append(common,
-			"SCOPEGATE_LISTEN_ADDR="+e.gwColdAddr, "SCOPEGATE_ADMIN_ADDR="+coldAdmin,
-			"SCOPEGATE_CACHE_TTL=1ms", "SCOPEGATE_NEGATIVE_CACHE_TTL=1ms"))
+		e.gwColdAddr, e.gatewayCold, err = startGateway(ctx, dir, "scopegate-cold", bin, common,
+			"SCOPEGATE_CACHE_TTL=1ms", "SCOPEGATE_NEGATIVE_CACHE_TTL=1ms")
 		if err != nil {
 			return nil, err
 		}
 		defer e.gatewayCold.stop()
-		if err := waitHTTP(ctx, "http://"+coldAdmin+"/readyz", 60*time.Second, e.gatewayCold); err != nil {
-			return nil, err
-		}
 		for i := 1; i <= nUsers; i++ {
 			e.coldTokens = append(e.coldTokens, sign(userSub(i)))
 		}
@@ -230,6 +212,23 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		rep.Rounds = append(rep.Rounds, round1(round+1, results))
 	}
 	return rep, nil
+}
+
+// startGateway runs bin serve with env plus its own listen and admin
+// addresses (and extra), and waits until /readyz answers.
+func startGateway(ctx context.Context, dir, name, bin string, env []string, extra ...string) (addr string, p *process, err error) {
+	addr, admin := freeAddr(), freeAddr()
+	full := append(append(append([]string(nil), env...), extra...),
+		"SCOPEGATE_LISTEN_ADDR="+addr, "SCOPEGATE_ADMIN_ADDR="+admin)
+	p, err = start(dir, name, bin, []string{"serve"}, full)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := waitHTTP(ctx, "http://"+admin+"/readyz", 60*time.Second, p); err != nil {
+		p.stop()
+		return "", nil, err
+	}
+	return addr, p, nil
 }
 
 // baselineSuffix marks a scenario run against the -baseline gateway.
