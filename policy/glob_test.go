@@ -156,3 +156,29 @@ func TestLitPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestLitPrefixEveryByte: for prefixes of every length around the 8- and
+// 16-byte word boundaries, a path that differs from the prefix in any one
+// byte, or is shorter, is rejected, and every extension is accepted.
+func TestLitPrefixEveryByte(t *testing.T) {
+	const src = "/abcdefghijklmnopqrstuvwxyz0123456789"
+	for n := 0; n <= 26; n++ {
+		prefix := src[:n]
+		lp := newLitPrefix(prefix)
+		for _, ext := range []string{"", "/", "/x/y/z/long-enough"} {
+			if p := prefix + ext; !lp.prefixOf(p) {
+				t.Errorf("prefixOf(%q, %q) = false", prefix, p)
+			}
+		}
+		for i := 0; i < n; i++ {
+			b := []byte(prefix + "/rest/of/the/path")
+			b[i] ^= 0x20
+			if lp.prefixOf(string(b)) {
+				t.Errorf("prefixOf(%q, %q) = true, byte %d differs", prefix, b, i)
+			}
+		}
+		if n > 0 && lp.prefixOf(prefix[:n-1]) {
+			t.Errorf("prefixOf(%q, %q) = true for a shorter path", prefix, prefix[:n-1])
+		}
+	}
+}
