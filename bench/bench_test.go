@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,5 +47,26 @@ func TestBenchSmoke(t *testing.T) {
 		if s.Requests == 0 || s.Errors != 0 {
 			t.Errorf("%s: %d requests, %d errors; want some requests and no errors", s.Name, s.Requests, s.Errors)
 		}
+	}
+}
+
+func TestSummaryMedians(t *testing.T) {
+	rep := &report{Rounds: []roundResult{
+		round1(1, []scenarioResult{{Name: "direct", RPS: 100}, {Name: "forward-auth", RPS: 80, GatewayCPUus: 20}}),
+		round1(2, []scenarioResult{{Name: "forward-auth", RPS: 60, GatewayCPUus: 30}, {Name: "direct", RPS: 100}}),
+		round1(3, []scenarioResult{{Name: "direct", RPS: 50}, {Name: "forward-auth", RPS: 45, GatewayCPUus: 25}}),
+	}}
+	rep.summarize()
+	if len(rep.Summary) != 2 || rep.Summary[0].Name != "direct" || rep.Summary[1].Name != "forward-auth" {
+		t.Fatalf("summary = %+v", rep.Summary)
+	}
+	fa := rep.Summary[1]
+	if fa.Rounds != 3 || fa.MedianRatio != 0.8 || fa.MinRatio != 0.6 || fa.MaxRatio != 0.9 || fa.MedianGatewayCPU != 25 {
+		t.Errorf("forward-auth summary = %+v, want 3 rounds, median 0.8, min 0.6, max 0.9, CPU 25", fa)
+	}
+	var b strings.Builder
+	rep.print(&b)
+	if !strings.Contains(b.String(), "all 3 rounds") {
+		t.Errorf("printed report lacks the summary:\n%s", b.String())
 	}
 }

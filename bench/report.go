@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"text/tabwriter"
 )
 
@@ -34,6 +35,60 @@ type report struct {
 	Conns    int           `json:"conns"`
 	Duration string        `json:"duration"`
 	Rounds   []roundResult `json:"rounds"`
+	Summary  []summaryRow  `json:"summary,omitempty"` // with more than one round
+}
+
+// summaryRow is one scenario over all rounds: the median, and the spread,
+// of its ratio to direct and of the gateway's CPU per request. On a noisy
+// machine the median of several alternating rounds is the figure to quote.
+type summaryRow struct {
+	Name             string  `json:"name"`
+	Rounds           int     `json:"rounds"`
+	MedianRatio      float64 `json:"median_ratio_to_direct"`
+	MinRatio         float64 `json:"min_ratio_to_direct"`
+	MaxRatio         float64 `json:"max_ratio_to_direct"`
+	MedianGatewayCPU float64 `json:"median_gateway_cpu_us_per_req,omitempty"`
+}
+
+// summarize fills r.Summary from the rounds, in the order of round 1.
+func (r *report) summarize() {
+	if len(r.Rounds) < 2 {
+		return
+	}
+	ratios, cpus := map[string][]float64{}, map[string][]float64{}
+	var order []string
+	for _, rd := range r.Rounds {
+		for _, s := range rd.Scenarios {
+			if _, seen := ratios[s.Name]; !seen {
+				order = append(order, s.Name)
+			}
+			ratios[s.Name] = append(ratios[s.Name], s.RatioToDirect)
+			if s.GatewayCPUus > 0 {
+				cpus[s.Name] = append(cpus[s.Name], s.GatewayCPUus)
+			}
+		}
+	}
+	r.Summary = nil
+	for _, name := range order {
+		v := ratios[name]
+		sort.Float64s(v)
+		r.Summary = append(r.Summary, summaryRow{
+			Name: name, Rounds: len(v), MedianRatio: median(v), MinRatio: v[0], MaxRatio: v[len(v)-1],
+			MedianGatewayCPU: median(cpus[name]),
+		})
+	}
+}
+
+// median returns the median of v (sorted in place); 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // round1 fills the ratios to direct of the same round.
@@ -67,6 +122,19 @@ func (r *report) print(w io.Writer) {
 			}
 			fmt.Fprintf(tw, "%s\t%.0f\t%.0f%%\t%.0f\t%.0f\t%.0f\t%s\t%s\t%.1f\t%d\t\n",
 				s.Name, s.RPS, s.RatioToDirect*100, s.P50us, s.P99us, s.P999us, cpu, rss, s.DBXactPerSec, s.Errors)
+		}
+		tw.Flush()
+	}
+	if len(r.Summary) > 0 {
+		fmt.Fprintf(w, "\nall %d rounds: median (min-max) %% of direct\n", len(r.Rounds))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "scenario\tmedian % direct\tmin-max\tmedian gw CPU µs/req\t")
+		for _, s := range r.Summary {
+			cpu := "-"
+			if s.MedianGatewayCPU > 0 {
+				cpu = fmt.Sprintf("%.1f", s.MedianGatewayCPU)
+			}
+			fmt.Fprintf(tw, "%s\t%.0f%%\t%.0f-%.0f%%\t%s\t\n", s.Name, s.MedianRatio*100, s.MinRatio*100, s.MaxRatio*100, cpu)
 		}
 		tw.Flush()
 	}

@@ -211,6 +211,7 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		}
 		rep.Rounds = append(rep.Rounds, round1(round+1, results))
 	}
+	rep.summarize()
 	return rep, nil
 }
 
