@@ -1,31 +1,19 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/syncbuf"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// decisionLines returns the "decision" records of a JSON log.
+func decisionLines(t *testing.T, logs *syncbuf.Buffer) []map[string]any {
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		if line == "" {
 			continue
 		}
@@ -44,7 +32,7 @@ func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
 // and no secret; allows only with LogAllowed.
 func TestDecisionLog(t *testing.T) {
 	for _, logAllowed := range []bool{false, true} {
-		buf := &lockedBuffer{}
+		buf := &syncbuf.Buffer{}
 		e := newEnv(t, envOptions{mutate: func(c *Config) {
 			c.Logger = slog.New(slog.NewJSONHandler(buf, nil))
 			c.LogAllowed = logAllowed
@@ -54,7 +42,7 @@ func TestDecisionLog(t *testing.T) {
 		e.do(directPeer, reqText("POST", "/api/things", "X-API-Key", app, "X-Request-Id", "log-1"))
 		e.do(directPeer, reqText("GET", "/api/companies/acme/sites/acme-hq/x", "Authorization", "Bearer "+jwt, "X-Request-Id", "log-2"))
 		e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", app, "X-Request-Id", "log-3"))
-		lines := buf.lines(t)
+		lines := decisionLines(t, buf)
 		want := 2
 		if logAllowed {
 			want = 3
@@ -74,7 +62,7 @@ func TestDecisionLog(t *testing.T) {
 		if lines[1]["reason"] != "permission_denied" || lines[1]["user_sub"] != "carol" {
 			t.Errorf("user denial line: %v", lines[1])
 		}
-		all := buf.b.String()
+		all := buf.String()
 		for _, secret := range []string{e.fix.Secrets["app"], jwt, app} {
 			if strings.Contains(all, secret) {
 				t.Errorf("log contains a secret or token")

@@ -4,9 +4,10 @@ package store_test
 
 import (
 	"context"
-	"github.com/scopegate/scopegate/store"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/store"
 )
 
 // TestPostgresHotPathNoAllocs: a cached user lookup, a client lookup and a

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/internal/pgtest"
+	"github.com/scopegate/scopegate/internal/syncbuf"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -234,7 +235,7 @@ func TestOpenPostgresDatabaseDown(t *testing.T) {
 	pgtest.InsertClient(t, db, pgtest.Client{ClientKey: "app"})
 	proxy := newTCPProxy(t, hostPort(t, dsn))
 	proxy.stop() // the database is "down"
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	start := time.Now()
 	s, err := store.OpenPostgres(context.Background(), store.PostgresConfig{
 		// trust auth ignores the password; it must not reach any log line.

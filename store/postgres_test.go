@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/syncbuf"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -25,31 +25,14 @@ type pgBundle struct {
 	db    *pgxpool.Pool
 	dsn   string
 	store *store.Postgres
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	logs  *syncbuf.Buffer
 }
 
 // openStore opens a store on dsn with test-friendly intervals, closed when
 // the test ends.
-func openStore(t testing.TB, dsn string, edit func(*store.PostgresConfig)) (*store.Postgres, *syncBuffer) {
+func openStore(t testing.TB, dsn string, edit func(*store.PostgresConfig)) (*store.Postgres, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg := store.PostgresConfig{
 		DSN:               dsn,
 		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

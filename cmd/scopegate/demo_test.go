@@ -12,29 +12,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/syncbuf"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // clearScopegateEnv unsets every SCOPEGATE_ variable for the test (restored
 // afterwards), so the developer's environment cannot change the outcome.
@@ -69,7 +52,7 @@ func testConfig(t *testing.T, env map[string]string) *Config {
 
 // demoRun is an in-process `scopegate demo`.
 type demoRun struct {
-	out, logs *lockedBuffer
+	out, logs *syncbuf.Buffer
 	sigs      chan os.Signal
 	done      chan error
 	result    *error // set by wait
@@ -81,7 +64,7 @@ type demoRun struct {
 func startDemo(t *testing.T, env map[string]string) *demoRun {
 	t.Helper()
 	cfg := testConfig(t, env)
-	d := &demoRun{out: &lockedBuffer{}, logs: &lockedBuffer{}, sigs: make(chan os.Signal, 1), done: make(chan error, 1)}
+	d := &demoRun{out: &syncbuf.Buffer{}, logs: &syncbuf.Buffer{}, sigs: make(chan os.Signal, 1), done: make(chan error, 1)}
 	logger := slog.New(slog.NewJSONHandler(d.logs, nil))
 	ready := make(chan struct{})
 	go func() { d.done <- runDemo(cfg, logger, d.out, d.sigs, func() { close(ready) }) }()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/syncbuf"
 )
 
 // gateway is an in-process `scopegate serve` on loopback ports.
@@ -29,7 +30,7 @@ type gateway struct {
 	sigs        chan os.Signal
 	done        chan error
 	result      *error
-	logs        *lockedBuffer
+	logs        *syncbuf.Buffer
 }
 
 // startGateway runs the real serve with the SCOPEGATE_ variables of env
@@ -38,7 +39,7 @@ type gateway struct {
 func startGateway(t *testing.T, env map[string]string) *gateway {
 	t.Helper()
 	cfg := testConfig(t, env)
-	g := &gateway{sigs: make(chan os.Signal, 1), done: make(chan error, 1), logs: &lockedBuffer{}}
+	g := &gateway{sigs: make(chan os.Signal, 1), done: make(chan error, 1), logs: &syncbuf.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	started := make(chan struct{})
 	go func() {

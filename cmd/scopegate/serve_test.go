@@ -11,12 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/syncbuf"
 )
 
 const serveRoutes = `
@@ -61,24 +61,7 @@ type running struct {
 	sigs           chan os.Signal
 	exited         chan struct{} // closed when serve returned; err holds its result
 	err            error
-	logs           *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs           *syncbuf.Buffer
 }
 
 func startServe(t *testing.T) *running {
@@ -87,7 +70,7 @@ func startServe(t *testing.T) *running {
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
 	}
-	r := &running{sigs: make(chan os.Signal, 4), exited: make(chan struct{}), logs: &syncBuffer{}}
+	r := &running{sigs: make(chan os.Signal, 4), exited: make(chan struct{}), logs: &syncbuf.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(r.logs, nil))
 	started := make(chan struct{})
 	go func() {
@@ -252,7 +235,7 @@ func TestServeReloadAndGracefulShutdown(t *testing.T) {
 	}
 }
 
-func waitLog(t *testing.T, logs *syncBuffer, msg string) {
+func waitLog(t *testing.T, logs *syncbuf.Buffer, msg string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(logs.String(), msg) {
