@@ -202,14 +202,11 @@ func demoJWKS(pub ed25519.PublicKey, kid string) ([]byte, error) {
 // loopbackAddr turns a bound address into one a local curl can reach: an
 // unspecified host (":8080", "[::]:8080") becomes 127.0.0.1.
 func loopbackAddr(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
+	hp, err := loopbackHostPort(a.String())
 	if err != nil {
 		return a.String()
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
+	return hp
 }
 
 // demoServer is a small net/http server on a loopback port.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/internal/syncbuf"
 )
 
@@ -24,7 +25,7 @@ import (
 func clearScopegateEnv(t *testing.T) {
 	t.Helper()
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCOPEGATE_") && k != "SCOPEGATE_TEST_DATABASE_URL" {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCOPEGATE_") && k != pgtest.EnvURL {
 			t.Setenv(k, "")
 			os.Unsetenv(k)
 		}

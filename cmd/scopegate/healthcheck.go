@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"reflect"
 	"time"
@@ -56,14 +58,25 @@ func cmdHealthcheck(args []string, stdout, stderr io.Writer) error {
 // unspecified host (":9090", "0.0.0.0:9090", "[::]:9090") is checked on
 // loopback.
 func healthzURL(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
+	hp, err := loopbackHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("%q is not host:port", addr)
+	}
+	return "http://" + hp + "/healthz", nil
+}
+
+// loopbackHostPort rewrites a listen address whose host is empty or
+// unspecified (":8081", "0.0.0.0:8081") to the loopback address a local
+// client can dial.
+func loopbackHostPort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/healthz", nil
+	return net.JoinHostPort(host, port), nil
 }
 
 // adminAddrDefault is the default of Config.AdminAddr, read from its tag so
@@ -75,10 +88,9 @@ func adminAddrDefault() string {
 
 // unwrapURLError drops the *url.Error wrapper, whose text repeats the URL.
 func unwrapURLError(err error) error {
-	if u, ok := err.(interface{ Unwrap() error }); ok {
-		if inner := u.Unwrap(); inner != nil {
-			return inner
-		}
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return ue.Err
 	}
 	return err
 }

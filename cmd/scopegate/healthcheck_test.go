@@ -5,13 +5,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/scopegate/scopegate/internal/storetest"
 )
 
 func runHealthcheck(t *testing.T, adminAddr string) (code int, stdout, stderr string) {
@@ -26,11 +22,7 @@ func runHealthcheck(t *testing.T, adminAddr string) (code int, stdout, stderr st
 // admin listener, also when the address is written as 0.0.0.0:PORT or
 // :PORT (checked on loopback).
 func TestHealthcheckRealAdminListener(t *testing.T) {
-	storeFile := filepath.Join(t.TempDir(), "store.yaml")
-	if err := os.WriteFile(storeFile, storetest.Basic().YAML(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, map[string]string{"SCOPEGATE_STORE_FILE": storeFile})
+	g := startGateway(t, map[string]string{"SCOPEGATE_STORE_FILE": basicStoreFile(t)})
 	_, port, _ := net.SplitHostPort(g.admin)
 	for _, addr := range []string{g.admin, "0.0.0.0:" + port, ":" + port} {
 		code, stdout, stderr := runHealthcheck(t, addr)

@@ -365,11 +365,7 @@ func parityDB(t *testing.T) string {
 func TestStoreParityDecisions(t *testing.T) {
 	t.Run("file", func(t *testing.T) {
 		env := parityEnv(t)
-		storeFile := filepath.Join(t.TempDir(), "store.yaml")
-		if err := os.WriteFile(storeFile, storetest.Basic().YAML(), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		env["SCOPEGATE_STORE_FILE"] = storeFile
+		env["SCOPEGATE_STORE_FILE"] = basicStoreFile(t)
 		runParityModes(t, env)
 	})
 	t.Run("postgres", func(t *testing.T) {

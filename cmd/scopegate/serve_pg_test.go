@@ -18,7 +18,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/internal/storetest"
 )
 
@@ -28,17 +27,8 @@ import (
 // exits 0, and last_used_at holds the newest use although the periodic
 // flush never ran (the shutdown flush wrote it).
 func TestServeSIGTERMUnderLoadPostgres(t *testing.T) {
-	dsn := pgtest.NewDB(t)
+	dsn := parityDB(t)
 	fix := storetest.Basic()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, fix.SQL()); err != nil {
-		t.Fatal(err)
-	}
 	var hits atomic.Int64
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
@@ -163,6 +153,12 @@ func TestServeSIGTERMUnderLoadPostgres(t *testing.T) {
 	if ok == 0 {
 		t.Fatal("no request succeeded")
 	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
 	var last *time.Time
 	if err := conn.QueryRow(ctx, `SELECT last_used_at FROM api_clients WHERE client_key = 'app'`).Scan(&last); err != nil {
 		t.Fatal(err)

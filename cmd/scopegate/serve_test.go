@@ -27,32 +27,33 @@ routes:
   - path: /api/**
 `
 
-// serveEnv sets the environment of a test gateway on loopback ports with
-// the file store of storetest.Basic and returns the store and routes paths.
-func serveEnv(t *testing.T, upstream string) (storePath, routesPath string) {
+// basicStoreFile writes the file store of storetest.Basic to a temporary
+// file and returns its path.
+func basicStoreFile(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	storePath = filepath.Join(dir, "store.yaml")
-	routesPath = filepath.Join(dir, "routes.yaml")
-	if err := os.WriteFile(storePath, storetest.Basic().YAML(), 0o600); err != nil {
+	path := filepath.Join(t.TempDir(), "store.yaml")
+	if err := os.WriteFile(path, storetest.Basic().YAML(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+// serveEnv sets the environment of a test gateway on loopback ports with
+// the file store of storetest.Basic and returns the routes path.
+func serveEnv(t *testing.T, upstream string) (routesPath string) {
+	t.Helper()
+	routesPath = filepath.Join(t.TempDir(), "routes.yaml")
 	if err := os.WriteFile(routesPath, []byte(serveRoutes), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCOPEGATE_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	t.Setenv("SCOPEGATE_STORE_FILE", storePath)
+	clearScopegateEnv(t)
+	t.Setenv("SCOPEGATE_STORE_FILE", basicStoreFile(t))
 	t.Setenv("SCOPEGATE_ROUTES_FILE", routesPath)
 	t.Setenv("SCOPEGATE_LISTEN_ADDR", "127.0.0.1:0")
 	t.Setenv("SCOPEGATE_ADMIN_ADDR", "127.0.0.1:0")
 	t.Setenv("SCOPEGATE_UPSTREAM_URL", upstream)
 	t.Setenv("SCOPEGATE_SHUTDOWN_TIMEOUT", "5s")
-	return storePath, routesPath
+	return routesPath
 }
 
 // running is an in-process `scopegate serve`.
@@ -131,14 +132,13 @@ func TestServeConfigErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			storePath, routesPath := serveEnv(t, "http://127.0.0.1:1")
+			serveEnv(t, "http://127.0.0.1:1")
 			v := c.value
 			if v == "BAD" {
 				bad := filepath.Join(t.TempDir(), "bad.yaml")
 				os.WriteFile(bad, []byte("routes: [ {path: /x, auth: [telepathy]} ]\nbogus: 1\n"), 0o600)
 				v = bad
 			}
-			_, _ = storePath, routesPath
 			if c.key == "SCOPEGATE_DATABASE_URL" {
 				t.Setenv("SCOPEGATE_STORE_FILE", "")
 			}
@@ -171,7 +171,7 @@ func TestServeReloadAndGracefulShutdown(t *testing.T) {
 		fmt.Fprintf(w, "upstream %s sub=%q key=%q", r.URL.Path, r.Header.Get("X-Auth-User-Sub"), r.Header.Get("X-Auth-Client-Key"))
 	}))
 	defer up.Close()
-	_, routesPath := serveEnv(t, up.URL)
+	routesPath := serveEnv(t, up.URL)
 	r := startServe(t)
 	base := "http://" + r.traffic
 	tok := storetest.Basic().Token("app")
@@ -199,7 +199,7 @@ func TestServeReloadAndGracefulShutdown(t *testing.T) {
 	}
 	os.WriteFile(routesPath, []byte(serveRoutes), 0o600)
 	r.sigs <- syscall.SIGHUP
-	time.Sleep(100 * time.Millisecond)
+	waitLogCount(t, r.logs, "routes reloaded", 2)
 
 	// In-flight requests survive SIGTERM.
 	const n = 8
@@ -237,8 +237,14 @@ func TestServeReloadAndGracefulShutdown(t *testing.T) {
 
 func waitLog(t *testing.T, logs *syncbuf.Buffer, msg string) {
 	t.Helper()
+	waitLogCount(t, logs, msg, 1)
+}
+
+// waitLogCount waits until msg appears at least n times in logs.
+func waitLogCount(t *testing.T, logs *syncbuf.Buffer, msg string, n int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), msg) {
+	for strings.Count(logs.String(), msg) < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("no %q in the log:\n%s", msg, logs)
 		}
