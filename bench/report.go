@@ -71,9 +71,9 @@ func (r *report) summarize() {
 	r.Summary = nil
 	for _, name := range order {
 		v := ratios[name]
-		sort.Float64s(v)
+		med := median(v) // sorts v
 		r.Summary = append(r.Summary, summaryRow{
-			Name: name, Rounds: len(v), MedianRatio: median(v), MinRatio: v[0], MaxRatio: v[len(v)-1],
+			Name: name, Rounds: len(v), MedianRatio: med, MinRatio: v[0], MaxRatio: v[len(v)-1],
 			MedianGatewayCPU: median(cpus[name]),
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,7 +146,7 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		defer e.gatewayBase.stop()
 		want = withBaseline(want)
 	}
-	if contains(want, "cold-users") && o.store == "pg" {
+	if slices.Contains(want, "cold-users") && o.store == "pg" {
 		// A second gateway whose user cache expires at once: every request
 		// is a database lookup.
 		e.gwColdAddr, e.gatewayCold, err = startGateway(ctx, dir, "scopegate-cold", bin, common,
@@ -158,14 +159,14 @@ func runBench(ctx context.Context, o options) (*report, error) {
 			e.coldTokens = append(e.coldTokens, sign(userSub(i)))
 		}
 	}
-	if contains(want, "fasthttp-proxy") {
+	if slices.Contains(want, "fasthttp-proxy") {
 		e.bareProxyAddr, e.bareProxy, err = startBareProxy(ctx, dir, e.upstream)
 		if err != nil {
 			return nil, err
 		}
 		defer e.bareProxy.stop()
 	}
-	if ng := findNginx(); ng != "" && (contains(want, "nginx-proxy") || contains(want, "nginx-auth-request")) {
+	if ng := findNginx(); ng != "" && (slices.Contains(want, "nginx-proxy") || slices.Contains(want, "nginx-auth-request")) {
 		e.nginxProxy, e.nginxAR = freeAddr(), freeAddr()
 		for _, d := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 			_ = os.MkdirAll(filepath.Join(dir, d), 0o755)
@@ -388,13 +389,4 @@ func splitComma(s string) []string {
 		}
 	}
 	return out
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -184,7 +185,7 @@ func (d *fileDecoder) fields(n *yaml.Node, what string, known, required []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], deref(n.Content[i+1])
 		switch {
-		case !contains(known, k.Value):
+		case !slices.Contains(known, k.Value):
 			if plainSecretFields[k.Value] {
 				d.errorf(k.Line, "%s: unknown field %q: store the secret's hash in api_key_hash (sha256:<hex>), never the secret", what, k.Value)
 			} else {
@@ -202,15 +203,6 @@ func (d *fileDecoder) fields(n *yaml.Node, what string, known, required []string
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // items returns the entries of a section (nil for an absent or null one).
@@ -285,7 +277,7 @@ func (d *fileDecoder) status(m map[string]*yaml.Node, what string, labels []stri
 	if s == "" {
 		return "active"
 	}
-	if !contains(labels, s) {
+	if !slices.Contains(labels, s) {
 		d.errorf(m["status"].Line, "%s: status %q is not one of %s", what, s, strings.Join(labels, ", "))
 	}
 	return s
@@ -535,7 +527,7 @@ func (d *fileDecoder) grants(n *yaml.Node, data *FileData, users, modules, compa
 			ok = false
 		}
 		action := d.str(m, "action", what)
-		if action != "" && !contains(actions, action) {
+		if action != "" && !slices.Contains(actions, action) {
 			d.errorf(m["action"].Line, "%s: action %q is not one of %s", what, action, strings.Join(actions, ", "))
 			ok = false
 		}

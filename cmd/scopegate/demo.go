@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -129,7 +130,7 @@ func runDemo(cfg *Config, logger *slog.Logger, out io.Writer, sigs <-chan os.Sig
 	if cfg.JWTAudience == "" {
 		cfg.JWTAudience = demoAudience
 	}
-	if !contains(splitList(cfg.JWTAlgorithms), "EdDSA") {
+	if !slices.Contains(splitList(cfg.JWTAlgorithms), "EdDSA") {
 		cfg.JWTAlgorithms += ",EdDSA"
 	}
 

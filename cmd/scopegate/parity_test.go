@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -305,7 +305,7 @@ func runParityTable(t *testing.T, g *gateway, forwardAuth bool) {
 						got[k] = strings.Join(v, ", ")
 					}
 				}
-				if fmt.Sprint(got) != fmt.Sprint(c.identity) || len(body) != 0 {
+				if !maps.Equal(got, c.identity) || len(body) != 0 {
 					t.Errorf("%s %s: forward-auth answer identity headers %v, body %q; want %v and no body", c.method, c.path, got, body, c.identity)
 				}
 				return
@@ -314,7 +314,7 @@ func runParityTable(t *testing.T, g *gateway, forwardAuth bool) {
 			if err := json.Unmarshal(body, &echo); err != nil || echo.Upstream == "" {
 				t.Fatalf("allowed request did not reach the upstream: %s", body)
 			}
-			if fmt.Sprint(echo.Identity) != fmt.Sprint(c.identity) {
+			if !maps.Equal(echo.Identity, c.identity) {
 				t.Errorf("%s %s: upstream identity headers %v, want %v", c.method, c.path, echo.Identity, c.identity)
 			}
 			if len(echo.CredentialsForwarded) != 0 && c.key != "" {

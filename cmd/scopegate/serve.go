@@ -64,7 +64,7 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 	defer cancelBase()
 
 	if cfg.DatabaseURL == "" && cfg.StoreFile == "" {
-		return &ConfigError{Var: "SCOPEGATE_DATABASE_URL", Msg: "not set (set SCOPEGATE_DATABASE_URL, or SCOPEGATE_STORE_FILE for the declarative store)"}
+		return errNoStore
 	}
 	routes, err := loadRoutes(cfg.RoutesFile, logger)
 	if err != nil {

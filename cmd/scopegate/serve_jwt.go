@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,7 +44,7 @@ func buildJWT(ctx context.Context, cfg *Config, logger *slog.Logger) (policy.JWT
 			return jc, &ConfigError{Var: "SCOPEGATE_JWT_ALGORITHMS", Msg: fmt.Sprintf("unsupported algorithm %q", a)}
 		}
 	}
-	if cfg.JWTHS256Secret != "" && !contains(jc.Algorithms, "HS256") {
+	if cfg.JWTHS256Secret != "" && !slices.Contains(jc.Algorithms, "HS256") {
 		// A configured secret means HS256 is wanted (SPEC §3: "HS256 only
 		// with a secret").
 		jc.Algorithms = append(jc.Algorithms, "HS256")
@@ -112,13 +113,4 @@ func discoverJWKS(ctx context.Context, issuer string) (string, error) {
 		return "", fmt.Errorf("%s has no jwks_uri", u)
 	}
 	return doc.JWKSURI, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -32,7 +32,10 @@ func openStore(ctx context.Context, cfg *Config, logger *slog.Logger) (*openedSt
 	case cfg.StoreFile != "":
 		return openFileStore(ctx, cfg, logger)
 	}
-	return nil, &ConfigError{Var: "SCOPEGATE_DATABASE_URL", Msg: "not set (set SCOPEGATE_DATABASE_URL, or SCOPEGATE_STORE_FILE for the declarative store)"}
+	return nil, errNoStore
 }
+
+// errNoStore is the configuration error of a gateway given no store.
+var errNoStore = &ConfigError{Var: "SCOPEGATE_DATABASE_URL", Msg: "not set (set SCOPEGATE_DATABASE_URL, or SCOPEGATE_STORE_FILE for the declarative store)"}
 
 var _ servingStore = store.Store(nil)
