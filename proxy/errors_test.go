@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scopegate/scopegate/internal/storetest"
 	"github.com/scopegate/scopegate/policy"
 	"github.com/scopegate/scopegate/store"
 )
@@ -224,8 +225,7 @@ func (panicStore) LookupClient(string, time.Time) (*policy.Client, error) { pani
 // TestPanicRecovered: a panic while serving answers 500 internal_error with
 // the JSON body and X-Request-Id, and the server keeps serving.
 func TestPanicRecovered(t *testing.T) {
-	base := newEnv(t, envOptions{noUpstream: true})
-	e := newEnv(t, envOptions{store: panicStore{base.store}})
+	e := newEnv(t, envOptions{store: panicStore{openFileStore(t, storetest.Basic())}})
 	for i := 0; i < 2; i++ {
 		r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"), "X-Request-Id", "panic-1"))
 		if r.status != 500 || r.reason() != "internal_error" || r.header.Get("X-Request-Id") != "panic-1" {
@@ -277,7 +277,10 @@ func TestStaleKeepAliveRetried(t *testing.T) {
 	}()
 	e := newEnv(t, envOptions{upstreams: []string{"http://" + ln.Addr().String()}})
 	for i := 0; i < 5; i++ {
-		r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")))
+		// Without Connection: close from the client, the gateway pools the
+		// upstream connection, which the upstream then closes.
+		raw := strings.Replace(reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")), "Connection: close\r\n", "", 1)
+		r := e.do(directPeer, raw)
 		if r.status != 200 {
 			t.Fatalf("request %d: %d %s", i, r.status, r.body)
 		}

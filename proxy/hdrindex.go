@@ -79,9 +79,13 @@ func first(dst *[]byte, v []byte) {
 	}
 }
 
-// equalFoldASCII reports whether b and s are equal ignoring ASCII case; the
-// caller has checked the lengths.
+// equalFoldASCII reports whether b and s are equal ignoring ASCII case
+// (header names are ASCII tokens; unlike bytes.EqualFold, no Unicode
+// folding).
 func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
 	for i := 0; i < len(s); i++ {
 		c, d := b[i], s[i]
 		if c == d {

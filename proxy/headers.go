@@ -25,7 +25,7 @@ var hopByHop = [...]string{
 // isHopByHop reports whether name (in any case) is one of hopByHop.
 func isHopByHop(name []byte) bool {
 	for _, h := range hopByHop {
-		if len(name) == len(h) && bytes.EqualFold(name, s2b(h)) {
+		if equalFoldASCII(name, h) {
 			return true
 		}
 	}
@@ -104,7 +104,7 @@ func foldHeaderByte(c byte) byte {
 
 // connectionField queues the names a Connection field lists.
 func (st *reqState) connectionField(k, v []byte) {
-	if len(k) == len("Connection") && bytes.EqualFold(k, s2b("Connection")) {
+	if equalFoldASCII(k, "Connection") {
 		st.connectionTokens(v)
 	}
 }
@@ -175,12 +175,14 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bo
 }
 
 // dropBeforeForwarding reports whether the request field name goes before
-// the gateway sets its own: every X-Request-Id line (forward sets one), the
+// forwarding: Expect (the gateway already answered any 100-continue, as
+// fasthttp does before the handler runs, and sends the body right away),
+// every X-Request-Id line (forward sets its own), the
 // forwarded fields of an untrusted peer (replaceForwarded), and any
 // underscore spelling of those (X_Real_IP), which CGI-style servers read as
 // the real one and no proxy sends.
 func dropBeforeForwarding(name []byte, replaceForwarded bool) bool {
-	if equalHeaderName(name, "X-Request-Id") {
+	if equalHeaderName(name, "X-Request-Id") || equalFoldASCII(name, "Expect") {
 		return true
 	}
 	if !isForwardedField(name) {
@@ -212,20 +214,16 @@ func equalHeaderName(name []byte, s string) bool {
 	return len(name) == len(s) && hasIdentityPrefix(name, s)
 }
 
-// gatewaySetResponse names the response fields the gateway sets on a
-// proxied answer (the RateLimit ones only when the request reached a
-// bucket): the upstream's own, in any spelling, are removed first so the
-// client never gets two.
-var (
-	gatewaySetResponse = [...]string{"X-Request-Id"}
-	rateLimitResponse  = [...]string{"RateLimit-Policy", "RateLimit", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
-)
+// rateLimitResponse names the RateLimit fields setRateLimitHeaders writes.
+var rateLimitResponse = [...]string{"RateLimit-Policy", "RateLimit", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
 
+// replacedInResponse reports whether a response field is one the gateway
+// sets on a proxied answer: X-Request-Id, and the RateLimit ones when the
+// request reached a bucket (rateLimit). The upstream's own, in any
+// spelling, are removed first so the client never gets two.
 func replacedInResponse(name []byte, rateLimit bool) bool {
-	for _, s := range gatewaySetResponse {
-		if equalHeaderName(name, s) {
-			return true
-		}
+	if equalHeaderName(name, "X-Request-Id") {
+		return true
 	}
 	if rateLimit {
 		for _, s := range rateLimitResponse {
@@ -238,7 +236,7 @@ func replacedInResponse(name []byte, rateLimit bool) bool {
 }
 
 func isTransferEncoding(name []byte) bool {
-	return bytes.EqualFold(name, s2b("Transfer-Encoding"))
+	return equalFoldASCII(name, "Transfer-Encoding")
 }
 
 // setForwarded sets X-Forwarded-For/-Proto/-Host. From a trusted peer the

@@ -17,10 +17,8 @@ var (
 	hdrClientKey     = []byte("X-Client-Key")
 	hdrAuthorization = []byte("Authorization")
 	hdrXFF           = []byte("X-Forwarded-For")
-	hdrXRealIP       = []byte("X-Real-Ip")
 	hdrXFProto       = []byte("X-Forwarded-Proto")
 	hdrXFHost        = []byte("X-Forwarded-Host")
-	hdrContentLength = []byte("Content-Length")
 )
 
 // reqState is the per-request scratch space, pooled so the hot path does

@@ -53,21 +53,15 @@ func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer ne
 	if st.hdr.xffLines <= 1 {
 		return true, b2s(st.hdr.xff), b2s(st.hdr.xRealIP)
 	}
+	// Several X-Forwarded-For lines are one list (RFC 9110 §5.3).
 	all := ctx.Request.Header.PeekAll(string(hdrXFF))
-	switch len(all) {
-	case 0:
-	case 1:
-		xff = b2s(all[0])
-	default:
-		// Several X-Forwarded-For lines are one list (RFC 9110 §5.3).
-		j := append(st.keys[:0], all[0]...)
-		for _, v := range all[1:] {
-			j = append(j, ',')
-			j = append(j, v...)
-		}
-		st.keys = j
-		xff = b2s(j)
+	j := append(st.keys[:0], all[0]...)
+	for _, v := range all[1:] {
+		j = append(j, ',')
+		j = append(j, v...)
 	}
+	st.keys = j
+	xff = b2s(j)
 	return true, xff, b2s(st.hdr.xRealIP)
 }
 

@@ -94,9 +94,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	// From here on st.req's strings (which alias request headers) are stale.
 	st.req = policy.Request{}
 	p.cleanRequestHeaders(&req.Header, st, !trusted)
-	// The gateway already answered any Expect: 100-continue (fasthttp does
-	// before the handler runs) and sends the body right away.
-	req.Header.DelBytes(hdrExpect)
 	if stripCred {
 		req.Header.Del(p.cfg.APIKeyHeader)
 		req.Header.DelBytes(hdrClientKey)
@@ -184,9 +181,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 }
 
 var (
-	hdrExpect = []byte("Expect")
-	strHTTP   = []byte("http")
-	strHTTPS  = []byte("https")
+	strHTTP  = []byte("http")
+	strHTTPS = []byte("https")
 )
 
 // retryStaleConn is the HostClient's RetryIfErr: see newUpstream.
