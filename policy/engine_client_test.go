@@ -240,17 +240,29 @@ func TestEngineConcurrent(t *testing.T) {
 	clients := testClients(t)
 	e := mustEngine(t, EngineConfig{Routes: mustRoutes(t, specRoutes), DefaultRateLimitPerMin: 1000, JWT: JWTConfig{Keys: fixture.keys}})
 	tok := sign(t, jwt.SigningMethodES256, "ec", fixture.ec, jwt.MapClaims{"sub": "alice"})
+	routes := mustRoutes(t, specRoutes) // parsed here: t.Fatal must not run in the goroutines
 	done := make(chan struct{})
 	for g := 0; g < 4; g++ {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for i := 0; i < 200; i++ {
 				req := apiReq("GET", "/api/keys-only/x", "bcrypt.good")
-				m, _ := e.Match(req)
-				_ = e.AuthorizeClient(req, &m, clients["bcrypt"])
-				_, _ = e.VerifyToken(jwtReq(tok, t0))
+				m, md := e.Match(req)
+				if md.Reason != ReasonNone {
+					t.Errorf("Match: %v", md.Reason)
+					return
+				}
+				// 800 requests in all stay within the bucket of 1000 a minute.
+				if d := e.AuthorizeClient(req, &m, clients["bcrypt"]); !d.Allowed() {
+					t.Errorf("AuthorizeClient: %v, want allowed", d.Reason)
+					return
+				}
+				if _, vd := e.VerifyToken(jwtReq(tok, t0)); vd.Reason != ReasonNone {
+					t.Errorf("VerifyToken: %v", vd.Reason)
+					return
+				}
 				if i%50 == 0 {
-					e.SetRoutes(mustRoutes(t, specRoutes))
+					e.SetRoutes(routes)
 					e.SweepRateLimits(t0, time.Minute)
 				}
 			}
