@@ -66,12 +66,12 @@ func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
 		return res, err
 	}
 	if !hasTable {
-		present, err := existingMemberTables(ctx, conn)
+		present, due, err := baselineDue(ctx, conn)
 		if err != nil {
 			return res, err
 		}
 		switch {
-		case len(present) == len(MemberTables):
+		case due:
 			if err := CheckMemberSchema(ctx, conn); err != nil {
 				return res, err
 			}
@@ -89,7 +89,7 @@ func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
 			return res, fmt.Errorf("creating %s: %w", VersionTable, err)
 		}
 		if res.Baseline {
-			f := files[0]
+			f := baselineFile(files)
 			if _, err := conn.Exec(ctx, `INSERT INTO `+VersionTable+` (version, name, checksum, baseline) VALUES ($1, $2, $3, true)`,
 				f.Version, f.Name, f.Checksum); err != nil {
 				return res, fmt.Errorf("recording baseline: %w", err)
@@ -218,6 +218,24 @@ type FileStatus struct {
 	WillBaseline bool
 }
 
+// baselineDue reports, for a database without the version table, which
+// member tables exist and whether all of them do: then the member schema is
+// adopted as migration BaselineVersion instead of being created.
+func baselineDue(ctx context.Context, q Querier) (present []string, due bool, err error) {
+	present, err = existingMemberTables(ctx, q)
+	return present, err == nil && len(present) == len(MemberTables), err
+}
+
+// baselineFile returns the embedded migration recorded by a baseline.
+func baselineFile(files []File) File {
+	for _, f := range files {
+		if f.Version == BaselineVersion {
+			return f
+		}
+	}
+	panic("migrations: no embedded migration has the baseline version")
+}
+
 // Status lists every embedded migration with whether it is applied. Unknown
 // versions recorded in the database (from a newer binary) are not listed.
 // It reads only; with no version table every file is pending.
@@ -232,12 +250,8 @@ func Status(ctx context.Context, q Querier) ([]FileStatus, error) {
 		if applied, err = appliedVersions(ctx, q); err != nil {
 			return nil, err
 		}
-	} else {
-		present, err := existingMemberTables(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		willBaseline = len(present) == len(MemberTables)
+	} else if _, willBaseline, err = baselineDue(ctx, q); err != nil {
+		return nil, err
 	}
 	var out []FileStatus
 	for _, f := range Files() {
