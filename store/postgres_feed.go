@@ -13,6 +13,16 @@ import (
 	"github.com/scopegate/scopegate/policy"
 )
 
+// Time a load may take beyond connecting: a full reload of every client
+// and the directory, and the re-read of the rows a batch of changes names.
+const (
+	fullLoadBudget   = time.Minute
+	changeLoadBudget = 30 * time.Second
+)
+
+// sqlNotifyTriggers checks that the change triggers of migration 0002 exist.
+var sqlNotifyTriggers = query("notify_triggers")
+
 // feedEvent is one notification (or, with full set, a request for a full
 // reload after the listener (re)connected).
 type feedEvent struct {
@@ -97,8 +107,7 @@ func (s *Postgres) connectListener() (*pgx.Conn, error) {
 		return nil, err
 	}
 	var triggers bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger
-WHERE tgname = 'scopegate_notify_insert_delete' AND tgrelid = to_regclass('api_clients'))`).Scan(&triggers); err == nil && !triggers {
+	if err := conn.QueryRow(ctx, sqlNotifyTriggers).Scan(&triggers); err == nil && !triggers {
 		// Without migration 0002 nothing is notified: changes would only
 		// arrive with the periodic reload.
 		s.log.Error("scopegate change triggers are missing (run `scopegate migrate`); changes reach this gateway only by the periodic reload",
@@ -221,9 +230,7 @@ func (s *Postgres) apply(first chan<- error) {
 				s.markUp()
 			}
 			for _, w := range active {
-				if w != nil {
-					w <- err
-				}
+				w <- err
 			}
 			active = nil
 		}
@@ -261,7 +268,7 @@ func (s *Postgres) apply(first chan<- error) {
 // loadFull reads every client and the directory without touching what is
 // served.
 func (s *Postgres) loadFull(base *clientSnap) fullLoad {
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+time.Minute)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+fullLoadBudget)
 	defer cancel()
 	snap, err := s.buildClientSnap(ctx, base)
 	if err != nil {
@@ -296,7 +303,7 @@ func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, f
 		for id := range dirty {
 			ids = append(ids, id)
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+30*time.Second)
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+changeLoadBudget)
 		defer cancel()
 		if err := s.reloadClients(ctx, ids, cur); err != nil {
 			return err
@@ -361,7 +368,7 @@ func (s *Postgres) applyChanges(batch []feedEvent) (r changeResult) {
 			r.dirChanged = true
 		}
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+30*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+changeLoadBudget)
 	defer cancel()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
