@@ -6,19 +6,14 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/scopegate/scopegate/store"
 )
 
 // TestPostgresHotPathNoAllocs: a cached user lookup, a client lookup and a
 // use mark do not allocate.
 func TestPostgresHotPathNoAllocs(t *testing.T) {
-	b := setup(t, func(c *store.PostgresConfig) { c.CacheTTL = time.Hour })
+	b := openWarmStore(t)
 	ctx := context.Background()
 	now := time.Now()
-	if u, err := b.store.LookupUser(ctx, "alice", now); u == nil || err != nil {
-		t.Fatalf("LookupUser = %v, %v", u, err)
-	}
 	c, _ := b.store.LookupClient("app", now)
 	if c == nil {
 		t.Fatal("client app missing")

@@ -2,6 +2,7 @@ package store
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -43,7 +44,7 @@ func FuzzParseList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		got := parseList(s)
 		if len(got) == 0 {
-			switch trimmed := trimSpace(s); trimmed {
+			switch trimmed := strings.Trim(s, " \t\r\n"); trimmed { // JSON whitespace, as parseList trims
 			case "", "[]":
 			default:
 				if !isEmptyJSONArray(trimmed) {
@@ -52,16 +53,6 @@ func FuzzParseList(f *testing.F) {
 			}
 		}
 	})
-}
-
-func trimSpace(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t' || s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 func isEmptyJSONArray(s string) bool {
