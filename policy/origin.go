@@ -23,7 +23,6 @@ type originPattern struct {
 	scheme   string // lower case
 	host     string // lower case; for wildcards the part after "*."
 	port     string // explicit or the scheme's default; "" when neither
-	valid    bool
 }
 
 var errOriginSyntax = errors.New(`not "*" or scheme://host[:port]`)
@@ -32,13 +31,13 @@ var errOriginSyntax = errors.New(`not "*" or scheme://host[:port]`)
 func compileOrigin(src string) (originPattern, error) {
 	s := strings.TrimSpace(src)
 	if s == "*" {
-		return originPattern{any: true, valid: true}, nil
+		return originPattern{any: true}, nil
 	}
 	scheme, host, port, ok := splitOrigin(s)
 	if !ok {
 		return originPattern{}, errOriginSyntax
 	}
-	o := originPattern{scheme: strings.ToLower(scheme), host: strings.ToLower(host), valid: true}
+	o := originPattern{scheme: strings.ToLower(scheme), host: strings.ToLower(host)}
 	if port == "" {
 		port = defaultPort(o.scheme)
 	}
@@ -148,40 +147,22 @@ func parseRequestOrigin(origin string) (requestOrigin, bool) {
 	return requestOrigin{scheme, host, strings.TrimLeft(port, "0")}, true
 }
 
-// match reports whether the request Origin matches. It does not allocate.
-func (o *originPattern) match(origin string) bool {
-	if !o.valid {
-		return false
-	}
-	if o.any {
-		return true
-	}
-	ro, ok := parseRequestOrigin(origin)
-	return ok && o.matchParsed(&ro)
-}
-
-// matchParsed matches a parsed, well-formed Origin.
+// matchParsed matches a parsed, well-formed Origin against a wildcard
+// pattern; "*" and exact origins are matched by [originSet.match].
 func (o *originPattern) matchParsed(ro *requestOrigin) bool {
-	if !o.valid {
-		return false
-	}
-	if o.any {
-		return true
-	}
 	host := ro.host
 	if ro.port != o.port || !strings.EqualFold(ro.scheme, o.scheme) {
 		return false
 	}
-	if !o.wildcard {
-		return strings.EqualFold(host, o.host)
-	}
-	// One or more non-empty labels, then "." and the suffix.
+	// One or more non-empty labels, then "." and the suffix. splitOrigin
+	// keeps brackets out of the labels: a bracketed host ends in "]", which
+	// no suffix does.
 	n := len(host) - len(o.host)
 	if n < 2 || host[n-1] != '.' || !strings.EqualFold(host[n:], o.host) {
 		return false
 	}
 	labels := host[:n-1]
-	return labels[0] != '.' && labels[len(labels)-1] != '.' && !strings.Contains(labels, "..") && strings.IndexByte(labels, '[') < 0
+	return labels[0] != '.' && labels[len(labels)-1] != '.' && !strings.Contains(labels, "..")
 }
 
 // originStop marks bytes that cannot appear in an origin's host and port:
@@ -232,7 +213,9 @@ func (s *originSet) add(o originPattern) {
 const maxOriginKey = 512
 
 // match reports whether the request Origin is in the set. It does not
-// allocate.
+// allocate. An Origin of maxOriginKey-8 bytes or more is not looked up among
+// the exact origins, so an exact entry whose shortest form (the default port
+// left out) is that long never matches.
 func (s *originSet) match(origin string) bool {
 	if s.any {
 		return true

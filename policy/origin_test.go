@@ -35,17 +35,56 @@ func TestOriginMatch(t *testing.T) {
 		{"https://*.example.com:8443", "https://a.example.com", false},
 		{"http://[::1]:8080", "http://[::1]:8080", true},
 		{"http://localhost:3000", "http://localhost:3000", true},
+		// Brackets outside a bracketed host never reach the wildcard labels.
+		{"https://*.example.com", "https://a[.example.com", false},
+		{"https://*.example.com", "https://a].example.com", false},
+		{"https://*.example.com", "https://[a].example.com", false},
+		// An Origin of maxOriginKey-8 bytes or more skips the exact lookup, so
+		// an exact entry whose shortest form is that long never matches.
+		{longOrigin(503), longOrigin(503), true},
+		{longOrigin(499) + ":443", longOrigin(499), true},
+		{longOrigin(503) + ":443", longOrigin(503), true},
+		{longOrigin(503) + ":443", longOrigin(503) + ":443", false},
+		{longOrigin(504), longOrigin(504), false},
+		{longOrigin(600), longOrigin(600), false},
+		{"https://*.example.com", "https://" + strings.Repeat("a.", 300) + "example.com", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pattern+" "+tt.origin, func(t *testing.T) {
-			o, err := compileOrigin(tt.pattern)
-			if err != nil {
-				t.Fatalf("compileOrigin(%q): %v", tt.pattern, err)
-			}
-			if got := o.match(tt.origin); got != tt.want {
+			s := compileSet(t, tt.pattern)
+			if got := s.match(tt.origin); got != tt.want {
 				t.Errorf("match(%q) = %v, want %v", tt.origin, got, tt.want)
 			}
 		})
+	}
+}
+
+// compileSet compiles patterns into an originSet as CompileClient does.
+func compileSet(t *testing.T, patterns ...string) *originSet {
+	t.Helper()
+	var s originSet
+	for _, p := range patterns {
+		o, err := compileOrigin(p)
+		if err != nil {
+			t.Fatalf("compileOrigin(%q): %v", p, err)
+		}
+		s.add(o)
+	}
+	return &s
+}
+
+// longOrigin returns an https origin of n bytes.
+func longOrigin(n int) string {
+	return "https://" + strings.Repeat("a", n-len("https://.example")) + ".example"
+}
+
+// TestOriginBracketsRejected shows that splitOrigin rejects brackets outside a
+// bracketed host, so wildcard labels never hold one.
+func TestOriginBracketsRejected(t *testing.T) {
+	for _, s := range []string{"https://a[.example.com", "https://a].example.com", "https://[a].example.com", "https://[a.example.com", "https://a[b]:443"} {
+		if ro, ok := parseRequestOrigin(s); ok {
+			t.Errorf("parseRequestOrigin(%q) = %+v, want rejected", s, ro)
+		}
 	}
 }
 
@@ -59,8 +98,9 @@ func TestCompileOriginErrors(t *testing.T) {
 	}
 }
 
-// FuzzOriginPattern checks that patterns compile or fail cleanly and that an
-// exact pattern matches itself.
+// FuzzOriginPattern checks that patterns compile or fail cleanly, that an
+// exact pattern matches itself unless it is too long for the exact lookup,
+// and that a parsed Origin holds brackets only around a bracketed host.
 func FuzzOriginPattern(f *testing.F) {
 	// Seed corpus: exact, default port, wildcard, IPv6, star.
 	for _, s := range []string{"https://app.example.com", "https://app.example.com:443", "https://*.example.com", "http://[::1]:8080", "*", "null"} {
@@ -68,13 +108,20 @@ func FuzzOriginPattern(f *testing.F) {
 	}
 	f.Add("https://*.example.com", "https://a.b.example.com")
 	f.Fuzz(func(t *testing.T, pattern, origin string) {
+		if ro, ok := parseRequestOrigin(origin); ok && strings.ContainsAny(ro.host, "[]") {
+			if h := ro.host; h[0] != '[' || strings.IndexByte(h, ']') != len(h)-1 || strings.IndexByte(h[1:], '[') >= 0 {
+				t.Fatalf("parseRequestOrigin(%q) host %q has brackets outside a bracketed host", origin, h)
+			}
+		}
 		o, err := compileOrigin(pattern)
 		if err != nil {
 			return
 		}
-		_ = o.match(origin)
-		if !o.wildcard && !o.any && !o.match(strings.TrimSpace(pattern)) {
-			t.Fatalf("exact pattern %q does not match itself", pattern)
+		var s originSet
+		s.add(o)
+		_ = s.match(origin)
+		if p := strings.TrimSpace(pattern); !o.wildcard && !o.any && s.match(p) != (len(p) < maxOriginKey-8) {
+			t.Fatalf("exact pattern %q (%d bytes) match of itself = %v", pattern, len(p), s.match(p))
 		}
 	})
 }
