@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -168,14 +167,15 @@ func runDemo(cfg *Config, logger *slog.Logger, out io.Writer, sigs <-chan os.Sig
 			ready()
 		}
 	})
-	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
-		v, addr, alt := "SCOPEGATE_LISTEN_ADDR", cfg.ListenAddr, "127.0.0.1:8181"
-		if strings.Contains(err.Error(), "SCOPEGATE_ADMIN_ADDR") {
-			v, addr, alt = "SCOPEGATE_ADMIN_ADDR", cfg.AdminAddr, "127.0.0.1:9191"
+	var le *listenError
+	if errors.As(err, &le) && errors.Is(err, syscall.EADDRINUSE) {
+		alt := "127.0.0.1:8181"
+		if le.Var == "SCOPEGATE_ADMIN_ADDR" {
+			alt = "127.0.0.1:9191"
 		}
 		return &exitError{code: exitFail, msg: fmt.Sprintf(
 			"demo: %s is already in use (another program, or another demo, listens there): stop it or pick a free address, e.g. %s=%s go run ./cmd/scopegate demo",
-			addr, v, alt)}
+			le.Addr, le.Var, alt)}
 	}
 	return err
 }

@@ -146,13 +146,13 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		closeStore()
-		return fmt.Errorf("listening on SCOPEGATE_LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
+		return &listenError{Var: "SCOPEGATE_LISTEN_ADDR", Addr: cfg.ListenAddr, Err: err}
 	}
 	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
 		ln.Close()
 		closeStore()
-		return fmt.Errorf("listening on SCOPEGATE_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+		return &listenError{Var: "SCOPEGATE_ADMIN_ADDR", Addr: cfg.AdminAddr, Err: err}
 	}
 	srv, admin := p.NewServer(), p.NewAdminServer()
 	errc := make(chan error, 2)
@@ -274,3 +274,16 @@ func reload(cfg *Config, logger *slog.Logger, engine *policy.Engine, st *openedS
 func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
+
+// listenError is a listener serve could not open: which variable named the
+// address, the address, and why.
+type listenError struct {
+	Var, Addr string
+	Err       error
+}
+
+func (e *listenError) Error() string {
+	return fmt.Sprintf("listening on %s %s: %v", e.Var, e.Addr, e.Err)
+}
+
+func (e *listenError) Unwrap() error { return e.Err }
