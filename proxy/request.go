@@ -70,17 +70,20 @@ func (v *valueSource) Header(name string) (string, int) {
 	if v.h == nil {
 		return "", 0
 	}
-	val := v.h.Peek(name)
-	if len(val) == 0 {
-		return "", 0
-	}
+	var first []byte
 	n := 0
-	for k := range v.h.All() {
+	for k, val := range v.h.All() {
 		if strings.EqualFold(b2s(k), name) {
+			if n == 0 {
+				first = val
+			}
 			n++
 		}
 	}
-	return b2s(val), n
+	if len(first) == 0 {
+		return "", 0
+	}
+	return b2s(first), n
 }
 
 // Query returns the first value of the query parameter name, decoded, and
@@ -90,13 +93,17 @@ func (v *valueSource) Query(name string) (string, int) {
 		v.args.ParseBytes(v.rawQuery)
 		v.parsed = true
 	}
+	var first []byte
 	n := 0
-	for k := range v.args.All() {
+	for k, val := range v.args.All() {
 		if b2s(k) == name {
+			if n == 0 {
+				first = val
+			}
 			n++
 		}
 	}
-	return b2s(v.args.Peek(name)), n
+	return b2s(first), n
 }
 
 // peerAddr returns the connection's peer address, unmapped. It does not

@@ -66,6 +66,11 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 	return &upstream{url: u.Scheme + "://" + u.Host, hc: hc, tls: isTLS}, nil
 }
 
+// markDown skips u for d (passive health check).
+func (u *upstream) markDown(d time.Duration) {
+	u.downUntil.Store(time.Now().Add(d).UnixNano())
+}
+
 // pick returns the next upstream round-robin, skipping those marked down;
 // when all are down it tries the next one anyway.
 func (p *Proxy) pick(now time.Time) *upstream {
@@ -145,7 +150,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		if err == nil || !isDialError(err) || st.body.exceeded {
 			break
 		}
-		u.downUntil.Store(time.Now().Add(p.cfg.UpstreamFailTimeout).UnixNano())
+		u.markDown(p.cfg.UpstreamFailTimeout)
 	}
 	p.m.upstreamSeconds.UpdateDuration(sent)
 	if err != nil && st.body.exceeded {
@@ -161,10 +166,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			p.m.upstreamTimeouts.Inc()
 		} else {
 			p.m.upstreamUnavailable.Inc()
-			if !errors.Is(err, fasthttp.ErrNoFreeConns) {
-				// Passive health check: skip it for a while. A full pool is
-				// load, not ill health.
-				u.downUntil.Store(time.Now().Add(p.cfg.UpstreamFailTimeout).UnixNano())
+			if !errors.Is(err, fasthttp.ErrNoFreeConns) && !isDialError(err) {
+				// Passive health check: skip it for a while (a dial error
+				// already did in the loop). A full pool is load, not ill
+				// health.
+				u.markDown(p.cfg.UpstreamFailTimeout)
 			}
 		}
 		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
