@@ -31,8 +31,7 @@ type Client struct {
 	restrictOrigins bool
 	originSet       originSet
 	restrictPaths   bool
-	paths           []glob
-	pathPrefixes    []litPrefix // paths[i].prefix
+	paths           globIndex
 
 	verified verifiedCache
 }
@@ -88,8 +87,7 @@ func CompileClient(rec ClientRecord) (*Client, []error) {
 			errs = append(errs, fmt.Errorf("client %q: allowed_paths entry %q: %w", rec.ClientKey, s, err))
 			continue
 		}
-		c.paths = append(c.paths, g)
-		c.pathPrefixes = append(c.pathPrefixes, newLitPrefix(g.prefix))
+		c.paths.add(g)
 	}
 	return c, errs
 }
@@ -129,14 +127,7 @@ func (c *Client) pathAllowed(method, path string) bool {
 	if !c.restrictPaths {
 		return true
 	}
-	// The literal prefixes sit in their own slice so the common rejection is
-	// a tight loop of 64-bit compares.
-	for i := range c.pathPrefixes {
-		if c.pathPrefixes[i].prefixOf(path) && c.paths[i].methodOK(method) && c.paths[i].matchAfterPrefix(path, nil) {
-			return true
-		}
-	}
-	return false
+	return c.paths.first(method, path, nil) >= 0
 }
 
 // verifiedCacheMax bounds the verified tokens remembered per client.

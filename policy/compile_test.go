@@ -26,8 +26,8 @@ func TestCompileClientReportsMalformedEntries(t *testing.T) {
 			t.Errorf("error %q leaks the hash", err)
 		}
 	}
-	if len(c.ips) != 1 || len(c.originSet.exact) != 1 || len(c.paths) != 1 {
-		t.Errorf("compiled ips/origins/paths = %d/%d/%d, want 1/1/1", len(c.ips), len(c.originSet.exact), len(c.paths))
+	if len(c.ips) != 1 || len(c.originSet.exact) != 1 || len(c.paths.globs) != 1 {
+		t.Errorf("compiled ips/origins/paths = %d/%d/%d, want 1/1/1", len(c.ips), len(c.originSet.exact), len(c.paths.globs))
 	}
 	if c.RateLimitPerMin != -1 || !c.Active {
 		t.Errorf("RateLimitPerMin=%d Active=%v, want -1 true", c.RateLimitPerMin, c.Active)

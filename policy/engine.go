@@ -144,19 +144,10 @@ func (e *Engine) Match(req *Request) (Match, Decision) {
 		}
 		return m, needCredential(req, acceptAll, -1)
 	}
-	for i := range rs.prefixes {
-		if !rs.prefixes[i].prefixOf(path) {
-			continue
-		}
-		r := &rs.rules[i]
-		m.caps = captures{}
-		if r.glob.methodOK(req.Method) && r.glob.matchAfterPrefix(path, &m.caps) {
-			m.Route, m.rule = i, r
-			break
-		}
+	if i := rs.index.first(req.Method, path, &m.caps); i >= 0 {
+		m.Route, m.rule = i, &rs.rules[i]
 	}
 	if m.rule == nil {
-		m.caps = captures{}
 		if encSlash {
 			return m, deny(ReasonPathInvalid, -1)
 		}

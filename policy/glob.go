@@ -224,12 +224,40 @@ func (g *glob) methodOK(method string) bool {
 	return false
 }
 
-// match reports whether method and the decoded path match. It does not allocate.
-func (g *glob) match(method, path string, caps *captures) bool {
-	if !g.valid || !strings.HasPrefix(path, g.prefix) || !g.methodOK(method) {
-		return false
+// globIndex is an ordered list of compiled globs (route patterns, or a
+// client's allowed_paths) with their literal prefixes in a slice of their
+// own, so that rejecting a path is a tight loop over the prefixes and only
+// the globs whose prefix matches are walked.
+type globIndex struct {
+	prefixes []litPrefix // globs[i].prefix
+	globs    []glob
+}
+
+// add appends g.
+func (x *globIndex) add(g glob) {
+	x.prefixes = append(x.prefixes, newLitPrefix(g.prefix))
+	x.globs = append(x.globs, g)
+}
+
+// first returns the index of the first glob that admits method and the
+// decoded path, or -1. caps (when not nil) holds that glob's captures, and
+// is zero when none matched. It does not allocate.
+func (x *globIndex) first(method, path string, caps *captures) int {
+	for i := range x.prefixes {
+		if !x.prefixes[i].prefixOf(path) {
+			continue
+		}
+		if caps != nil {
+			*caps = captures{}
+		}
+		if g := &x.globs[i]; g.methodOK(method) && g.matchAfterPrefix(path, caps) {
+			return i
+		}
 	}
-	return g.matchAfterPrefix(path, caps)
+	if caps != nil {
+		*caps = captures{}
+	}
+	return -1
 }
 
 // matchAfterPrefix matches a path already known to start with g.prefix:
@@ -251,11 +279,6 @@ func (g *glob) matchAfterPrefix(path string, caps *captures) bool {
 	}
 	// In path[1:], the next segment starts at n (or n is one past the end).
 	return matchSegmentsFrom(g.segs, g.nLit, path, n, caps)
-}
-
-// matchSegments matches a path (starting with "/") against segs.
-func matchSegments(segs []segment, path string, caps *captures) bool {
-	return matchSegmentsFrom(segs, 0, path, 0, caps)
 }
 
 // matchSegmentsFrom matches from pattern segment pi and byte offset pos of

@@ -46,6 +46,12 @@ func TestGlobMatch(t *testing.T) {
 			if got := g.match(tt.method, tt.path, nil); got != tt.want {
 				t.Errorf("match(%s %s) = %v, want %v", tt.method, tt.path, got, tt.want)
 			}
+			// The production entry point (routes, allowed_paths) agrees.
+			var x globIndex
+			x.add(g)
+			if got := x.first(tt.method, tt.path, nil) == 0; got != tt.want {
+				t.Errorf("globIndex.first(%s %s) matched = %v, want %v", tt.method, tt.path, got, tt.want)
+			}
 		})
 	}
 }
@@ -181,4 +187,19 @@ func TestLitPrefixEveryByte(t *testing.T) {
 			t.Errorf("prefixOf(%q, %q) = true for a shorter path", prefix, prefix[:n-1])
 		}
 	}
+}
+
+// match is the single-glob reference the tests compare globIndex with: the
+// prefix by strings.HasPrefix, then the method, then the rest of the path.
+func (g *glob) match(method, path string, caps *captures) bool {
+	if !g.valid || !strings.HasPrefix(path, g.prefix) || !g.methodOK(method) {
+		return false
+	}
+	return g.matchAfterPrefix(path, caps)
+}
+
+// matchSegments matches a path (starting with "/") against segs from the
+// first segment: the full walk, without the literal-prefix shortcut.
+func matchSegments(segs []segment, path string, caps *captures) bool {
+	return matchSegmentsFrom(segs, 0, path, 0, caps)
 }

@@ -13,7 +13,7 @@ type Routes struct {
 	actionByMethod       map[string]string
 	superuser            []string
 	rules                []route
-	prefixes             []litPrefix // rules[i].glob.prefix, for a tight pre-filter loop
+	index                globIndex // rules[i].glob, in order, for matching
 }
 
 // Len returns the number of route rules.

@@ -38,7 +38,7 @@ func ParseRoutes(data []byte) (r *Routes, warnings []RoutesError, err error) {
 	}
 	rules := p.r.rules
 	for i := range rules {
-		p.r.prefixes = append(p.r.prefixes, newLitPrefix(rules[i].glob.prefix))
+		p.r.index.add(rules[i].glob)
 	}
 	for j := range rules {
 		for i := 0; i < j; i++ {
