@@ -305,7 +305,9 @@ func TestOpenPostgresBadDSN(t *testing.T) {
 // TestPostgresRevokeDuringFullReload: a full reload of many clients runs in
 // the background; a revocation committed meanwhile is served at once and
 // stays in force after the reload (which read the row before the commit) is
-// swapped in.
+// swapped in. The overlap is made certain: an open transaction holds a lock
+// on modules, which the reload reads after every client, so the reload is
+// parked between the two while the revocation is committed.
 func TestPostgresRevokeDuringFullReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads 20,000 clients")
@@ -318,9 +320,22 @@ SELECT 'client-' || i, 'c', 'active', 'sha256:' || repeat('0', 64), '["GET /api/
 	if n := s.Clients(); n != 20000 {
 		t.Fatalf("Clients() = %d, want 20000", n)
 	}
+	ctx := context.Background()
+	lock, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx)
+	if _, err := lock.Exec(ctx, "LOCK TABLE modules IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
 	reloaded := make(chan error, 1)
 	go func() { reloaded <- s.Reload() }()
-	time.Sleep(5 * time.Millisecond) // let the reload's query start
+	eventually(t, 10*time.Second, "the reload waiting for modules (every client read)", func() bool {
+		var waiting bool
+		err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'modules'::regclass AND NOT granted)`).Scan(&waiting)
+		return err == nil && waiting
+	})
 	pgtest.Exec(t, db, "UPDATE api_clients SET status = 'revoked' WHERE client_key = 'client-7'")
 	d := eventually(t, time.Second, "revocation during a full reload", func() bool {
 		c, _ := s.LookupClient("client-7", time.Now())
@@ -328,12 +343,15 @@ SELECT 'client-' || i, 'c', 'active', 'sha256:' || repeat('0', 64), '["GET /api/
 	})
 	select {
 	case err := <-reloaded:
-		t.Logf("revocation visible after %v; the reload had already finished (%v)", d, err)
+		t.Fatalf("the reload finished (%v) while modules was locked", err)
 	default:
-		t.Logf("revocation visible after %v while the full reload was still running", d)
-		if err := <-reloaded; err != nil {
-			t.Fatal(err)
-		}
+		t.Logf("revocation visible after %v while the full reload was parked", d)
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
 	}
 	if c, _ := s.LookupClient("client-7", time.Now()); c == nil || c.Active {
 		t.Errorf("after the full reload, client-7 active = %v, want revoked", c != nil && c.Active)
