@@ -4,34 +4,68 @@ package proxy
 
 import (
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/internal/storetest"
 )
 
-// TestForwardAuthNoAllocs: a forward-auth decision on a cached API key
-// (SHA-256 hash) allocates nothing once warm.
+// TestForwardAuthNoAllocs: a forward-auth decision on a cached credential
+// allocates nothing once warm: an API key (SHA-256 hash) and a verified JWT
+// whose user is cached, with the file store and with PostgreSQL (skipped
+// without a database, failed under CI=true).
 func TestForwardAuthNoAllocs(t *testing.T) {
-	e := newEnv(t, envOptions{noUpstream: true})
-	tok := e.fix.Token("app")
-	ctx, req, addr := handlerCtx("127.0.0.2", func(r *fasthttp.Request) {
-		r.SetRequestURI("/_auth")
-		r.Header.Set("X-API-Key", tok)
-		r.Header.Set("X-Forwarded-Method", "GET")
-		r.Header.Set("X-Forwarded-Uri", "/api/things?page=2")
-		r.Header.Set("X-Forwarded-For", "203.0.113.7")
-	})
-	ctx.Init(req, addr, nil)
-	// Forward-auth does not modify the request, so it is reused as is (a
-	// fresh ctx.Init would allocate in the test harness, not the handler).
-	run := func() {
-		ctx.Response.Reset()
-		e.proxy.Handler(ctx)
+	stores := []struct {
+		name string
+		open func(t *testing.T) Store // nil: newEnv's file store
+	}{
+		{"file", func(*testing.T) Store { return nil }},
+		{"postgres", func(t *testing.T) Store {
+			s, _ := openPostgresStore(t, storetest.Basic())
+			return s
+		}},
 	}
-	run()
-	if ctx.Response.StatusCode() != 200 {
-		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	creds := []struct {
+		name string
+		set  func(t *testing.T, e *env, r *fasthttp.Request)
+	}{
+		{"api_key", func(t *testing.T, e *env, r *fasthttp.Request) {
+			r.Header.Set("X-Forwarded-Uri", "/api/things?page=2")
+			r.Header.Set("X-API-Key", e.fix.Token("app"))
+		}},
+		// A site route satisfied by alice's company grant.
+		{"jwt", func(t *testing.T, e *env, r *fasthttp.Request) {
+			r.Header.Set("X-Forwarded-Uri", "/api/companies/acme/sites/acme-hq/items")
+			r.Header.Set("Authorization", "Bearer "+jwtFor(t, "alice", time.Hour))
+		}},
 	}
-	if n := testing.AllocsPerRun(200, run); n != 0 {
-		t.Errorf("forward-auth on a cached key: %v allocs per request, want 0", n)
+	for _, sc := range stores {
+		for _, cc := range creds {
+			t.Run(sc.name+"/"+cc.name, func(t *testing.T) {
+				e := newEnv(t, envOptions{noUpstream: true, store: sc.open(t)})
+				ctx, req, addr := handlerCtx("127.0.0.2", func(r *fasthttp.Request) {
+					r.SetRequestURI("/_auth")
+					r.Header.Set("X-Forwarded-Method", "GET")
+					r.Header.Set("X-Forwarded-For", "203.0.113.7")
+					cc.set(t, e, r)
+				})
+				ctx.Init(req, addr, nil)
+				// Forward-auth does not modify the request, so it is reused
+				// as is (a fresh ctx.Init would allocate in the test harness,
+				// not the handler).
+				run := func() {
+					ctx.Response.Reset()
+					e.proxy.Handler(ctx)
+				}
+				run()
+				if ctx.Response.StatusCode() != 200 {
+					t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+				if n := testing.AllocsPerRun(200, run); n != 0 {
+					t.Errorf("forward-auth on a cached %s: %v allocs per request, want 0", cc.name, n)
+				}
+			})
+		}
 	}
 }

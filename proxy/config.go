@@ -61,12 +61,10 @@ type Config struct {
 	// benchmarks use in-memory listeners). If nil, TCP is used.
 	UpstreamDial func(addr string) (net.Conn, error)
 
-	// BaseContext is the parent of the per-call contexts of store lookups
-	// (never the RequestCtx). If nil, context.Background is used.
+	// BaseContext is passed to store lookups (never the RequestCtx, which
+	// has no deadline). The store bounds a cache miss on its own. If nil,
+	// context.Background is used.
 	BaseContext context.Context
-	// StoreTimeout bounds one LookupUser call that misses the cache.
-	// Default 2s.
-	StoreTimeout time.Duration
 
 	// Listener limits, applied by [Proxy.NewServer].
 
@@ -157,9 +155,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.BaseContext == nil {
 		c.BaseContext = context.Background()
-	}
-	if c.StoreTimeout <= 0 {
-		c.StoreTimeout = 2 * time.Second
 	}
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 16 << 10

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -55,11 +54,10 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 			p.storeError(err)
 			return withRoute(policy.Denied(policy.ReasonStoreUnavailable), m.Route)
 		}
-		// The lookup context derives from the base context, never from the
-		// RequestCtx (which has no deadline); a warm cache never uses it.
-		cctx, cancel := context.WithTimeout(p.cfg.BaseContext, p.cfg.StoreTimeout)
-		u, err := p.store.LookupUser(cctx, claims.Subject, now)
-		cancel()
+		// The base context, never the RequestCtx. No per-request context is
+		// made: a warm cache never reads it, and the store bounds a miss
+		// itself (store.PostgresConfig.UserLoadTimeout).
+		u, err := p.store.LookupUser(p.cfg.BaseContext, claims.Subject, now)
 		if err != nil {
 			p.storeError(err)
 			return withRoute(policy.Denied(policy.ReasonStoreUnavailable), m.Route)

@@ -13,6 +13,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgxpool"
 	gocache "github.com/patrickmn/go-cache"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/scopegate/scopegate/policy"
 )
@@ -81,6 +82,10 @@ type PostgresConfig struct {
 	// change-feed connection (default 5s). The initial load in OpenPostgres
 	// is bounded by its ctx.
 	ConnectTimeout time.Duration
+	// UserLoadTimeout bounds loading one user on a cache miss (default 2s):
+	// the query, and so the wait of every request sharing it. Past it the
+	// lookup fails with [ErrUnavailable] (503 store_unavailable).
+	UserLoadTimeout time.Duration
 	// HealthInterval is how often the idle change-feed connection is pinged
 	// to notice a dead database (default 2s).
 	HealthInterval time.Duration
@@ -104,6 +109,7 @@ func (c *PostgresConfig) setDefaults() {
 	def(&c.ReloadInterval, 5*time.Minute)
 	def(&c.ConnectTimeout, 5*time.Second)
 	def(&c.HealthInterval, 2*time.Second)
+	def(&c.UserLoadTimeout, 2*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -138,8 +144,7 @@ type Postgres struct {
 	userMu  sync.Mutex     // guards userGen changes with cache writes, and idToSub
 	userGen atomic.Uint64  // bumped by every eviction; a load that raced one is not cached
 	idToSub map[string]string
-	calls   map[string]*userCall // in-flight user loads by subject
-	callsMu sync.Mutex
+	loads   singleflight.Group // in-flight user loads by subject
 	events  chan feedEvent
 	// connectFailed receives the first failed listener connection attempt.
 	connectFailed chan error
@@ -191,7 +196,6 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		logged:  map[string]struct{}{},
 		users:   gocache.New(cfg.CacheTTL+cfg.StaleTTL, time.Minute),
 		idToSub: map[string]string{},
-		calls:   map[string]*userCall{},
 		events:  make(chan feedEvent, 4096),
 
 		connectFailed: make(chan error, 1),

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -327,5 +328,55 @@ func TestPostgresConcurrentMissesShareOneLoad(t *testing.T) {
 		if errs[i] != nil || users[i] == nil || users[i] != users[0] {
 			t.Fatalf("lookup %d = %p, %v; want the shared %p", i, users[i], errs[i], users[0])
 		}
+	}
+}
+
+// TestPostgresUserLoadTimeout: a user load the database does not answer is
+// bounded by UserLoadTimeout, not ConnectTimeout, for the request that
+// started it and for those waiting on it; each gets ErrUnavailable, the
+// failure is not cached, and the next lookup after the database answers
+// again loads the user.
+func TestPostgresUserLoadTimeout(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *store.PostgresConfig) {
+		c.ConnectTimeout = 60 * time.Second
+		c.UserLoadTimeout = 300 * time.Millisecond
+	})
+	ctx := context.Background()
+	lock, err := b.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx)
+	if _, err := lock.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		u   *policy.User
+		err error
+	}
+	const n = 4
+	results := make(chan result, n)
+	for range n {
+		go func() {
+			u, err := b.store.LookupUser(ctx, "alice", time.Now())
+			results <- result{u, err}
+		}()
+	}
+	for i := range n {
+		select {
+		case r := <-results:
+			if !errors.Is(r.err, store.ErrUnavailable) || r.u != nil {
+				t.Errorf("lookup %d with users locked = %p, %v; want nil, ErrUnavailable", i, r.u, r.err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("lookup %d still waiting after 20s: not bounded by UserLoadTimeout (300ms)", i)
+		}
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := b.store.LookupUser(ctx, "alice", time.Now()); err != nil || u == nil {
+		t.Fatalf("lookup after the lock was released = %v, %v; want alice", u, err)
 	}
 }

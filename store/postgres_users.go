@@ -29,8 +29,9 @@ type userEntry struct {
 // unknown subjects are cached too (NegativeCacheTTL). While the database is
 // unreachable a cached entry keeps answering for the stale TTL; a subject
 // not in the cache, or any lookup past the stale TTL, gets [ErrUnavailable].
-// Concurrent misses for one subject share one query. Credentials are
-// cached, never decisions.
+// Concurrent misses for one subject share one query, bounded by
+// UserLoadTimeout; ctx gives its values, not its cancellation. Credentials
+// are cached, never decisions.
 func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
 	if !s.loaded.Load() || s.stale(now) {
 		return nil, ErrUnavailable
@@ -66,40 +67,20 @@ func (s *Postgres) recompile(sub string, e *userEntry, dir *policy.Directory) *p
 	return ne.user
 }
 
-// userCall is one in-flight user load that concurrent misses wait for.
-type userCall struct {
-	done chan struct{}
-	user *policy.User
-	err  error
-}
-
-// loadShared runs loadUser once per subject at a time. The query runs on a
-// context detached from the first caller's cancellation (bounded by
-// ConnectTimeout), so one cancelled request does not fail the others.
+// loadShared runs loadUser once per subject at a time: concurrent misses of
+// one subject wait for the same load (x/sync/singleflight). The query runs
+// detached from ctx's cancellation, so one cancelled request does not fail
+// the others sharing it, and is bounded by UserLoadTimeout, which so bounds
+// every caller's wait. A panic in the load reaches every caller sharing it
+// (the proxy answers each 500) and leaves no load registered.
 func (s *Postgres) loadShared(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
-	s.callsMu.Lock()
-	if c, ok := s.calls[sub]; ok {
-		s.callsMu.Unlock()
-		select {
-		case <-c.done:
-			return c.user, c.err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: loading user: %v", ErrUnavailable, ctx.Err())
-		}
-	}
-	c := &userCall{done: make(chan struct{})}
-	s.calls[sub] = c
-	s.callsMu.Unlock()
-
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ConnectTimeout)
-	c.user, c.err = s.loadUser(qctx, sub, now)
-	cancel()
-
-	s.callsMu.Lock()
-	delete(s.calls, sub)
-	s.callsMu.Unlock()
-	close(c.done)
-	return c.user, c.err
+	v, err, _ := s.loads.Do(sub, func() (any, error) {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.UserLoadTimeout)
+		defer cancel()
+		return s.loadUser(qctx, sub, now)
+	})
+	u, _ := v.(*policy.User)
+	return u, err
 }
 
 // loadUser reads the user and every grant in one round trip, compiles and
