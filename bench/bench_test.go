@@ -31,13 +31,13 @@ func TestBenchSmoke(t *testing.T) {
 	defer cancel()
 	rep, err := runBench(ctx, options{
 		duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond, conns: 4, rounds: 1,
-		scenarios: "direct,proxy-public,proxy-apikey,proxy-jwt,forward-auth,fasthttp-proxy,bad-keys", store: "file",
+		scenarios: "direct,proxy-public,proxy-apikey,proxy-jwt,forward-auth,fasthttp-proxy,fasthttp-auth,bad-keys", store: "file",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Rounds) != 1 || len(rep.Rounds[0].Scenarios) != 7 {
-		t.Fatalf("rounds = %+v, want one round of 7 scenarios", rep.Rounds)
+	if len(rep.Rounds) != 1 || len(rep.Rounds[0].Scenarios) != 8 {
+		t.Fatalf("rounds = %+v, want one round of 8 scenarios", rep.Rounds)
 	}
 	for _, s := range rep.Rounds[0].Scenarios {
 		if s.Requests == 0 || s.Errors != 0 {

@@ -35,8 +35,12 @@ const upstreamEnv = "SCOPEGATE_BENCH_SERVE_UPSTREAM"
 // into the reference bare fasthttp reverse proxy child.
 const bareProxyEnv = "SCOPEGATE_BENCH_SERVE_BAREPROXY"
 
-// maybeServeUpstream serves the upstream (or the bare reference proxy) and
-// exits when this process was started as that child.
+// bareAuthEnv names the variable (a listen address) that turns this binary
+// into the reference forward-auth answer child.
+const bareAuthEnv = "SCOPEGATE_BENCH_SERVE_BAREAUTH"
+
+// maybeServeUpstream serves the upstream (or a reference server) and exits
+// when this process was started as that child.
 func maybeServeUpstream() {
 	var err error
 	if addr := os.Getenv(upstreamEnv); addr != "" {
@@ -44,6 +48,8 @@ func maybeServeUpstream() {
 	} else if spec := os.Getenv(bareProxyEnv); spec != "" {
 		listen, up, _ := strings.Cut(spec, ",")
 		err = serveBareProxy(listen, up)
+	} else if addr := os.Getenv(bareAuthEnv); addr != "" {
+		err = serveBareAuth(addr)
 	} else {
 		return
 	}
@@ -85,6 +91,37 @@ func serveBareProxy(listen, upstream string) error {
 	return s.ListenAndServe(listen)
 }
 
+// serveBareAuth runs the reference of the forward-auth scenario: a fasthttp
+// server with scopegate's listener settings (its default read, write and
+// idle timeouts, header-name normalization, request body streaming) that
+// answers every request with scopegate's 200 allow of an API key (the same
+// header fields and sizes) without looking at the request. It is what a
+// forward-auth answer costs on this machine when the decision is free, so
+// the gap between it and forward-auth is the decision's.
+func serveBareAuth(addr string) error {
+	fields := [][2]string{
+		{"X-Request-Id", "d58248e584782828-1"},
+		{"Cache-Control", "no-store"},
+		{"X-Auth-Type", "api_key"},
+		{"X-Auth-Client-Id", "00000005-0000-4000-8000-000000000001"},
+		{"X-Auth-Client-Key", "bench-0001"},
+	}
+	s := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			for _, f := range fields {
+				ctx.Response.Header.Set(f[0], f[1])
+			}
+		},
+		Name:                 "scopegate",
+		NoDefaultContentType: true,
+		StreamRequestBody:    true,
+		ReadTimeout:          30 * time.Second,
+		WriteTimeout:         60 * time.Second,
+		IdleTimeout:          90 * time.Second,
+	}
+	return s.ListenAndServe(addr)
+}
+
 // startChild runs this binary as a child process with one more environment
 // variable and waits until url answers 200.
 func startChild(ctx context.Context, dir, name, envVar, value, url string) (*process, error) {
@@ -117,6 +154,14 @@ func startUpstream(ctx context.Context, dir string) (addr string, p *process, er
 func startBareProxy(ctx context.Context, dir, upstream string) (addr string, p *process, err error) {
 	addr = freeAddr()
 	p, err = startChild(ctx, dir, "bare-proxy", bareProxyEnv, addr+","+upstream, "http://"+addr+"/")
+	return addr, p, err
+}
+
+// startBareAuth runs the reference forward-auth answer (serveBareAuth) as a
+// child process.
+func startBareAuth(ctx context.Context, dir string) (addr string, p *process, err error) {
+	addr = freeAddr()
+	p, err = startChild(ctx, dir, "bare-auth", bareAuthEnv, addr, "http://"+addr+"/")
 	return addr, p, err
 }
 

@@ -18,7 +18,7 @@ import (
 // allScenarios is the order of one round (issue 6).
 var allScenarios = []string{
 	"direct", "proxy-public", "proxy-apikey", "proxy-jwt", "forward-auth",
-	"fasthttp-proxy", "nginx-proxy", "nginx-auth-request", "cold-users", "bad-keys",
+	"fasthttp-proxy", "fasthttp-auth", "nginx-proxy", "nginx-auth-request", "cold-users", "bad-keys",
 }
 
 // jwtSecret signs the benchmark's user tokens (HS256, configured on the
@@ -49,6 +49,8 @@ type env struct {
 	gwBaseAddr           string
 	bareProxy            *process
 	bareProxyAddr        string
+	bareAuth             *process
+	bareAuthAddr         string
 	nginx                *process
 	nginxProxy, nginxAR  string
 	dbURL, dbName        string
@@ -166,6 +168,13 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		}
 		defer e.bareProxy.stop()
 	}
+	if slices.Contains(want, "fasthttp-auth") {
+		e.bareAuthAddr, e.bareAuth, err = startBareAuth(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		defer e.bareAuth.stop()
+	}
 	if ng := findNginx(); ng != "" && (slices.Contains(want, "nginx-proxy") || slices.Contains(want, "nginx-auth-request")) {
 		e.nginxProxy, e.nginxAR = freeAddr(), freeAddr()
 		for _, d := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
@@ -263,14 +272,12 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 	var t target
 	var gw *process
 	t.okStatus = 200
-	apiFill := func(path string) func(*fasthttp.Request, int, int) {
-		tokens := make([]string, 100)
-		for i := range tokens {
-			tokens[i] = apiToken(i + 1)
-		}
+	forwardAuthFill := func() func(*fasthttp.Request, int, int) {
+		inner := apiFill("/_auth")
 		return func(req *fasthttp.Request, w, i int) {
-			req.SetRequestURI(path)
-			req.Header.Set("X-API-Key", tokens[(w*31+i)%len(tokens)])
+			inner(req, w, i)
+			req.Header.Set("X-Original-URI", "/api/orders/1")
+			req.Header.Set("X-Original-Method", "GET")
 		}
 	}
 	switch name {
@@ -294,17 +301,18 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 		}
 	case "forward-auth":
 		t.addr, gw = e.gwAddr, e.gateway
-		inner := apiFill("/_auth")
-		t.fill = func(req *fasthttp.Request, w, i int) {
-			inner(req, w, i)
-			req.Header.Set("X-Original-URI", "/api/orders/1")
-			req.Header.Set("X-Original-Method", "GET")
-		}
+		t.fill = forwardAuthFill()
 	case "fasthttp-proxy":
 		// The reference floor of the proxy scenarios: a bare fasthttp
 		// reverse proxy (serveBareProxy); its CPU column is its own.
 		t.addr, gw = e.bareProxyAddr, e.bareProxy
 		t.fill = func(req *fasthttp.Request, w, i int) { req.SetRequestURI("/public/hello") }
+	case "fasthttp-auth":
+		// The reference of forward-auth: scopegate's allow answer from a
+		// server with its listener settings and no decision
+		// (serveBareAuth); the same requests as forward-auth.
+		t.addr, gw = e.bareAuthAddr, e.bareAuth
+		t.fill = forwardAuthFill()
 	case "nginx-proxy":
 		if e.nginx == nil {
 			return scenarioResult{}, false, nil
@@ -377,6 +385,19 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 		r.DBXactPerSec = float64(x1-x0-1) / (o.warmup + o.duration + 1100*time.Millisecond).Seconds()
 	}
 	return r, true, nil
+}
+
+// apiFill sets path and one of the first 100 clients' API keys, spread over
+// workers and requests.
+func apiFill(path string) func(*fasthttp.Request, int, int) {
+	tokens := make([]string, 100)
+	for i := range tokens {
+		tokens[i] = apiToken(i + 1)
+	}
+	return func(req *fasthttp.Request, w, i int) {
+		req.SetRequestURI(path)
+		req.Header.Set("X-API-Key", tokens[(w*31+i)%len(tokens)])
+	}
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
