@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -92,21 +93,23 @@ func CompileClient(rec ClientRecord) (*Client, []error) {
 	return c, errs
 }
 
-// checkSecret verifies the presented secret, from the verified-token cache
-// for slow hashes. It does not allocate for SHA-256 hashes or cached tokens.
-func (c *Client) checkSecret(secret string, now time.Time, ttl time.Duration) bool {
+// checkSecret verifies the presented secret. A slow hash's outcome, either
+// way, is remembered by the client (keyed by the secret's SHA-256) until
+// ttl passes: the hash cannot change without the client being replaced, so
+// a remembered outcome never goes stale. gate bounds the slow verifications
+// running at once. It does not allocate for SHA-256 hashes or remembered
+// outcomes.
+func (c *Client) checkSecret(secret string, now time.Time, ttl time.Duration, gate *slowHashGate) bool {
 	if !c.hash.slow() {
 		return c.hash.verify(secret)
 	}
 	key := sha256.Sum256(bytesOf(secret))
-	if c.verified.hit(key, now) {
-		return true
+	if ok, known := c.verified.lookup(key, now); known {
+		return ok
 	}
-	if !c.hash.verify(secret) {
-		return false
-	}
-	c.verified.add(key, now.Add(ttl))
-	return true
+	ok := gate.verify(&c.hash, secret)
+	c.verified.add(key, ok, now.Add(ttl))
+	return ok
 }
 
 // ipAllowed reports check 5 of SPEC §3.
@@ -130,36 +133,85 @@ func (c *Client) pathAllowed(method, path string) bool {
 	return c.paths.first(method, path, nil) >= 0
 }
 
-// verifiedCacheMax bounds the verified tokens remembered per client.
+// verifiedCacheMax bounds the outcomes remembered per client, of each kind.
 const verifiedCacheMax = 64
 
-// verifiedCache remembers secrets that passed a slow hash, keyed by their
-// SHA-256, until a deadline. It lives inside a Client, so replacing the
-// client (any change to the row) drops it.
+// verifiedCache remembers the outcomes of slow-hash checks, keyed by the
+// presented secret's SHA-256, until a deadline. Successes and failures are
+// kept apart, so a flood of wrong guesses cannot push out the secret in use
+// (and the same wrong secret, say from a client still holding a rotated
+// key, costs one slow check per TTL, not one per request). It lives inside
+// a Client, so replacing the client (any change to the row) drops it.
 type verifiedCache struct {
-	mu sync.Mutex
-	m  map[[sha256.Size]byte]time.Time
+	mu        sync.Mutex
+	good, bad map[[sha256.Size]byte]time.Time
 }
 
-func (v *verifiedCache) hit(key [sha256.Size]byte, now time.Time) bool {
+// lookup returns the remembered outcome for key; known is false when there
+// is none or it has expired.
+func (v *verifiedCache) lookup(key [sha256.Size]byte, now time.Time) (ok, known bool) {
 	v.mu.Lock()
-	until, ok := v.m[key]
+	defer v.mu.Unlock()
+	if hit(v.good, key, now) {
+		return true, true
+	}
+	if hit(v.bad, key, now) {
+		return false, true
+	}
+	return false, false
+}
+
+// hit reports whether m holds key until after now, deleting an expired entry.
+func hit(m map[[sha256.Size]byte]time.Time, key [sha256.Size]byte, now time.Time) bool {
+	until, ok := m[key]
 	if ok && !now.Before(until) {
-		delete(v.m, key)
+		delete(m, key)
 		ok = false
 	}
-	v.mu.Unlock()
 	return ok
 }
 
-func (v *verifiedCache) add(key [sha256.Size]byte, until time.Time) {
+// add remembers outcome ok for key until until.
+func (v *verifiedCache) add(key [sha256.Size]byte, ok bool, until time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.m == nil {
-		v.m = make(map[[sha256.Size]byte]time.Time)
+	m := &v.bad
+	if ok {
+		m = &v.good
 	}
-	if len(v.m) >= verifiedCacheMax {
-		clear(v.m)
+	if *m == nil {
+		*m = make(map[[sha256.Size]byte]time.Time)
 	}
-	v.m[key] = until
+	if len(*m) >= verifiedCacheMax {
+		clear(*m)
+	}
+	(*m)[key] = until
+}
+
+// slowHashGate bounds the bcrypt and Argon2id verifications running at once
+// across the engine, so wrong guesses against a slow-hashed client (whose
+// client_key is an identifier, not a secret) cannot take every core, nor,
+// for Argon2id, m KiB of memory per request in flight. A request over the
+// bound waits its turn; remembered outcomes and SHA-256 hashes never wait.
+type slowHashGate struct {
+	sem    chan struct{}
+	checks atomic.Int64 // slow verifications run
+	active atomic.Int64 // running now
+	peak   atomic.Int64 // most ever running at once
+}
+
+func newSlowHashGate(n int) *slowHashGate {
+	return &slowHashGate{sem: make(chan struct{}, n)}
+}
+
+// verify runs v.verify(secret) once a slot is free.
+func (g *slowHashGate) verify(v *verifier, secret string) bool {
+	g.sem <- struct{}{}
+	defer func() { <-g.sem }()
+	g.checks.Add(1)
+	n := g.active.Add(1)
+	defer g.active.Add(-1)
+	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+	}
+	return v.verify(secret)
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -60,6 +61,10 @@ type EngineConfig struct {
 	// check is remembered by its client. Default 5m; a changed client is
 	// a new *Client and forgets at once.
 	HashCacheTTL time.Duration
+	// SlowHashConcurrency bounds the bcrypt and Argon2id verifications
+	// running at once (outcomes not yet remembered). Default: half of
+	// GOMAXPROCS, at least 1, so guesses can never take every core.
+	SlowHashConcurrency int
 }
 
 // Engine decides. It is safe for concurrent use. Its token buckets and
@@ -73,6 +78,7 @@ type Engine struct {
 	trusted []netip.Prefix
 	buckets bucketTable
 	jwt     *jwtVerifier
+	slow    *slowHashGate
 }
 
 // NewEngine builds an Engine. It fails on a negative rate limit or an
@@ -84,7 +90,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.HashCacheTTL <= 0 {
 		cfg.HashCacheTTL = 5 * time.Minute
 	}
-	e := &Engine{cfg: cfg}
+	if cfg.SlowHashConcurrency <= 0 {
+		cfg.SlowHashConcurrency = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	e := &Engine{cfg: cfg, slow: newSlowHashGate(cfg.SlowHashConcurrency)}
 	for _, p := range cfg.TrustedProxies {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
@@ -196,7 +205,7 @@ func (e *Engine) AuthorizeClient(req *Request, m *Match, c *Client) Decision {
 	route := m.Route
 	cred := &req.Cred
 	if cred.Kind != CredentialAPIKey || cred.Malformed || c == nil || c.ClientKey != cred.ClientKey ||
-		!c.checkSecret(cred.Secret, req.Now, e.cfg.HashCacheTTL) {
+		!c.checkSecret(cred.Secret, req.Now, e.cfg.HashCacheTTL, e.slow) {
 		return deny(ReasonAPIKeyInvalid, route)
 	}
 	if !c.Active {

@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"fmt"
 	"net/netip"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -192,22 +195,72 @@ func TestAuthorizeClientRateLimit(t *testing.T) {
 	}
 }
 
+// TestSlowHashCache: a slow hash's outcome is remembered per client and
+// secret, successes and failures apart, until the TTL passes; the gate
+// counts every slow verification that ran.
 func TestSlowHashCache(t *testing.T) {
 	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
 	c := mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
-	if !c.checkSecret("good", t0, time.Minute) {
-		t.Fatal("first check failed")
+	g := newSlowHashGate(1)
+	check := func(secret string, at time.Duration, want bool, wantChecks int64) {
+		t.Helper()
+		if got := c.checkSecret(secret, t0.Add(at), time.Minute, g); got != want {
+			t.Errorf("checkSecret(%q, +%v) = %v, want %v", secret, at, got, want)
+		}
+		if n := g.checks.Load(); n != wantChecks {
+			t.Errorf("after checkSecret(%q, +%v): %d slow checks, want %d", secret, at, n, wantChecks)
+		}
 	}
-	// Corrupt the verifier: a hit must not need it, an expired entry must.
+	check("good", 0, true, 1)
+	check("good", 30*time.Second, true, 1) // remembered success
+	check("wrong", 0, false, 2)
+	check("wrong", 30*time.Second, false, 2) // remembered failure: no second bcrypt
+	// A flood of distinct wrong guesses (more than the bound) evicts only
+	// failures: the secret in use stays remembered.
+	for i := range 2 * verifiedCacheMax {
+		c.checkSecret(fmt.Sprintf("guess-%d", i), t0, time.Minute, g)
+	}
+	check("good", 40*time.Second, true, 2+2*verifiedCacheMax)
+	// Corrupt the verifier: a remembered outcome must not need it, an
+	// expired one must.
 	c.hash.bcrypt = []byte("$2a$04$invalidinvalidinvalidinvalidinvalidinvalidinvalidinva")
-	if !c.checkSecret("good", t0.Add(59*time.Second), time.Minute) {
-		t.Error("cached check failed")
+	check("good", 59*time.Second, true, 2+2*verifiedCacheMax)
+	check("good", time.Minute, false, 3+2*verifiedCacheMax)
+	check("other", 0, false, 4+2*verifiedCacheMax)
+}
+
+// TestSlowHashGate: with SlowHashConcurrency 1, concurrent wrong guesses
+// against a bcrypt client run their verifications one at a time, and every
+// one is still answered api_key_invalid; remembered outcomes bypass the gate.
+func TestSlowHashGate(t *testing.T) {
+	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
+	c := mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
+	e := mustEngine(t, EngineConfig{SlowHashConcurrency: 1})
+	const n = 8
+	var wg sync.WaitGroup
+	reasons := make([]Reason, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := decideAPIKey(e, apiReq("GET", "/x", fmt.Sprintf("k.guess-%d", i)), func(string) *Client { return c })
+			reasons[i] = d.Reason
+		}()
 	}
-	if c.checkSecret("good", t0.Add(time.Minute), time.Minute) {
-		t.Error("expired cache entry still used")
+	wg.Wait()
+	for i, r := range reasons {
+		if r != ReasonAPIKeyInvalid {
+			t.Errorf("guess %d: reason %v, want api_key_invalid", i, r)
+		}
 	}
-	if c.checkSecret("other", t0, time.Minute) {
-		t.Error("a different secret hit the cache")
+	if got := e.slow.checks.Load(); got != n {
+		t.Errorf("%d slow checks, want %d", got, n)
+	}
+	if p := e.slow.peak.Load(); p != 1 {
+		t.Errorf("at most %d slow checks ran at once, want 1", p)
+	}
+	if def := mustEngine(t, EngineConfig{}); cap(def.slow.sem) != max(1, runtime.GOMAXPROCS(0)/2) {
+		t.Errorf("default SlowHashConcurrency = %d, want half of GOMAXPROCS, at least 1", cap(def.slow.sem))
 	}
 }
 
