@@ -155,7 +155,38 @@ func TestNginxForwardAuth(t *testing.T) {
 		if ec.header("X-Auth-User-Sub") != "alice" || ec.header("X-Auth-Scope") != "site:acme-hq" || ec.header("X-Auth-Type") != "jwt" {
 			t.Errorf("identity: %v", ec.Headers)
 		}
+		if g := ec.header("Authorization"); g != alice {
+			t.Errorf("app got Authorization %q, want the JWT", g)
+		}
 	})
+	// SCOPEGATE_STRIP_CREDENTIALS through nginx: the Authorization header is
+	// removed when it carried the API key, in either scheme, and kept when
+	// the key came in X-API-Key.
+	for _, c := range []struct {
+		name, authz, apiKey, wantAuthz string
+	}{
+		{"api key as Bearer", "Bearer " + e.fix.Token("app"), "", ""},
+		{"api key as ApiKey", "ApiKey " + e.fix.Token("app"), "", ""},
+		{"api key in X-API-Key, Authorization kept", "Basic dXNlcjpwdw==", e.fix.Token("app"), "Basic dXNlcjpwdw=="},
+	} {
+		t.Run("strip credentials: "+c.name, func(t *testing.T) {
+			hdrs := []string{"Authorization", c.authz}
+			if c.apiKey != "" {
+				hdrs = append(hdrs, "X-API-Key", c.apiKey)
+			}
+			r := get(reqText("GET", "/api/things", hdrs...))
+			if r.status != 200 {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			ec := echoOf(t, r)
+			if g := ec.header("Authorization"); g != c.wantAuthz {
+				t.Errorf("app got Authorization %q, want %q", g, c.wantAuthz)
+			}
+			if g := ec.header("X-API-Key"); g != "" || ec.header("X-Auth-Type") != "api_key" {
+				t.Errorf("app got X-API-Key %q, X-Auth-Type %q", g, ec.header("X-Auth-Type"))
+			}
+		})
+	}
 	denials := []struct {
 		name   string
 		raw    string
