@@ -3,6 +3,7 @@ package proxy
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,7 +38,8 @@ func TestRoutesExample(t *testing.T) {
 
 // TestTraefikConfig checks the structure of configs/traefik.yml (Traefik is
 // not run here): forwardAuth to /_auth, trustForwardHeader false, every
-// identity header in authResponseHeaders.
+// identity header in authResponseHeaders, and the API key headers removed
+// after the check.
 func TestTraefikConfig(t *testing.T) {
 	var doc struct {
 		HTTP struct {
@@ -49,6 +51,9 @@ func TestTraefikConfig(t *testing.T) {
 					AuthResponseHeaders      []string `yaml:"authResponseHeaders"`
 					AuthResponseHeadersRegex string   `yaml:"authResponseHeadersRegex"`
 				} `yaml:"forwardAuth"`
+				Headers *struct {
+					CustomRequestHeaders map[string]*string `yaml:"customRequestHeaders"`
+				} `yaml:"headers"`
 			} `yaml:"middlewares"`
 		} `yaml:"http"`
 	}
@@ -74,8 +79,14 @@ func TestTraefikConfig(t *testing.T) {
 			t.Errorf("authResponseHeaders lacks %s", h)
 		}
 	}
-	if len(doc.HTTP.Routers["app"].Middlewares) == 0 {
-		t.Errorf("router app does not use the middleware")
+	if got, want := doc.HTTP.Routers["app"].Middlewares, []string{"scopegate", "scopegate-strip-credentials"}; !slices.Equal(got, want) {
+		t.Errorf("router app middlewares %q, want %q (the check first)", got, want)
+	}
+	strip := doc.HTTP.Middlewares["scopegate-strip-credentials"].Headers
+	for _, h := range []string{"X-API-Key", "X-Client-Key"} {
+		if strip == nil || strip.CustomRequestHeaders[h] == nil || *strip.CustomRequestHeaders[h] != "" {
+			t.Errorf("scopegate-strip-credentials does not remove %s", h)
+		}
 	}
 }
 
