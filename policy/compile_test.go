@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -10,7 +11,7 @@ func TestCompileClientReportsMalformedEntries(t *testing.T) {
 		ID: "id1", ClientKey: "ck", Status: "active",
 		APIKeyHash:      "md5:supersecrethash",
 		AllowedIPs:      []string{"10.0.0.0/8", "not-an-ip"},
-		AllowedOrigins:  []string{"https://a.example.com", "ftp//bad"},
+		AllowedOrigins:  []string{"https://a.example.com", "ftp//bad", "https://" + strings.Repeat("a", 320) + ".example"},
 		AllowedPaths:    []string{"/api/**", "GET,post /x", "/a//b"},
 		RateLimitPerMin: intp(-5),
 	}
@@ -18,8 +19,11 @@ func TestCompileClientReportsMalformedEntries(t *testing.T) {
 	if c == nil {
 		t.Fatal("CompileClient returned nil")
 	}
-	if len(errs) != 6 {
-		t.Fatalf("CompileClient errors = %d (%v), want 6", len(errs), errs)
+	if len(errs) != 7 {
+		t.Fatalf("CompileClient errors = %d (%v), want 7", len(errs), errs)
+	}
+	if !strings.Contains(fmt.Sprint(errs), "allowed_origins entry \"https://aaaa") || !strings.Contains(fmt.Sprint(errs), "longer than 320 bytes") {
+		t.Errorf("the over-long origin is not reported: %v", errs)
 	}
 	for _, err := range errs {
 		if strings.Contains(err.Error(), "supersecrethash") {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"errors"
 	"strings"
 )
@@ -27,11 +28,22 @@ type originPattern struct {
 
 var errOriginSyntax = errors.New(`not "*" or scheme://host[:port]`)
 
+// maxOriginPattern bounds an allowed_origins entry. No browser sends a
+// longer Origin (a DNS name is at most 253 bytes), and the bound keeps every
+// exact entry's key short enough for [originSet.match]'s stack buffer, so an
+// accepted entry always matches itself.
+const maxOriginPattern = 320
+
+var errOriginTooLong = fmt.Errorf("longer than %d bytes (a DNS name is at most 253)", maxOriginPattern)
+
 // compileOrigin compiles an allowed_origins entry.
 func compileOrigin(src string) (originPattern, error) {
 	s := strings.TrimSpace(src)
 	if s == "*" {
 		return originPattern{any: true}, nil
+	}
+	if len(s) > maxOriginPattern {
+		return originPattern{}, errOriginTooLong
 	}
 	scheme, host, port, ok := splitOrigin(s)
 	if !ok {
@@ -209,13 +221,14 @@ func (s *originSet) add(o originPattern) {
 	}
 }
 
-// maxOriginKey bounds the normalised key built on the stack.
+// maxOriginKey bounds the normalised key built on the stack: an exact
+// entry's key (at most maxOriginPattern bytes plus a default port) always
+// fits.
 const maxOriginKey = 512
 
 // match reports whether the request Origin is in the set. It does not
 // allocate. An Origin of maxOriginKey-8 bytes or more is not looked up among
-// the exact origins, so an exact entry whose shortest form (the default port
-// left out) is that long never matches.
+// the exact origins: no exact entry is that long.
 func (s *originSet) match(origin string) bool {
 	if s.any {
 		return true
