@@ -26,11 +26,12 @@ import (
 
 // gateway is an in-process `scopegate serve` on loopback ports.
 type gateway struct {
-	base, admin string
-	sigs        chan os.Signal
-	done        chan error
-	result      *error
-	logs        *syncbuf.Buffer
+	traffic, admin string // host:port of each listener
+	base           string // "http://" + traffic
+	sigs           chan os.Signal
+	exited         chan struct{} // closed when serve returned; err holds its result
+	err            error
+	logs           *syncbuf.Buffer
 }
 
 // startGateway runs the real serve with the SCOPEGATE_ variables of env
@@ -38,20 +39,27 @@ type gateway struct {
 // with SIGTERM at the end of the test, asserting a clean exit.
 func startGateway(t *testing.T, env map[string]string) *gateway {
 	t.Helper()
-	cfg := testConfig(t, env)
-	g := &gateway{sigs: make(chan os.Signal, 1), done: make(chan error, 1), logs: &syncbuf.Buffer{}}
+	return runGateway(t, testConfig(t, env))
+}
+
+// runGateway runs serve with cfg until the test ends (see startGateway).
+func runGateway(t *testing.T, cfg *Config) *gateway {
+	t.Helper()
+	g := &gateway{sigs: make(chan os.Signal, 4), exited: make(chan struct{}), logs: &syncbuf.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	started := make(chan struct{})
 	go func() {
-		g.done <- serve(cfg, logger, g.sigs, func(traffic, admin net.Addr) {
-			g.base, g.admin = "http://"+traffic.String(), admin.String()
+		defer close(g.exited)
+		g.err = serve(cfg, logger, g.sigs, func(traffic, admin net.Addr) {
+			g.traffic, g.admin = traffic.String(), admin.String()
+			g.base = "http://" + g.traffic
 			close(started)
 		})
 	}()
 	select {
 	case <-started:
-	case err := <-g.done:
-		t.Fatalf("serve returned early: %v\n%s", err, g.logs)
+	case <-g.exited:
+		t.Fatalf("serve returned early: %v\n%s", g.err, g.logs)
 	case <-time.After(15 * time.Second):
 		t.Fatalf("serve did not start\n%s", g.logs)
 	}
@@ -59,18 +67,20 @@ func startGateway(t *testing.T, env map[string]string) *gateway {
 	return g
 }
 
-// stop sends SIGTERM (once) and checks that serve returns nil.
+// stop sends SIGTERM and checks that serve returns nil. A gateway that has
+// already stopped (the test stopped it and checked) is left alone.
 func (g *gateway) stop(t *testing.T) {
 	t.Helper()
-	if g.result != nil {
+	select {
+	case <-g.exited:
 		return
+	default:
 	}
 	g.sigs <- syscall.SIGTERM
 	select {
-	case err := <-g.done:
-		g.result = &err
-		if err != nil {
-			t.Errorf("serve returned %v", err)
+	case <-g.exited:
+		if g.err != nil {
+			t.Errorf("serve returned %v", g.err)
 		}
 	case <-time.After(15 * time.Second):
 		t.Error("serve did not stop")

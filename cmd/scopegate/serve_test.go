@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -56,47 +54,15 @@ func serveEnv(t *testing.T, upstream string) (routesPath string) {
 	return routesPath
 }
 
-// running is an in-process `scopegate serve`.
-type running struct {
-	traffic, admin string
-	sigs           chan os.Signal
-	exited         chan struct{} // closed when serve returned; err holds its result
-	err            error
-	logs           *syncbuf.Buffer
-}
-
-func startServe(t *testing.T) *running {
+// startServe runs serve with the configuration of the process environment
+// (serveEnv) until the test ends.
+func startServe(t *testing.T) *gateway {
 	t.Helper()
 	cfg, err := loadConfig()
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
 	}
-	r := &running{sigs: make(chan os.Signal, 4), exited: make(chan struct{}), logs: &syncbuf.Buffer{}}
-	logger := slog.New(slog.NewJSONHandler(r.logs, nil))
-	started := make(chan struct{})
-	go func() {
-		defer close(r.exited)
-		r.err = serve(cfg, logger, r.sigs, func(tr, ad net.Addr) {
-			r.traffic, r.admin = tr.String(), ad.String()
-			close(started)
-		})
-	}()
-	select {
-	case <-started:
-	case <-r.exited:
-		t.Fatalf("serve returned early: %v\n%s", r.err, r.logs)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	t.Cleanup(func() {
-		select {
-		case <-r.exited:
-		default:
-			r.sigs <- syscall.SIGTERM
-			<-r.exited
-		}
-	})
-	return r
+	return runGateway(t, cfg)
 }
 
 func httpGet(t *testing.T, url string, headers ...string) (int, string) {
