@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scopegate/scopegate/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
 	maybeServeUpstream() // the test binary doubles as the upstream child
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }
 
 // TestBenchSmoke runs the harness end to end for a fraction of a second per
@@ -43,6 +46,53 @@ func TestBenchSmoke(t *testing.T) {
 		if s.Requests == 0 || s.Errors != 0 {
 			t.Errorf("%s: %d requests, %d errors; want some requests and no errors", s.Name, s.Requests, s.Errors)
 		}
+	}
+}
+
+// TestBenchSmokePostgres runs the scenarios that read the database on the
+// seeded PostgreSQL store (copyFixture), briefly: every answer has its
+// expected status, cold-users reaches the database, and the benchmark
+// database is dropped afterwards.
+func TestBenchSmokePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seeds a database and runs the gateway")
+	}
+	admin := pgtest.NewEmptyDB(t) // skips loudly without PostgreSQL, fails under CI=true
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(root)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const name = "scopegate_bench_smoke"
+	rep, err := runBench(ctx, options{
+		duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond, conns: 4, rounds: 1,
+		scenarios: "proxy-apikey,proxy-jwt,forward-auth,cold-users,bad-keys", store: "pg",
+		adminURL: admin, dbName: name,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 1 || len(rep.Rounds[0].Scenarios) != 5 {
+		t.Fatalf("rounds = %+v, want one round of 5 scenarios", rep.Rounds)
+	}
+	for _, s := range rep.Rounds[0].Scenarios {
+		if s.Requests == 0 || s.Errors != 0 {
+			t.Errorf("%s: %d requests, %d errors; want some requests and no errors", s.Name, s.Requests, s.Errors)
+		}
+		if s.Name == "cold-users" && s.DBXactPerSec < 1 {
+			t.Errorf("cold-users: %.1f database transactions/s, want the user lookups to reach the database", s.DBXactPerSec)
+		}
+	}
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var left bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&left); err != nil || left {
+		t.Errorf("benchmark database %s left behind (%v)", name, err)
 	}
 }
 

@@ -36,6 +36,7 @@ type options struct {
 	rounds    int
 	useWrk    bool
 	keep      bool
+	dbName    string // the benchmark database (default scopegate_bench)
 	baseline  string // -baseline: a second binary measured in the same rounds
 }
 
@@ -51,7 +52,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "scopegate binary (default: build ./cmd/scopegate)")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds: 1 = in order; 2 = in order, then reversed")
 	flag.BoolVar(&o.useWrk, "wrk", false, "drive load with wrk instead of the built-in generator (when installed)")
-	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory and the benchmark database")
 	flag.StringVar(&o.baseline, "baseline", "", "a second scopegate binary (say, the previous commit) measured in the same rounds: each gateway scenario is followed by <scenario>@baseline")
 	flag.Parse()
 	maybeServeUpstream()

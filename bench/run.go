@@ -108,10 +108,21 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	)
 	switch o.store {
 	case "pg":
-		e.dbName = "scopegate_bench"
+		e.dbName = o.dbName
+		if e.dbName == "" {
+			e.dbName = "scopegate_bench"
+		}
 		e.dbURL, err = createBenchDB(ctx, o.adminURL, e.dbName)
 		if err != nil {
 			return nil, err
+		}
+		if !o.keep {
+			// Deferred first, so it runs after every gateway has stopped.
+			defer func() {
+				if err := dropBenchDB(context.Background(), o.adminURL, e.dbName); err != nil {
+					fmt.Fprintf(os.Stderr, "dropping the benchmark database %s: %v\n", e.dbName, err)
+				}
+			}()
 		}
 		m := exec.Command(bin, "migrate")
 		m.Env = append(base, "SCOPEGATE_DATABASE_URL="+e.dbURL)

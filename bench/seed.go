@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/scopegate/scopegate/internal/storetest"
 )
 
 // Fixture sizes (issue 6): 1,000 API clients, 10,000 users with realistic
@@ -29,74 +31,86 @@ func companyKey(i int) string   { return fmt.Sprintf("c%03d", i) }
 func siteKey(c, s int) string   { return fmt.Sprintf("c%03d-s%02d", c, s) }
 func sha256Hex(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 
-// seedSQL fills a migrated database. User 1 (the proxy-jwt user) holds 100
-// company grants on module inventory; every other user holds 10 grants mixing
-// company and site scopes over several modules.
-var seedSQL = []string{
-	`INSERT INTO modules (module_key, name, status)
-	 SELECT m, initcap(m), 'active' FROM unnest(ARRAY['inventory','billing','stock','reports','hr','crm','fleet','orders','payroll','audit']) m`,
-	fmt.Sprintf(`INSERT INTO companies (company_key, name, status)
-	 SELECT 'c' || lpad(g::text, 3, '0'), 'Company ' || g, 'active' FROM generate_series(1, %d) g`, nCompanies),
-	fmt.Sprintf(`INSERT INTO sites (site_key, company_id, name, status)
-	 SELECT c.company_key || '-s' || lpad(s::text, 2, '0'), c.id, 'Site ' || s, 'active'
-	 FROM companies c, generate_series(1, %d) s`, nSitesPer),
-	fmt.Sprintf(`INSERT INTO users (authentik_sub, email, display_name, status, is_active)
-	 SELECT 'user-' || lpad(g::text, 5, '0'), 'user' || g || '@bench.test', 'User ' || g, 'active', true
-	 FROM generate_series(1, %d) g`, nUsers),
-	`INSERT INTO user_scope_permissions (user_id, module_id, action, scope_type, company_id)
-	 SELECT u.id, m.id, 'view', 'company', c.id
-	 FROM users u, modules m, companies c
-	 WHERE u.authentik_sub = 'user-00001' AND m.module_key = 'inventory'`,
-	// Other users: 5 company grants and 5 site grants each.
-	`INSERT INTO user_scope_permissions (user_id, module_id, action, scope_type, company_id)
-	 SELECT u.id, m.id, a.action::permission_action, 'company', c.id
-	 FROM users u
-	 CROSS JOIN generate_series(0, 4) k
-	 JOIN modules m ON m.module_key = (ARRAY['inventory','billing','stock','reports','orders'])[k + 1]
-	 JOIN companies c ON c.company_key = 'c' || lpad((((substr(u.authentik_sub, 6)::int * 7 + k * 13) % 100) + 1)::text, 3, '0')
-	 CROSS JOIN (VALUES ('view')) a(action)
-	 WHERE u.authentik_sub <> 'user-00001'`,
-	`INSERT INTO user_scope_permissions (user_id, module_id, action, scope_type, site_id)
-	 SELECT u.id, m.id, 'update', 'site', s.id
-	 FROM users u
-	 CROSS JOIN generate_series(0, 4) k
-	 JOIN modules m ON m.module_key = 'inventory'
-	 JOIN sites s ON s.site_key = 'c' || lpad((((substr(u.authentik_sub, 6)::int * 11 + k * 17) % 100) + 1)::text, 3, '0')
-	                  || '-s' || lpad(((k % 10) + 1)::text, 2, '0')
-	 WHERE u.authentik_sub <> 'user-00001'`,
-}
-
-// clientLists returns the lists every benchmark client holds: 10 CIDRs, 10
-// origins and 20 path globs (the shapes of the policy benchmark). Clients
-// have no rate limit, so the benchmark measures authorization, not throttling.
-func clientLists() (ips, origins, paths []string) {
-	for i := 0; i < 9; i++ {
-		ips = append(ips, fmt.Sprintf("10.%d.0.0/16", i))
+// copyFixture bulk-loads f into a migrated database, table by table with
+// COPY, so that -store pg and -store file hold the same rows (benchFixture).
+func copyFixture(ctx context.Context, conn *pgx.Conn, f storetest.Fixture) error {
+	null := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
 	}
-	ips = append(ips, "127.0.0.0/8")
-	for i := 0; i < 9; i++ {
-		origins = append(origins, fmt.Sprintf("https://app%d.bench.test", i))
+	js := func(l []string) string {
+		b, _ := json.Marshal(append([]string{}, l...))
+		return string(b)
 	}
-	origins = append(origins, "https://*.example.test")
-	for i := 0; i < 18; i++ {
-		paths = append(paths, fmt.Sprintf("GET /svc%d/**", i))
+	ids := map[string]map[string]string{"module": {}, "company": {}, "site": {}, "user": {}}
+	var tables []struct {
+		name string
+		cols []string
+		rows [][]any
 	}
-	paths = append(paths, "/public/**", "/api/**")
-	return ips, origins, paths
-}
-
-// seedClients bulk-loads the api_clients rows.
-func seedClients(ctx context.Context, conn *pgx.Conn) error {
-	ips, origins, paths := clientLists()
-	js := func(l []string) string { return `["` + strings.Join(l, `","`) + `"]` }
-	rows := make([][]any, 0, nClients)
-	for i := 1; i <= nClients; i++ {
-		rows = append(rows, []any{clientKey(i), fmt.Sprintf("Bench client %d", i), "active", "sha256:" + sha256Hex(clientSecret(i)), js(origins), js(ips), js(paths)})
+	add := func(name string, cols []string, rows [][]any) {
+		tables = append(tables, struct {
+			name string
+			cols []string
+			rows [][]any
+		}{name, cols, rows})
 	}
-	_, err := conn.CopyFrom(ctx, pgx.Identifier{"api_clients"},
-		[]string{"client_key", "name", "status", "api_key_hash", "allowed_origins", "allowed_ips", "allowed_paths"},
-		pgx.CopyFromRows(rows))
-	return err
+	var rows [][]any
+	for _, m := range f.Modules {
+		ids["module"][m.Key] = m.ID
+		rows = append(rows, []any{m.ID, m.Key, m.Key, m.Status})
+	}
+	add("modules", []string{"id", "module_key", "name", "status"}, rows)
+	rows = nil
+	for _, c := range f.Companies {
+		ids["company"][c.Key] = c.ID
+		rows = append(rows, []any{c.ID, c.Key, c.Key, c.Status})
+	}
+	add("companies", []string{"id", "company_key", "name", "status"}, rows)
+	rows = nil
+	for _, x := range f.Sites {
+		ids["site"][x.Key] = x.ID
+		rows = append(rows, []any{x.ID, x.Key, x.CompanyID, x.Key, x.Status})
+	}
+	add("sites", []string{"id", "site_key", "company_id", "name", "status"}, rows)
+	rows = nil
+	for _, u := range f.Users {
+		ids["user"][u.Sub] = u.ID
+		rows = append(rows, []any{u.ID, u.Sub, null(u.Email), null(u.DisplayName), u.Status, u.IsActive})
+	}
+	add("users", []string{"id", "authentik_sub", "email", "display_name", "status", "is_active"}, rows)
+	rows = nil
+	for _, c := range f.Clients {
+		var rate any
+		if c.RateLimitPerMin != nil {
+			rate = int32(*c.RateLimitPerMin)
+		}
+		var exp any
+		if c.ExpiresAt != nil {
+			exp = *c.ExpiresAt
+		}
+		rows = append(rows, []any{c.ID, c.ClientKey, c.Name, c.Status, c.APIKeyHash,
+			js(c.AllowedOrigins), js(c.AllowedIPs), js(c.AllowedPaths), rate, exp})
+	}
+	add("api_clients", []string{"id", "client_key", "name", "status", "api_key_hash",
+		"allowed_origins", "allowed_ips", "allowed_paths", "rate_limit_per_min", "expires_at"}, rows)
+	rows = nil
+	for _, g := range f.Grants {
+		scope, company, site := "company", any(ids["company"][g.Company]), any(nil)
+		if g.Site != "" {
+			scope, company, site = "site", nil, ids["site"][g.Site]
+		}
+		rows = append(rows, []any{ids["user"][g.User], ids["module"][g.Module], g.Action, scope, company, site})
+	}
+	add("user_scope_permissions", []string{"user_id", "module_id", "action", "scope_type", "company_id", "site_id"}, rows)
+	for _, t := range tables {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromRows(t.rows)); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	return nil
 }
 
 // createBenchDB drops and recreates the database name on the server of
@@ -120,6 +134,17 @@ func createBenchDB(ctx context.Context, adminURL, name string) (string, error) {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name), nil
 }
 
+// dropBenchDB drops the database name on the server of adminURL.
+func dropBenchDB(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`)
+	return err
+}
+
 // seed fills the migrated database at url.
 func seed(ctx context.Context, url string) error {
 	start := time.Now()
@@ -132,13 +157,8 @@ func seed(ctx context.Context, url string) error {
 	if _, err := conn.Exec(ctx, `SET session_replication_role = replica`); err != nil {
 		return err
 	}
-	if err := seedClients(ctx, conn); err != nil {
-		return fmt.Errorf("seeding api_clients: %w", err)
-	}
-	for _, q := range seedSQL {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return fmt.Errorf("seeding: %w\n%s", err, q)
-		}
+	if err := copyFixture(ctx, conn, benchFixture()); err != nil {
+		return fmt.Errorf("seeding: %w", err)
 	}
 	if _, err := conn.Exec(ctx, `ANALYZE`); err != nil {
 		return err

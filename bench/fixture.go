@@ -8,8 +8,11 @@ import (
 	"github.com/scopegate/scopegate/policy"
 )
 
-// benchFixture is the seed of seed.go as a declarative store: the same
-// clients, users, companies, sites and grant shapes (-store=file).
+// benchFixture is the benchmark's data, written as a declarative store file
+// (-store file) or copied into PostgreSQL (-store pg, copyFixture): 1,000 API
+// clients, 10,000 users, 100 companies of 10 sites, 10 modules. User 1 (the
+// proxy-jwt user) holds 100 company grants on module inventory; every other
+// user holds 5 company grants over several modules and 5 site grants.
 func benchFixture() storetest.Fixture {
 	f := storetest.Fixture{Secrets: map[string]string{}}
 	id := func(kind, n int) string { return fmt.Sprintf("%08d-0000-4000-8000-%012d", kind, n) }
@@ -51,4 +54,23 @@ func benchFixture() storetest.Fixture {
 // writeFileStore writes the benchmark fixture as a declarative store file.
 func writeFileStore(path string) error {
 	return os.WriteFile(path, benchFixture().YAML(), 0o644)
+}
+
+// clientLists returns the lists every benchmark client holds: 10 CIDRs, 10
+// origins and 20 path globs (the shapes of the policy benchmark). Clients
+// have no rate limit, so the benchmark measures authorization, not throttling.
+func clientLists() (ips, origins, paths []string) {
+	for i := 0; i < 9; i++ {
+		ips = append(ips, fmt.Sprintf("10.%d.0.0/16", i))
+	}
+	ips = append(ips, "127.0.0.0/8")
+	for i := 0; i < 9; i++ {
+		origins = append(origins, fmt.Sprintf("https://app%d.bench.test", i))
+	}
+	origins = append(origins, "https://*.example.test")
+	for i := 0; i < 18; i++ {
+		paths = append(paths, fmt.Sprintf("GET /svc%d/**", i))
+	}
+	paths = append(paths, "/public/**", "/api/**")
+	return ips, origins, paths
 }
