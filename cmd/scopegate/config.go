@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -116,6 +117,16 @@ func (c *Config) validate() error {
 	if c.IdentityHeaderPrefix == "" {
 		return &ConfigError{Var: "SCOPEGATE_IDENTITY_HEADER_PREFIX", Msg: "must not be empty"}
 	}
+	for _, h := range []struct{ name, v string }{{"IDENTITY_HEADER_PREFIX", c.IdentityHeaderPrefix}, {"API_KEY_HEADER", c.APIKeyHeader}} {
+		if !isToken(h.v) {
+			return &ConfigError{Var: "SCOPEGATE_" + h.name, Msg: fmt.Sprintf("%q is not a header field name (letters, digits and !#$%%&'*+-.^_`|~)", h.v)}
+		}
+	}
+	for _, a := range []struct{ name, v string }{{"LISTEN_ADDR", c.ListenAddr}, {"ADMIN_ADDR", c.AdminAddr}} {
+		if err := checkListenAddr(a.v); err != nil {
+			return &ConfigError{Var: "SCOPEGATE_" + a.name, Msg: err.Error()}
+		}
+	}
 	if _, err := c.trustedProxies(); err != nil {
 		return err
 	}
@@ -126,6 +137,41 @@ func (c *Config) validate() error {
 		return &ConfigError{Var: "SCOPEGATE_STORE_FILE", Msg: "set either SCOPEGATE_DATABASE_URL or SCOPEGATE_STORE_FILE, not both"}
 	}
 	return nil
+}
+
+// checkListenAddr reports whether addr is a listen address: [host]:port
+// with a port number (or service name). Whether it can be bound is found
+// out by listening (a busy port is a runtime failure, exit 1).
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not [host]:port", addr)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%q: %q is not a host", addr, host)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		return fmt.Errorf("%q: %q is not a port", addr, port)
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 §5.6.2), as a header
+// field name must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // trustedProxies parses SCOPEGATE_TRUSTED_PROXIES (CIDRs or single addresses).

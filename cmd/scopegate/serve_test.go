@@ -95,6 +95,11 @@ func TestServeConfigErrors(t *testing.T) {
 		{"bad duration", "SCOPEGATE_UPSTREAM_TIMEOUT", "soon", "SCOPEGATE_UPSTREAM_TIMEOUT"},
 		{"bad algorithm", "SCOPEGATE_JWT_ALGORITHMS", "none", "SCOPEGATE_JWT_ALGORITHMS"},
 		{"bad log level", "SCOPEGATE_LOG_LEVEL", "loud", "SCOPEGATE_LOG_LEVEL"},
+		{"listen address without port", "SCOPEGATE_LISTEN_ADDR", "notanaddr", "SCOPEGATE_LISTEN_ADDR"},
+		{"listen port out of range", "SCOPEGATE_LISTEN_ADDR", "127.0.0.1:99999", "SCOPEGATE_LISTEN_ADDR"},
+		{"bad admin address", "SCOPEGATE_ADMIN_ADDR", "garbage", "SCOPEGATE_ADMIN_ADDR"},
+		{"API key header with a space", "SCOPEGATE_API_KEY_HEADER", "bad header", "SCOPEGATE_API_KEY_HEADER"},
+		{"identity prefix with a space", "SCOPEGATE_IDENTITY_HEADER_PREFIX", "X Bad-", "SCOPEGATE_IDENTITY_HEADER_PREFIX"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
