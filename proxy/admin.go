@@ -10,7 +10,11 @@ import (
 // AdminHandler serves the admin listener: /healthz (the process is up),
 // /readyz (the store is reachable or within its stale TTL, and the rules are
 // loaded) and /metrics (Prometheus text format). Any other path is 404.
+// Every answer carries X-Request-Id, as on the traffic listener.
 func (p *Proxy) AdminHandler(ctx *fasthttp.RequestCtx) {
+	st := p.pool.Get().(*reqState)
+	defer p.release(st)
+	p.requestID(ctx, st, ctx.Request.Header.PeekBytes(hdrRequestID))
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	switch string(ctx.Path()) {
 	case "/healthz":

@@ -188,6 +188,20 @@ func TestAdmin(t *testing.T) {
 	if s, _ := get("/healthz"); s != 200 {
 		t.Errorf("/healthz %d", s)
 	}
+	for _, c := range []struct{ in, wantPrefix string }{{"", string(e.proxy.idPrefix[:])}, {"admin-probe-1", "admin-probe-1"}} {
+		req, _ := http.NewRequest("GET", base+"/readyz", nil)
+		if c.in != "" {
+			req.Header.Set("X-Request-Id", c.in)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if g := resp.Header.Get("X-Request-Id"); !strings.HasPrefix(g, c.wantPrefix) || g == "" {
+			t.Errorf("admin X-Request-Id = %q (sent %q), want it kept or generated", g, c.in)
+		}
+	}
 	if s, _ := get("/readyz"); s != 200 {
 		t.Errorf("/readyz %d", s)
 	}

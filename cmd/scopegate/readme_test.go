@@ -159,6 +159,11 @@ func TestReadmeMetrics(t *testing.T) {
 	if len(families) < 10 {
 		t.Fatalf("only %d scopegate_ families on /metrics:\n%s", len(families), body)
 	}
+	for _, want := range []string{"# TYPE scopegate_decisions_total counter", "# TYPE scopegate_decision_duration_seconds histogram"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q (metadata)", want)
+		}
+	}
 	listed := map[string]bool{}
 	for _, r := range readmeTableRows(t, readREADME(t), "Metrics") {
 		name := strings.Trim(r[0], "`")
