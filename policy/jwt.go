@@ -16,7 +16,7 @@ import (
 type JWTConfig struct {
 	Keys         KeySet        // JWKS keys; nil when only HS256 is configured
 	HS256Secret  []byte        // empty: HS256 is never accepted
-	Algorithms   []string      // allow-list; default RS256, ES256, EdDSA (HS256 is added when HS256Secret is set)
+	Algorithms   []string      // the allow-list; empty: RS256, ES256, EdDSA, and HS256 when HS256Secret is set
 	Issuer       string        // "" : iss not checked
 	Audience     string        // "" : aud not checked
 	Leeway       time.Duration // default 30s; negative means none
@@ -90,9 +90,11 @@ func newJWTVerifier(cfg JWTConfig) (*jwtVerifier, error) {
 	algs := cfg.Algorithms
 	if len(algs) == 0 {
 		algs = []string{"RS256", "ES256", "EdDSA"}
+		if len(cfg.HS256Secret) > 0 {
+			algs = append(algs, "HS256")
+		}
 	}
 	v := &jwtVerifier{seed: maphash.MakeSeed(), cache: newTokenCache(cfg.CacheSize)}
-	hs := false
 	for _, a := range algs {
 		if !knownAlgs[a] {
 			return nil, fmt.Errorf("policy: JWT algorithm %q is not supported", a)
@@ -101,12 +103,8 @@ func newJWTVerifier(cfg JWTConfig) (*jwtVerifier, error) {
 			if len(cfg.HS256Secret) == 0 {
 				return nil, errors.New("policy: JWT algorithm HS256 needs a shared secret")
 			}
-			hs = true
 		}
 		v.algs = append(v.algs, a)
-	}
-	if len(cfg.HS256Secret) > 0 && !hs {
-		v.algs = append(v.algs, "HS256")
 	}
 	v.cfg = cfg
 	v.keyfunc = v.key

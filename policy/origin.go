@@ -1,8 +1,8 @@
 package policy
 
 import (
-	"fmt"
 	"errors"
+	"fmt"
 	"strings"
 )
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -63,6 +64,10 @@ type Config struct {
 	LastUsedFlushInterval  time.Duration `envconfig:"LAST_USED_FLUSH_INTERVAL" default:"10s"`
 	ClientReloadInterval   time.Duration `envconfig:"CLIENT_RELOAD_INTERVAL" default:"5m"`
 	DatabaseConnectTimeout time.Duration `envconfig:"DATABASE_CONNECT_TIMEOUT" default:"5s"`
+
+	// jwtAlgorithmsSet: SCOPEGATE_JWT_ALGORITHMS was set (not its default),
+	// so it is the whole allow-list, HS256 not added for a secret.
+	jwtAlgorithmsSet bool
 }
 
 // ConfigError is invalid configuration: it names the variable.
@@ -83,6 +88,7 @@ func loadConfig() (*Config, error) {
 		}
 		return nil, &ConfigError{Var: "SCOPEGATE_*", Msg: err.Error()}
 	}
+	_, c.jwtAlgorithmsSet = os.LookupEnv("SCOPEGATE_JWT_ALGORITHMS")
 	if err := c.validate(); err != nil {
 		return nil, err
 	}

@@ -17,9 +17,39 @@ func TestEnvExampleListsEveryVariable(t *testing.T) {
 	text := string(b)
 	typ := reflect.TypeOf(Config{})
 	for i := 0; i < typ.NumField(); i++ {
+		if !typ.Field(i).IsExported() {
+			continue // derived, not a variable
+		}
 		name := "SCOPEGATE_" + typ.Field(i).Tag.Get("envconfig")
 		if !strings.Contains(text, name+"=") {
 			t.Errorf("scopegate.env.example lacks %s", name)
 		}
+	}
+}
+
+// TestJWTAlgorithmsAllowList: the HS256 secret adds HS256 to the default
+// algorithms only; an explicit SCOPEGATE_JWT_ALGORITHMS is the whole list.
+func TestJWTAlgorithmsAllowList(t *testing.T) {
+	cases := []struct {
+		name, algs string // algs "": the variable unset
+		want       int
+		reason     string
+	}{
+		{"default list, secret set", "", 200, ""},
+		{"explicit list without HS256", "RS256", 401, "token_invalid"},
+		{"explicit list with HS256", "RS256,HS256", 200, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := map[string]string{"SCOPEGATE_STORE_FILE": basicStoreFile(t), "SCOPEGATE_JWT_HS256_SECRET": paritySecret}
+			if c.algs != "" {
+				env["SCOPEGATE_JWT_ALGORITHMS"] = c.algs
+			}
+			g := startGateway(t, env)
+			status, body := httpGet(t, g.base+"/anything", "Authorization", "Bearer "+parityJWT(t, "alice", ""))
+			if status != c.want || !strings.Contains(body, c.reason) {
+				t.Errorf("HS256 token: %d %s, want %d %s", status, body, c.want, c.reason)
+			}
+		})
 	}
 }

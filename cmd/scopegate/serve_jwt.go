@@ -45,9 +45,14 @@ func buildJWT(ctx context.Context, cfg *Config, logger *slog.Logger) (policy.JWT
 		}
 	}
 	if cfg.JWTHS256Secret != "" && !slices.Contains(jc.Algorithms, "HS256") {
-		// A configured secret means HS256 is wanted (SPEC §3: "HS256 only
-		// with a secret").
-		jc.Algorithms = append(jc.Algorithms, "HS256")
+		if !cfg.jwtAlgorithmsSet {
+			// With the default list, a configured secret means HS256 is
+			// wanted (SPEC §3: "HS256 only with a secret").
+			jc.Algorithms = append(jc.Algorithms, "HS256")
+		} else {
+			// An explicit SCOPEGATE_JWT_ALGORITHMS is the whole allow-list.
+			logger.Warn("SCOPEGATE_JWT_HS256_SECRET is set but SCOPEGATE_JWT_ALGORITHMS does not list HS256: HS256 tokens are refused")
+		}
 	}
 	jwksURL := cfg.JWTJWKSURL
 	if jwksURL == "" && cfg.JWTIssuer != "" {
