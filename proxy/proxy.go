@@ -138,10 +138,14 @@ func (p *Proxy) release(st *reqState) {
 	p.pool.Put(st)
 }
 
-// requestID keeps a well-formed incoming X-Request-Id (in) (up to 128 bytes of
-// [A-Za-z0-9._:-], so it is safe in JSON and logs) or generates one from a
-// per-process random prefix and a counter. It does not allocate once st's
-// buffer has grown.
+// maxRequestID bounds a kept incoming X-Request-Id.
+const maxRequestID = 200
+
+// requestID keeps an incoming X-Request-Id (in) when it is 1–maxRequestID
+// printable ASCII characters other than '"' and '\\' (so it is safe, as is,
+// in the JSON denial, in nginx's rebuilt one and in logs) or generates one
+// from a per-process random prefix and a counter. It does not allocate once
+// st's buffer has grown.
 func (p *Proxy) requestID(ctx *fasthttp.RequestCtx, st *reqState, in []byte) {
 	if validRequestID(in) {
 		st.reqID = append(st.reqID[:0], in...)
@@ -153,13 +157,11 @@ func (p *Proxy) requestID(ctx *fasthttp.RequestCtx, st *reqState, in []byte) {
 }
 
 func validRequestID(b []byte) bool {
-	if len(b) == 0 || len(b) > 128 {
+	if len(b) == 0 || len(b) > maxRequestID {
 		return false
 	}
 	for _, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == ':':
-		default:
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
 			return false
 		}
 	}

@@ -54,8 +54,8 @@ func (p *Proxy) writeDenial(ctx *fasthttp.RequestCtx, st *reqState, d policy.Dec
 		resp.Header.SetCanonical(hdrDenyError, s2b(r.Text()))
 	}
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, r == policy.ReasonRateLimited)
-	// The request id is restricted to JSON-safe characters (validRequestID),
-	// and reason texts are constant ASCII without quotes.
+	// The request id holds no '"', '\\' or control character
+	// (validRequestID), and reason texts are constant ASCII without quotes.
 	b := append(st.scratch[:0], `{"error":"`...)
 	b = append(b, r.Text()...)
 	b = append(b, `","reason":"`...)
