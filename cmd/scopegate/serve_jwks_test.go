@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -82,4 +83,70 @@ func TestServeJWKSFromIssuerDiscovery(t *testing.T) {
 	if n := jwksHits.Load() - before; n > 1 {
 		t.Errorf("unknown kid refetched the JWKS %d times within 5 s, want at most 1", n)
 	}
+}
+
+// TestServeIssuerDownAtStart: an identity provider that does not answer
+// OpenID discovery at start-up does not stop serve (a service that is down
+// is not invalid configuration): its RS256 tokens are token_invalid until
+// the background retry finds the keys, then they pass. An issuer that is
+// not an http(s) URL is still invalid configuration.
+func TestServeIssuerDownAtStart(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up atomic.Bool
+	var issuer string
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "jwks_uri": issuer + "/jwks"})
+		case "/jwks":
+			b64 := base64.RawURLEncoding.EncodeToString
+			json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
+				"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+				"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
+			}}})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer idp.Close()
+	issuer = idp.URL
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("sub=" + r.Header.Get("X-Auth-User-Sub")))
+	}))
+	defer backend.Close()
+	serveEnv(t, backend.URL)
+	t.Setenv("SCOPEGATE_JWT_ISSUER", issuer)
+	g := startServe(t)
+	waitLog(t, g.logs, "OpenID discovery failed")
+
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "alice", "iss": issuer, "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = "k1"
+	signed, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+signed); s != 401 || !strings.Contains(body, "token_invalid") {
+		t.Errorf("before discovery: %d %s, want 401 token_invalid", s, body)
+	}
+	up.Store(true)
+	waitLog(t, g.logs, "OpenID discovery succeeded")
+	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+signed); s != 200 || body != "sub=alice" {
+		t.Errorf("after discovery: %d %s, want 200 sub=alice", s, body)
+	}
+
+	t.Run("issuer not a URL", func(t *testing.T) {
+		serveEnv(t, backend.URL)
+		t.Setenv("SCOPEGATE_JWT_ISSUER", "not a url")
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"serve"}, &stdout, &stderr); code != exitConfig || !strings.Contains(stderr.String(), "SCOPEGATE_JWT_ISSUER") {
+			t.Errorf("exit %d, stderr %q; want 2 naming SCOPEGATE_JWT_ISSUER", code, stderr.String())
+		}
+	})
 }

@@ -3,15 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/scopegate/scopegate/policy"
@@ -54,22 +58,41 @@ func buildJWT(ctx context.Context, cfg *Config, logger *slog.Logger) (policy.JWT
 			logger.Warn("SCOPEGATE_JWT_HS256_SECRET is set but SCOPEGATE_JWT_ALGORITHMS does not list HS256: HS256 tokens are refused")
 		}
 	}
-	jwksURL := cfg.JWTJWKSURL
-	if jwksURL == "" && cfg.JWTIssuer != "" {
-		u, err := discoverJWKS(ctx, cfg.JWTIssuer)
+	if cfg.JWTJWKSURL != "" {
+		kf, err := newJWKS(ctx, cfg.JWTJWKSURL, cfg.JWTJWKSRefresh, logger)
 		if err != nil {
-			return jc, &ConfigError{Var: "SCOPEGATE_JWT_ISSUER", Msg: err.Error()}
+			return jc, &ConfigError{Var: "SCOPEGATE_JWT_JWKS_URL", Msg: err.Error()}
 		}
-		jwksURL = u
-	}
-	if jwksURL == "" {
+		jc.Keys = kf
 		return jc, nil
 	}
-	refresh := cfg.JWTJWKSRefresh
+	if cfg.JWTIssuer == "" {
+		return jc, nil
+	}
+	discoveryURL, err := discoveryURLOf(cfg.JWTIssuer)
+	if err != nil {
+		return jc, &ConfigError{Var: "SCOPEGATE_JWT_ISSUER", Msg: err.Error()}
+	}
+	ks := &discoveredKeys{}
+	jc.Keys = ks
+	// One attempt before serving, so keys are normally there from the first
+	// request; an identity provider that is down does not stop start-up.
+	if err := ks.discover(ctx, discoveryURL, cfg.JWTJWKSRefresh, logger); err != nil {
+		logger.Warn("OpenID discovery failed; retrying in the background, tokens needing its keys are token_invalid meanwhile",
+			slog.String("url", discoveryURL), slog.String("err", err.Error()))
+		go ks.retry(ctx, discoveryURL, cfg.JWTJWKSRefresh, logger)
+	}
+	return jc, nil
+}
+
+// newJWKS returns the key set at jwksURL, refreshed every refresh (default
+// 15m) and on an unknown kid at most once per 5 s. An unreachable URL is not
+// an error: the set is fetched again in the background.
+func newJWKS(ctx context.Context, jwksURL string, refresh time.Duration, logger *slog.Logger) (keyfunc.Keyfunc, error) {
 	if refresh <= 0 {
 		refresh = 15 * time.Minute
 	}
-	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
+	return keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
 		HTTPTimeout:     10 * time.Second,
 		RefreshInterval: refresh,
 		// An unknown kid refetches the set at most once per 5 s; requests
@@ -83,17 +106,73 @@ func buildJWT(ctx context.Context, cfg *Config, logger *slog.Logger) (policy.JWT
 			}
 		},
 	})
-	if err != nil {
-		return jc, &ConfigError{Var: "SCOPEGATE_JWT_JWKS_URL", Msg: err.Error()}
-	}
-	jc.Keys = kf
-	return jc, nil
 }
 
-// discoverJWKS reads jwks_uri from the issuer's
-// /.well-known/openid-configuration.
-func discoverJWKS(ctx context.Context, issuer string) (string, error) {
-	u := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+// discoveredKeys is the key set named by the issuer's OpenID discovery
+// document. Until discovery succeeds every key lookup fails, so tokens
+// signed with those keys are token_invalid (HS256 with the shared secret
+// does not need it).
+type discoveredKeys struct {
+	kf atomic.Pointer[keyfunc.Keyfunc]
+}
+
+var errNoKeysYet = errors.New("the issuer's keys are not known yet (OpenID discovery has not succeeded)")
+
+// Keyfunc implements policy.KeySet.
+func (d *discoveredKeys) Keyfunc(t *jwt.Token) (any, error) {
+	kf := d.kf.Load()
+	if kf == nil {
+		return nil, errNoKeysYet
+	}
+	return (*kf).Keyfunc(t)
+}
+
+// discover reads jwks_uri from discoveryURL and sets up the key set.
+func (d *discoveredKeys) discover(ctx context.Context, discoveryURL string, refresh time.Duration, logger *slog.Logger) error {
+	jwksURL, err := discoverJWKS(ctx, discoveryURL)
+	if err != nil {
+		return err
+	}
+	kf, err := newJWKS(ctx, jwksURL, refresh, logger)
+	if err != nil {
+		return err
+	}
+	d.kf.Store(&kf)
+	return nil
+}
+
+// retry runs discover with backoff (1 s doubling to 1 min) until it
+// succeeds or ctx ends.
+func (d *discoveredKeys) retry(ctx context.Context, discoveryURL string, refresh time.Duration, logger *slog.Logger) {
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := d.discover(ctx, discoveryURL, refresh, logger)
+		if err == nil {
+			logger.Info("OpenID discovery succeeded", slog.String("url", discoveryURL))
+			return
+		}
+		logger.Warn("OpenID discovery failed", slog.String("url", discoveryURL), slog.String("err", err.Error()))
+		wait = min(2*wait, time.Minute)
+	}
+}
+
+// discoveryURLOf returns issuer + "/.well-known/openid-configuration", or an
+// error when issuer is not an http(s) URL with a host.
+func discoveryURLOf(issuer string) (string, error) {
+	u, err := url.Parse(issuer)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not an http(s) URL", issuer)
+	}
+	return strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration", nil
+}
+
+// discoverJWKS reads jwks_uri from the discovery document at u.
+func discoverJWKS(ctx context.Context, u string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
