@@ -107,7 +107,14 @@ func (c *Client) checkSecret(secret string, now time.Time, ttl time.Duration, ga
 	if ok, known := c.verified.lookup(key, now); known {
 		return ok
 	}
-	ok := gate.verify(&c.hash, secret)
+	gate.acquire()
+	defer gate.release()
+	// A request that waited for its turn may find the outcome stored by the
+	// one before it (the same secret arriving in a burst): one slow check.
+	if ok, known := c.verified.lookup(key, now); known {
+		return ok
+	}
+	ok := gate.verify(func() bool { return c.hash.verify(secret) })
 	c.verified.add(key, ok, now.Add(ttl))
 	return ok
 }
@@ -194,24 +201,33 @@ func (v *verifiedCache) add(key [sha256.Size]byte, ok bool, until time.Time) {
 // for Argon2id, m KiB of memory per request in flight. A request over the
 // bound waits its turn; remembered outcomes and SHA-256 hashes never wait.
 type slowHashGate struct {
-	sem    chan struct{}
-	checks atomic.Int64 // slow verifications run
-	active atomic.Int64 // running now
-	peak   atomic.Int64 // most ever running at once
+	sem     chan struct{}
+	waiting atomic.Int64 // requests waiting for a slot
+	checks  atomic.Int64 // slow verifications run
+	active  atomic.Int64 // running now
+	peak    atomic.Int64 // most ever running at once
 }
 
 func newSlowHashGate(n int) *slowHashGate {
 	return &slowHashGate{sem: make(chan struct{}, n)}
 }
 
-// verify runs v.verify(secret) once a slot is free.
-func (g *slowHashGate) verify(v *verifier, secret string) bool {
+// acquire waits for a slot; release gives it back.
+func (g *slowHashGate) acquire() {
+	g.waiting.Add(1)
 	g.sem <- struct{}{}
-	defer func() { <-g.sem }()
+	g.waiting.Add(-1)
+}
+
+func (g *slowHashGate) release() { <-g.sem }
+
+// verify runs check, the slow verification, counting it. The caller holds
+// a slot.
+func (g *slowHashGate) verify(check func() bool) bool {
 	g.checks.Add(1)
 	n := g.active.Add(1)
 	defer g.active.Add(-1)
 	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
 	}
-	return v.verify(secret)
+	return check()
 }

@@ -231,12 +231,15 @@ func TestSlowHashCache(t *testing.T) {
 
 // TestSlowHashGate: with SlowHashConcurrency 1, concurrent wrong guesses
 // against a bcrypt client run their verifications one at a time, and every
-// one is still answered api_key_invalid; remembered outcomes bypass the gate.
+// one is still answered api_key_invalid.
 func TestSlowHashGate(t *testing.T) {
 	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
 	c := mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
 	e := mustEngine(t, EngineConfig{SlowHashConcurrency: 1})
 	const n = 8
+	// Hold the only slot until all n requests wait for it, so they would
+	// overlap if the gate let them.
+	e.slow.acquire()
 	var wg sync.WaitGroup
 	reasons := make([]Reason, n)
 	for i := range n {
@@ -247,6 +250,8 @@ func TestSlowHashGate(t *testing.T) {
 			reasons[i] = d.Reason
 		}()
 	}
+	waitFor(t, "all guesses waiting for the slot", func() bool { return e.slow.waiting.Load() == n })
+	e.slow.release()
 	wg.Wait()
 	for i, r := range reasons {
 		if r != ReasonAPIKeyInvalid {
@@ -261,6 +266,47 @@ func TestSlowHashGate(t *testing.T) {
 	}
 	if def := mustEngine(t, EngineConfig{}); cap(def.slow.sem) != max(1, runtime.GOMAXPROCS(0)/2) {
 		t.Errorf("default SlowHashConcurrency = %d, want half of GOMAXPROCS, at least 1", cap(def.slow.sem))
+	}
+}
+
+// TestSlowHashBurstOneCheck: a burst of requests with the same secret, all
+// waiting for the gate, costs one slow check: each one that waited finds
+// the outcome the first stored.
+func TestSlowHashBurstOneCheck(t *testing.T) {
+	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
+	c := mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
+	e := mustEngine(t, EngineConfig{SlowHashConcurrency: 1})
+	const n = 8
+	e.slow.acquire()
+	var wg sync.WaitGroup
+	allowed := make([]bool, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			allowed[i] = decideAPIKey(e, apiReq("GET", "/x", "k.good"), func(string) *Client { return c }).Allowed()
+		}()
+	}
+	waitFor(t, "the burst waiting for the slot", func() bool { return e.slow.waiting.Load() == n })
+	e.slow.release()
+	wg.Wait()
+	for i, ok := range allowed {
+		if !ok {
+			t.Errorf("request %d denied", i)
+		}
+	}
+	if got := e.slow.checks.Load(); got != 1 {
+		t.Errorf("a burst of %d requests with one secret ran %d slow checks, want 1", n, got)
+	}
+}
+
+// waitFor polls cond every millisecond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }
 
