@@ -16,54 +16,54 @@ import (
 // configuration table lists the same names, defaults and meanings.
 type Config struct {
 	// Stores (SPEC §7).
-	DatabaseURL string `envconfig:"DATABASE_URL"`
-	StoreFile   string `envconfig:"STORE_FILE"`
+	DatabaseURL string `envconfig:"SCOPEGATE_DATABASE_URL"`
+	StoreFile   string `envconfig:"SCOPEGATE_STORE_FILE"`
 
 	// Listeners (SPEC §5).
-	ListenAddr     string        `envconfig:"LISTEN_ADDR" default:":8080"`
-	AdminAddr      string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090"`
-	TLSCertFile    string        `envconfig:"TLS_CERT_FILE"`
-	TLSKeyFile     string        `envconfig:"TLS_KEY_FILE"`
-	ReadTimeout    time.Duration `envconfig:"READ_TIMEOUT" default:"30s"`
-	WriteTimeout   time.Duration `envconfig:"WRITE_TIMEOUT" default:"60s"`
-	IdleTimeout    time.Duration `envconfig:"IDLE_TIMEOUT" default:"90s"`
-	MaxHeaderBytes int           `envconfig:"MAX_HEADER_BYTES" default:"16384"`
-	MaxBodyBytes   int           `envconfig:"MAX_BODY_BYTES" default:"10485760"`
-	MaxConns       int           `envconfig:"MAX_CONNS" default:"10000"`
+	ListenAddr     string        `envconfig:"SCOPEGATE_LISTEN_ADDR" default:":8080"`
+	AdminAddr      string        `envconfig:"SCOPEGATE_ADMIN_ADDR" default:"127.0.0.1:9090"`
+	TLSCertFile    string        `envconfig:"SCOPEGATE_TLS_CERT_FILE"`
+	TLSKeyFile     string        `envconfig:"SCOPEGATE_TLS_KEY_FILE"`
+	ReadTimeout    time.Duration `envconfig:"SCOPEGATE_READ_TIMEOUT" default:"30s"`
+	WriteTimeout   time.Duration `envconfig:"SCOPEGATE_WRITE_TIMEOUT" default:"60s"`
+	IdleTimeout    time.Duration `envconfig:"SCOPEGATE_IDLE_TIMEOUT" default:"90s"`
+	MaxHeaderBytes int           `envconfig:"SCOPEGATE_MAX_HEADER_BYTES" default:"16384"`
+	MaxBodyBytes   int           `envconfig:"SCOPEGATE_MAX_BODY_BYTES" default:"10485760"`
+	MaxConns       int           `envconfig:"SCOPEGATE_MAX_CONNS" default:"10000"`
 
 	// Proxy and forward-auth (SPEC §5).
-	UpstreamURL            string        `envconfig:"UPSTREAM_URL"`
-	UpstreamTimeout        time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s"`
-	AuthPath               string        `envconfig:"AUTH_PATH" default:"/_auth"`
-	IdentityHeaderPrefix   string        `envconfig:"IDENTITY_HEADER_PREFIX" default:"X-Auth-"`
-	StripCredentials       bool          `envconfig:"STRIP_CREDENTIALS" default:"true"`
-	TrustedProxies         string        `envconfig:"TRUSTED_PROXIES" default:"127.0.0.0/8,::1/128"`
-	ShutdownTimeout        time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
-	LogAllowed             bool          `envconfig:"LOG_ALLOWED" default:"false"`
-	LogLevel               string        `envconfig:"LOG_LEVEL" default:"info"`
-	RoutesFile             string        `envconfig:"ROUTES_FILE"`
-	LegacyPermissions      bool          `envconfig:"LEGACY_PERMISSIONS" default:"true"`
-	APIKeyHeader           string        `envconfig:"API_KEY_HEADER" default:"X-API-Key"`
-	DefaultRateLimitPerMin int           `envconfig:"DEFAULT_RATE_LIMIT_PER_MIN" default:"0"`
+	UpstreamURL            string        `envconfig:"SCOPEGATE_UPSTREAM_URL"`
+	UpstreamTimeout        time.Duration `envconfig:"SCOPEGATE_UPSTREAM_TIMEOUT" default:"30s"`
+	AuthPath               string        `envconfig:"SCOPEGATE_AUTH_PATH" default:"/_auth"`
+	IdentityHeaderPrefix   string        `envconfig:"SCOPEGATE_IDENTITY_HEADER_PREFIX" default:"X-Auth-"`
+	StripCredentials       bool          `envconfig:"SCOPEGATE_STRIP_CREDENTIALS" default:"true"`
+	TrustedProxies         string        `envconfig:"SCOPEGATE_TRUSTED_PROXIES" default:"127.0.0.0/8,::1/128"`
+	ShutdownTimeout        time.Duration `envconfig:"SCOPEGATE_SHUTDOWN_TIMEOUT" default:"15s"`
+	LogAllowed             bool          `envconfig:"SCOPEGATE_LOG_ALLOWED" default:"false"`
+	LogLevel               string        `envconfig:"SCOPEGATE_LOG_LEVEL" default:"info"`
+	RoutesFile             string        `envconfig:"SCOPEGATE_ROUTES_FILE"`
+	LegacyPermissions      bool          `envconfig:"SCOPEGATE_LEGACY_PERMISSIONS" default:"true"`
+	APIKeyHeader           string        `envconfig:"SCOPEGATE_API_KEY_HEADER" default:"X-API-Key"`
+	DefaultRateLimitPerMin int           `envconfig:"SCOPEGATE_DEFAULT_RATE_LIMIT_PER_MIN" default:"0"`
 
 	// JWTs (SPEC §3).
-	JWTCookie       string        `envconfig:"JWT_COOKIE"`
-	JWTJWKSURL      string        `envconfig:"JWT_JWKS_URL"`
-	JWTIssuer       string        `envconfig:"JWT_ISSUER"`
-	JWTJWKSRefresh  time.Duration `envconfig:"JWT_JWKS_REFRESH" default:"15m"`
-	JWTHS256Secret  string        `envconfig:"JWT_HS256_SECRET"`
-	JWTAlgorithms   string        `envconfig:"JWT_ALGORITHMS" default:"RS256,ES256,EdDSA"`
-	JWTAudience     string        `envconfig:"JWT_AUDIENCE"`
-	JWTLeeway       time.Duration `envconfig:"JWT_LEEWAY" default:"30s"`
-	JWTSubjectClaim string        `envconfig:"JWT_SUBJECT_CLAIM" default:"sub"`
+	JWTCookie       string        `envconfig:"SCOPEGATE_JWT_COOKIE"`
+	JWTJWKSURL      string        `envconfig:"SCOPEGATE_JWT_JWKS_URL"`
+	JWTIssuer       string        `envconfig:"SCOPEGATE_JWT_ISSUER"`
+	JWTJWKSRefresh  time.Duration `envconfig:"SCOPEGATE_JWT_JWKS_REFRESH" default:"15m"`
+	JWTHS256Secret  string        `envconfig:"SCOPEGATE_JWT_HS256_SECRET"`
+	JWTAlgorithms   string        `envconfig:"SCOPEGATE_JWT_ALGORITHMS" default:"RS256,ES256,EdDSA"`
+	JWTAudience     string        `envconfig:"SCOPEGATE_JWT_AUDIENCE"`
+	JWTLeeway       time.Duration `envconfig:"SCOPEGATE_JWT_LEEWAY" default:"30s"`
+	JWTSubjectClaim string        `envconfig:"SCOPEGATE_JWT_SUBJECT_CLAIM" default:"sub"`
 
 	// Caching, change feed, last_used_at (SPEC §6).
-	CacheTTL               time.Duration `envconfig:"CACHE_TTL" default:"30s"`
-	NegativeCacheTTL       time.Duration `envconfig:"NEGATIVE_CACHE_TTL" default:"5s"`
-	StaleTTL               time.Duration `envconfig:"STALE_TTL" default:"5m"`
-	LastUsedFlushInterval  time.Duration `envconfig:"LAST_USED_FLUSH_INTERVAL" default:"10s"`
-	ClientReloadInterval   time.Duration `envconfig:"CLIENT_RELOAD_INTERVAL" default:"5m"`
-	DatabaseConnectTimeout time.Duration `envconfig:"DATABASE_CONNECT_TIMEOUT" default:"5s"`
+	CacheTTL               time.Duration `envconfig:"SCOPEGATE_CACHE_TTL" default:"30s"`
+	NegativeCacheTTL       time.Duration `envconfig:"SCOPEGATE_NEGATIVE_CACHE_TTL" default:"5s"`
+	StaleTTL               time.Duration `envconfig:"SCOPEGATE_STALE_TTL" default:"5m"`
+	LastUsedFlushInterval  time.Duration `envconfig:"SCOPEGATE_LAST_USED_FLUSH_INTERVAL" default:"10s"`
+	ClientReloadInterval   time.Duration `envconfig:"SCOPEGATE_CLIENT_RELOAD_INTERVAL" default:"5m"`
+	DatabaseConnectTimeout time.Duration `envconfig:"SCOPEGATE_DATABASE_CONNECT_TIMEOUT" default:"5s"`
 
 	// jwtAlgorithmsSet: SCOPEGATE_JWT_ALGORITHMS was set (not its default),
 	// so it is the whole allow-list, HS256 not added for a secret.
@@ -81,7 +81,7 @@ func (e *ConfigError) Error() string { return "invalid configuration: " + e.Var 
 // loadConfig reads the environment. A bad value is a *ConfigError.
 func loadConfig() (*Config, error) {
 	var c Config
-	if err := envconfig.Process("SCOPEGATE", &c); err != nil {
+	if err := envconfig.Process("", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
 			return nil, &ConfigError{Var: pe.KeyName, Msg: fmt.Sprintf("cannot parse %q as %s", pe.Value, pe.TypeName)}

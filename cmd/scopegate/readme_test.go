@@ -82,7 +82,7 @@ func TestReadmeConfigTable(t *testing.T) {
 		if !f.IsExported() {
 			continue // derived, not a variable
 		}
-		name := "SCOPEGATE_" + f.Tag.Get("envconfig")
+		name := f.Tag.Get("envconfig")
 		want[name] = true
 		def := "—"
 		if d := f.Tag.Get("default"); d != "" {

@@ -20,7 +20,7 @@ func TestEnvExampleListsEveryVariable(t *testing.T) {
 		if !typ.Field(i).IsExported() {
 			continue // derived, not a variable
 		}
-		name := "SCOPEGATE_" + typ.Field(i).Tag.Get("envconfig")
+		name := typ.Field(i).Tag.Get("envconfig")
 		if !strings.Contains(text, name+"=") {
 			t.Errorf("scopegate.env.example lacks %s", name)
 		}
@@ -51,5 +51,27 @@ func TestJWTAlgorithmsAllowList(t *testing.T) {
 				t.Errorf("HS256 token: %d %s, want %d %s", status, body, c.want, c.reason)
 			}
 		})
+	}
+}
+
+// TestUnprefixedVariablesIgnored: only SCOPEGATE_ variables configure
+// scopegate. envconfig would otherwise fall back to the bare names, so a
+// TRUSTED_PROXIES or DATABASE_URL meant for another program in the same
+// environment would be read.
+func TestUnprefixedVariablesIgnored(t *testing.T) {
+	clearScopegateEnv(t)
+	for k, v := range map[string]string{
+		"TRUSTED_PROXIES": "0.0.0.0/0", "DATABASE_URL": "postgres://other@db/other",
+		"LISTEN_ADDR": "0.0.0.0:1", "JWT_ALGORITHMS": "RS256", "STRIP_CREDENTIALS": "false",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TrustedProxies != "127.0.0.0/8,::1/128" || cfg.DatabaseURL != "" || cfg.ListenAddr != ":8080" ||
+		cfg.JWTAlgorithms != "RS256,ES256,EdDSA" || cfg.jwtAlgorithmsSet || !cfg.StripCredentials {
+		t.Errorf("unprefixed variables were read: %+v", cfg)
 	}
 }
