@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -123,8 +124,15 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 		p.writeBadRequest(ctx, st, fasthttp.StatusRequestEntityTooLarge, "the request body is too large")
 		return
 	}
+	// The mode comes from the target up to any '#', so a forward-auth call
+	// whose target splitTarget refuses for its '#' still gets the
+	// forward-auth answer (403 path_invalid), never the proxy's.
 	uri := ctx.Request.Header.RequestURI()
-	if path, _, ok := splitTarget(uri); ok {
+	modeTarget := uri
+	if i := bytes.IndexByte(uri, '#'); i >= 0 {
+		modeTarget = uri[:i]
+	}
+	if path, _, ok := splitTarget(modeTarget); ok {
 		if mode := p.authMode(path); mode != modeProxy {
 			p.serveForwardAuth(ctx, st, mode, uri)
 			return

@@ -85,6 +85,9 @@ func reasonCases(t testing.TB, e *env) []reasonCase {
 		{name: "path_invalid encoded NUL", target: "/api/a%00b", headers: []string{"X-API-Key", app}, status: 400, reason: "path_invalid", nginxRejects: true},
 		{name: "path_invalid backslash", target: "/api/a%5Cb", headers: []string{"X-API-Key", app}, status: 400, reason: "path_invalid"},
 		{name: "path_invalid invalid UTF-8", target: "/api/%ff%fe", headers: []string{"X-API-Key", app}, status: 400, reason: "path_invalid"},
+		// nginx passes "#..." on in $request_uri: checking the part before it
+		// would authorize /api/things for an upstream that reads /other.
+		{name: "path_invalid fragment", target: "/api/things#/../../other", headers: []string{"X-API-Key", app}, status: 400, reason: "path_invalid"},
 		{name: "allowed encoded slash route", target: "/files/a%2Fb/c", headers: []string{"Authorization", alice}, status: 200},
 		{name: "forwarded_invalid", target: "/api/things", clientIP: "10.1.2.3", xff: "10.1.2.3, not-an-ip", headers: []string{"X-API-Key", app}, status: 400, reason: "forwarded_invalid"},
 	}

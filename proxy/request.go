@@ -123,9 +123,13 @@ func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 
 // splitTarget splits a request target (origin-form "/p?q", or absolute-form
 // "http://host/p?q") into its raw path and raw query. A target that is
-// neither (for example "*" or "p") yields ok false.
+// neither (for example "*" or "p"), or that holds a '#' anywhere, yields ok
+// false. A request target never carries a fragment (RFC 9112 §3.2), and a
+// forwarded URI with one ("/public#/../private", which nginx passes on as
+// $request_uri) means one path to the check and another to an upstream that
+// does not cut at '#': it is path_invalid, never cut.
 func splitTarget(target []byte) (path, query []byte, ok bool) {
-	if len(target) == 0 {
+	if len(target) == 0 || bytes.IndexByte(target, '#') >= 0 {
 		return nil, nil, false
 	}
 	if target[0] != '/' {
@@ -133,25 +137,15 @@ func splitTarget(target []byte) (path, query []byte, ok bool) {
 		if !found {
 			return nil, nil, false
 		}
-		// The authority ends at the first '/', '?' or '#' (RFC 3986 §3.2),
-		// as fasthttp reads it when it forwards the request: a '#' first
-		// ("http://h#/admin") means the path is "/", never "/admin".
-		i := bytes.IndexAny(rest, "/?#")
-		if i < 0 || rest[i] == '#' {
+		// The authority ends at the first '/' or '?' (RFC 3986 §3.2).
+		i := bytes.IndexAny(rest, "/?")
+		if i < 0 {
 			return []byte("/"), nil, true
 		}
 		if rest[i] == '?' {
-			// "http://host?q": empty path.
-			q := rest[i+1:]
-			if j := bytes.IndexByte(q, '#'); j >= 0 {
-				q = q[:j]
-			}
-			return []byte("/"), q, true
+			return []byte("/"), rest[i+1:], true // "http://host?q": empty path
 		}
 		target = rest[i:]
-	}
-	if i := bytes.IndexByte(target, '#'); i >= 0 {
-		target = target[:i]
 	}
 	if i := bytes.IndexByte(target, '?'); i >= 0 {
 		return target[:i], target[i+1:], true

@@ -33,8 +33,8 @@ func forwardedPath(target string) (path string, ok bool) {
 // checked as /healthz and forwarded as /).
 func TestSplitTargetMatchesForwardedPath(t *testing.T) {
 	for _, target := range []string{
-		"/a/b?x", "/a#b", "/a#b?c", "http://h/a/b?q", "http://h#/healthz", "http://h?x#/healthz",
-		"http://h/a#/b", "HTTP://h:80/api/x", "http://h", "http://user@h/a", "http://h/%2e%2e/x",
+		"/a/b?x", "http://h/a/b?q", "http://h?x",
+		"HTTP://h:80/api/x", "http://h", "http://user@h/a", "http://h/%2e%2e/x",
 	} {
 		p, _, ok := splitTarget([]byte(target))
 		if !ok {
@@ -56,15 +56,19 @@ func TestSplitTarget(t *testing.T) {
 		{"/a/b?x=1", "/a/b", "x=1", true},
 		{"/a/b", "/a/b", "", true},
 		{"/a?", "/a", "", true},
-		{"/a#frag", "/a", "", true},
+		// A '#' anywhere is refused: a request target has no fragment, and
+		// a forwarded URI with one would be checked as one path and read
+		// as another by an upstream that does not cut at '#'.
+		{"/a#frag", "", "", false},
+		{"/api/public/x#/../../private/x", "", "", false},
+		{"/a?q#x", "", "", false},
 		{"http://h/a/b?q", "/a/b", "q", true},
 		{"HTTPS://h:8443/a", "/a", "", true},
 		{"http://h", "/", "", true},
 		{"http://h?q=1", "/", "q=1", true},
-		{"http://h?q=1#/x", "/", "q=1", true},
-		{"http://h#/healthz", "/", "", true}, // the fragment starts before any path: the upstream gets "/"
-		{"http://h#x/../healthz?y", "/", "", true},
-		{"http://h/a#/b", "/a", "", true},
+		{"http://h?q=1#/x", "", "", false},
+		{"http://h#/healthz", "", "", false},
+		{"http://h/a#/b", "", "", false},
 		{"*", "", "", false},
 		{"a/b", "", "", false},
 		{"", "", "", false},
