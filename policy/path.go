@@ -27,7 +27,10 @@ import (
 //
 // An encoded slash is special: a path whose only defect is %2F is matched
 // with %2F as segment text, and passes only on a route with
-// allow_encoded_slash (see [Engine.Match]).
+// allow_encoded_slash (see [Engine.Match]). The pieces between encoded
+// slashes are screened like segments ("a%2F..%2Fsecret", "..%2Fx" and
+// "a%2F.." are path_invalid), since an upstream that decodes %2F reads them
+// as segments and would resolve the dots past what the rules matched.
 
 type pathDefect uint8
 
@@ -78,8 +81,13 @@ func screenPath(raw string) (d pathDefect) {
 			i += 2
 			switch v {
 			case '/':
+				// An upstream that decodes %2F splits the segment there: a
+				// "." or ".." piece before it would be a dot segment to it.
 				d |= pathEncodedSlash
-				other = true
+				if !other && (dots == 1 || dots == 2) {
+					return d | pathBad
+				}
+				dots, other = 0, false
 			case '\\', 0:
 				return d | pathBad
 			case '.':

@@ -58,6 +58,14 @@ func TestScreenPath(t *testing.T) {
 		{"/files/a%2fb/c", pathEncodedSlash},
 		{"/files/a%2fb/../c", pathEncodedSlash | pathBad},
 		{"/files/a%2fb%5c", pathEncodedSlash | pathBad},
+		// Dot pieces between encoded slashes: an upstream decoding %2F
+		// would resolve them.
+		{"/files/public/a%2F..%2F..%2Fsecret", pathEncodedSlash | pathBad},
+		{"/files/..%2Fsecret", pathEncodedSlash | pathBad},
+		{"/files/a%2F.", pathEncodedSlash | pathBad},
+		{"/files/a%2F%2e%2E/x", pathEncodedSlash | pathBad},
+		{"/files/a%2F...%2Fb", pathEncodedSlash},
+		{"/files/a%2F.b%2F", pathEncodedSlash},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {

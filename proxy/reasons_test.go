@@ -89,6 +89,9 @@ func reasonCases(t testing.TB, e *env) []reasonCase {
 		// would authorize /api/things for an upstream that reads /other.
 		{name: "path_invalid fragment", target: "/api/things#/../../other", headers: []string{"X-API-Key", app}, status: 400, reason: "path_invalid"},
 		{name: "allowed encoded slash route", target: "/files/a%2Fb/c", headers: []string{"Authorization", alice}, status: 200},
+		// On that route an upstream that decodes %2F would resolve these
+		// dots past what the rules matched.
+		{name: "path_invalid dot pieces between encoded slashes", target: "/files/a%2F..%2F..%2Fsecret/c", headers: []string{"Authorization", alice}, status: 400, reason: "path_invalid"},
 		{name: "forwarded_invalid", target: "/api/things", clientIP: "10.1.2.3", xff: "10.1.2.3, not-an-ip", headers: []string{"X-API-Key", app}, status: 400, reason: "forwarded_invalid"},
 	}
 }
