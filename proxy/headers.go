@@ -175,20 +175,61 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bo
 }
 
 // dropBeforeForwarding reports whether the request field name goes before
-// forwarding: Expect (the gateway already answered any 100-continue, as
-// fasthttp does before the handler runs, and sends the body right away),
-// every X-Request-Id line (forward sets its own), the
-// forwarded fields of an untrusted peer (replaceForwarded), and any
-// underscore spelling of those (X_Real_IP), which CGI-style servers read as
-// the real one and no proxy sends.
+// forwarding:
+//   - every name with an underscore (X_Auth_Type, X_Site_Key,
+//     X_Forwarded_For): CGI-style servers read it as the dashed name, which
+//     the checks saw with another value or not at all; nginx drops them too
+//     (underscores_in_headers off);
+//   - X-Request-Id (forward sets its own) and Expect (the gateway already
+//     answered any 100-continue, as fasthttp does before the handler runs);
+//   - the method and URL overrides some frameworks honour
+//     (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override,
+//     X-Original-URL, X-Rewrite-URL): the request was authorized with its
+//     own method and path, so it must not run as another;
+//   - from an untrusted peer (replaceForwarded), the forwarded fields
+//     (Forwarded, X-Real-IP, X-Forwarded-For/-Proto/-Host, which
+//     setForwarded sets afresh) and the forwarded request fields of the
+//     forward-auth conventions (X-Original-URI/-Method,
+//     X-Forwarded-Uri/-Method/-Prefix).
 func dropBeforeForwarding(name []byte, replaceForwarded bool) bool {
-	if equalHeaderName(name, "X-Request-Id") || equalFoldASCII(name, "Expect") {
+	if bytes.IndexByte(name, '_') >= 0 {
 		return true
 	}
-	if !isForwardedField(name) {
-		return false
+	if equalHeaderName(name, "X-Request-Id") || equalFoldASCII(name, "Expect") || isRequestOverride(name) {
+		return true
 	}
-	return replaceForwarded || bytes.IndexByte(name, '_') >= 0
+	return replaceForwarded && (isForwardedField(name) || isForwardedRequestField(name))
+}
+
+// isRequestOverride reports a method or URL override field.
+func isRequestOverride(name []byte) bool {
+	switch len(name) {
+	case 13:
+		return equalFoldASCII(name, "X-HTTP-Method") || equalFoldASCII(name, "X-Rewrite-URL")
+	case 14:
+		return equalFoldASCII(name, "X-Original-URL")
+	case 17:
+		return equalFoldASCII(name, "X-Method-Override")
+	case 22:
+		return equalFoldASCII(name, "X-HTTP-Method-Override")
+	}
+	return false
+}
+
+// isForwardedRequestField reports the fields in which the forward-auth
+// conventions describe the original request.
+func isForwardedRequestField(name []byte) bool {
+	switch len(name) {
+	case 14:
+		return equalFoldASCII(name, "X-Original-URI")
+	case 15:
+		return equalFoldASCII(name, "X-Forwarded-Uri")
+	case 17:
+		return equalFoldASCII(name, "X-Original-Method")
+	case 18:
+		return equalFoldASCII(name, "X-Forwarded-Method") || equalFoldASCII(name, "X-Forwarded-Prefix")
+	}
+	return false
 }
 
 // isForwardedField reports whether name (any case, '_' for '-') is one of

@@ -438,3 +438,47 @@ func FuzzRequestIDDenialJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestProxyDropsOverridesAndUnderscoreFields: the request was authorized
+// with its own method, path and scope, so fields an upstream framework could
+// read as another method or path never reach it (from any peer), nor do the
+// forward-auth request fields of an untrusted peer, nor any name with an
+// underscore (a CGI-style server reads X_Site_Key as X-Site-Key).
+func TestProxyDropsOverridesAndUnderscoreFields(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	always := []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-URL", "X-Rewrite-URL", "X_Site_Key", "X_Custom"}
+	untrustedOnly := []string{"X-Original-URI", "X-Original-Method", "X-Forwarded-Uri", "X-Forwarded-Method", "X-Forwarded-Prefix"}
+	var hdrs []string
+	for _, h := range append(append([]string{}, always...), untrustedOnly...) {
+		hdrs = append(hdrs, h, "DELETE")
+	}
+	for _, c := range []struct {
+		peer    netip.Addr
+		dropped []string
+		kept    []string
+	}{
+		{directPeer, append(append([]string{}, always...), untrustedOnly...), nil},
+		{trustedPeer, always, untrustedOnly},
+	} {
+		r := e.do(c.peer, reqText("GET", "/api/things", append([]string{"X-API-Key", e.fix.Token("app"), "X-Custom", "kept"}, hdrs...)...))
+		if r.status != 200 {
+			t.Fatalf("peer %s: status %d: %s", c.peer, r.status, r.body)
+		}
+		ec := echoOf(t, r)
+		for k, v := range ec.Headers {
+			for _, d := range c.dropped {
+				if strings.EqualFold(k, d) {
+					t.Errorf("peer %s: %s: %q reached the upstream", c.peer, k, v)
+				}
+			}
+		}
+		for _, h := range c.kept {
+			if ec.header(h) != "DELETE" {
+				t.Errorf("peer %s: %s from a trusted proxy did not reach the upstream", c.peer, h)
+			}
+		}
+		if ec.header("X-Custom") != "kept" || ec.Method != "GET" {
+			t.Errorf("peer %s: X-Custom %q, method %q", c.peer, ec.header("X-Custom"), ec.Method)
+		}
+	}
+}
