@@ -15,6 +15,11 @@ type headerIndex struct {
 	xRealIP, xfMethod, xfURI, xOrigMethod, xOrigURI     []byte
 	xff                                                 []byte // the first X-Forwarded-For line
 	xffLines                                            int    // how many lines there are
+	// repeatedRequestField: X-Forwarded-Method/-Uri or X-Original-Method/
+	// -URI came in more than one line. A proxy sets each once, so a second
+	// line was added by its client, and which one names the original
+	// request is ambiguous.
+	repeatedRequestField bool
 }
 
 // scan fills x from h; apiKeyHeader is the configured API key header name.
@@ -50,18 +55,22 @@ func (x *headerIndex) scan(h *fasthttp.RequestHeader, apiKeyHeader string) {
 				}
 				x.xffLines++
 			} else if equalFoldASCII(k, "X-Forwarded-Uri") {
+				x.repeatedRequestField = x.xfURI != nil || x.repeatedRequestField
 				first(&x.xfURI, v)
 			}
 		case 18: // X-Forwarded-Method
 			if equalFoldASCII(k, "X-Forwarded-Method") {
+				x.repeatedRequestField = x.xfMethod != nil || x.repeatedRequestField
 				first(&x.xfMethod, v)
 			}
 		case 17: // X-Original-Method
 			if equalFoldASCII(k, "X-Original-Method") {
+				x.repeatedRequestField = x.xOrigMethod != nil || x.repeatedRequestField
 				first(&x.xOrigMethod, v)
 			}
 		case 14: // X-Original-Uri
 			if equalFoldASCII(k, "X-Original-Uri") {
+				x.repeatedRequestField = x.xOrigURI != nil || x.repeatedRequestField
 				first(&x.xOrigURI, v)
 			}
 		}

@@ -247,6 +247,10 @@ func TestForwardAuthInputs(t *testing.T) {
 		{"agreeing conventions", []string{"X-API-Key", app, "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/api/things", "X-Original-Method", "GET", "X-Original-URI", "/api/things"}, 200, ""},
 		{"absolute original URL", []string{"X-API-Key", app, "X-Original-Method", "GET", "X-Original-URI", "http://gw.test/api/things?q=1"}, 200, ""},
 		{"original method decides", []string{"X-API-Key", app, "X-Original-Method", "POST", "X-Original-URI", "/api/things"}, 403, "path_not_allowed"},
+		// A proxy sets each once: a second line came from its client.
+		{"repeated original URI", []string{"X-API-Key", app, "X-Original-Method", "GET", "X-Original-URI", "/api/things", "X-Original-URI", "/api/admin"}, 403, "forwarded_invalid"},
+		{"repeated forwarded method", []string{"X-API-Key", app, "X-Forwarded-Method", "GET", "X-Forwarded-Method", "DELETE", "X-Forwarded-Uri", "/api/things"}, 403, "forwarded_invalid"},
+		{"repeated original URI, same value", []string{"X-API-Key", app, "X-Original-Method", "GET", "X-Original-URI", "/api/things", "x-original-uri", "/api/things"}, 403, "forwarded_invalid"},
 		{"other path under auth path", nil, 403, "no_route"},
 	}
 	for _, c := range cases {

@@ -158,6 +158,9 @@ func (p *Proxy) forwardAuthDecision(ctx *fasthttp.RequestCtx, st *reqState, mode
 		}
 	case modeAuth:
 		var ok bool
+		if st.hdr.repeatedRequestField {
+			return policy.Denied(policy.ReasonForwardedInvalid)
+		}
 		if method, ok = oneOf(st.hdr.xfMethod, st.hdr.xOrigMethod); !ok {
 			return policy.Denied(policy.ReasonForwardedInvalid)
 		}
