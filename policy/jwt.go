@@ -114,10 +114,16 @@ func newJWTVerifier(cfg JWTConfig) (*jwtVerifier, error) {
 var (
 	errNoKey   = errors.New("no key for this token")
 	errKeyType = errors.New("key type does not fit the algorithm")
+	errCrit    = errors.New(`"crit" header extensions are not supported`)
 )
 
 // key resolves the verification key and rejects alg/key-type confusion.
 func (v *jwtVerifier) key(t *jwt.Token) (any, error) {
+	// RFC 7515 §4.1.11: a token whose "crit" names extensions the verifier
+	// does not understand must be rejected, and scopegate understands none.
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errCrit
+	}
 	switch t.Method.(type) {
 	case *jwt.SigningMethodHMAC:
 		if t.Method.Alg() != "HS256" || len(v.cfg.HS256Secret) == 0 {

@@ -115,6 +115,12 @@ func TestVerifyToken(t *testing.T) {
 		{"missing subject", nil, sign(t, jwt.SigningMethodRS256, "rsa", f.rsa, jwt.MapClaims{"iss": "https://idp", "aud": "gw", "exp": exp.Unix()}), t0, ReasonTokenInvalid},
 		{"tampered payload", nil, tamper(sign(t, jwt.SigningMethodRS256, "rsa", f.rsa, claimsAt("alice", exp))), t0, ReasonTokenInvalid},
 		{"garbage", nil, "not.a.jwt", t0, ReasonTokenInvalid},
+		{"crit header", nil, func() string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claimsAt("alice", exp))
+			tok.Header["kid"], tok.Header["crit"], tok.Header["exp"] = "rsa", []string{"exp"}, t0.Unix()
+			s, _ := tok.SignedString(f.rsa)
+			return s
+		}(), t0, ReasonTokenInvalid},
 		{"oversized", nil, strings.Repeat("a", 9000), t0, ReasonTokenInvalid},
 	}
 	for _, tt := range tests {
