@@ -145,6 +145,13 @@ func TestProxyCredentialStripping(t *testing.T) {
 	if ec := echoOf(t, r); ec.header("Authorization") != "" {
 		t.Errorf("API key in Authorization forwarded")
 	}
+	// On an auth: none route too: the key is a credential whatever the route.
+	for _, authz := range []string{"Bearer " + e.fix.Token("app"), "ApiKey " + e.fix.Token("app")} {
+		r = e.do(directPeer, reqText("GET", "/healthz", "Authorization", authz))
+		if ec := echoOf(t, r); ec.header("Authorization") != "" {
+			t.Errorf("public route: %q forwarded", ec.header("Authorization"))
+		}
+	}
 	tok := jwtFor(t, "alice", time.Hour)
 	r = e.do(directPeer, reqText("GET", "/api/me", "Authorization", "Bearer "+tok))
 	if ec := echoOf(t, r); ec.header("Authorization") != "Bearer "+tok {
