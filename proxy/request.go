@@ -87,23 +87,68 @@ func (v *valueSource) Header(name string) (string, int) {
 }
 
 // Query returns the first value of the query parameter name, decoded, and
-// how many times the parameter occurs.
+// how many times the parameter occurs, counting the keys an upstream could
+// read as name (queryKeyAlias): "site[]", " site", "SITE" next to "site"
+// make the value ambiguous, which the policy treats like a repeated
+// parameter.
 func (v *valueSource) Query(name string) (string, int) {
 	if !v.parsed {
 		v.args.ParseBytes(v.rawQuery)
 		v.parsed = true
 	}
-	var first []byte
+	var first, firstAlias []byte
 	n := 0
 	for k, val := range v.args.All() {
-		if b2s(k) == name {
-			if n == 0 {
+		switch {
+		case b2s(k) == name:
+			if first == nil {
 				first = val
+				if first == nil {
+					first = []byte{}
+				}
 			}
-			n++
+		case queryKeyAlias(k, name):
+			if firstAlias == nil {
+				firstAlias = val
+			}
+		default:
+			continue
 		}
+		n++
+	}
+	if first == nil {
+		first = firstAlias
 	}
 	return b2s(first), n
+}
+
+// queryKeyAlias reports whether a query key k is read as name by some
+// upstream framework: ASCII case ignored (ASP.NET), leading spaces dropped
+// and '.' or ' ' read as '_' (PHP), and a "[...]" suffix making it an
+// array of name (PHP, Rails, qs).
+func queryKeyAlias(k []byte, name string) bool {
+	k = bytes.TrimLeft(k, " ")
+	if i := bytes.IndexByte(k, '['); i > 0 {
+		k = k[:i]
+	}
+	if len(k) != len(name) {
+		return false
+	}
+	fold := func(c byte) byte {
+		switch {
+		case c == ' ' || c == '.':
+			return '_'
+		case c >= 'A' && c <= 'Z':
+			return c + ('a' - 'A')
+		}
+		return c
+	}
+	for i := 0; i < len(k); i++ {
+		if fold(k[i]) != fold(name[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // peerAddr returns the connection's peer address, unmapped. It does not

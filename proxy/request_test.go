@@ -159,3 +159,20 @@ func TestCanonicalHeaderName(t *testing.T) {
 		}
 	}
 }
+
+func TestQueryKeyAlias(t *testing.T) {
+	for _, c := range []struct {
+		key  string
+		want bool
+	}{
+		{"site[]", true}, {"site[0]", true}, {" site", true}, {"  site[x]", true}, {"SITE", true}, {"Site", true},
+		{"sites", false}, {"sit", false}, {"[]site", false}, {"site_", false}, {"s-ite", false}, {"", false},
+	} {
+		if got := queryKeyAlias([]byte(c.key), "site"); got != c.want {
+			t.Errorf("queryKeyAlias(%q, site) = %v, want %v", c.key, got, c.want)
+		}
+	}
+	if !queryKeyAlias([]byte("a.b"), "a_b") || !queryKeyAlias([]byte("a b"), "a_b") || !queryKeyAlias([]byte("a_b"), "a.b") {
+		t.Errorf("PHP reads '.' and ' ' in a key as '_'")
+	}
+}
