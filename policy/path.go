@@ -30,7 +30,10 @@ import (
 // allow_encoded_slash (see [Engine.Match]). The pieces between encoded
 // slashes are screened like segments ("a%2F..%2Fsecret", "..%2Fx" and
 // "a%2F.." are path_invalid), since an upstream that decodes %2F reads them
-// as segments and would resolve the dots past what the rules matched.
+// as segments and would resolve the dots past what the rules matched; so is
+// an empty piece before an encoded slash ("%2F%2F", a segment starting with
+// "%2F": "//" or an absolute path to such an upstream). A trailing "a%2F"
+// (a folder-like key) stays valid.
 
 type pathDefect uint8
 
@@ -50,6 +53,7 @@ func screenPath(raw string) (d pathDefect) {
 	}
 	segStart := 1
 	dots, other := 0, false // dot count and whether the segment has anything else
+	emptyPiece := true      // nothing yet since the last '/' or %2F
 	escapes, nonASCII := false, false
 	for i := 1; i <= len(raw); i++ {
 		if i == len(raw) || raw[i] == '/' {
@@ -60,9 +64,11 @@ func screenPath(raw string) (d pathDefect) {
 				return d | pathBad // empty segment before another "/"
 			}
 			segStart = i + 1
-			dots, other = 0, false
+			dots, other, emptyPiece = 0, false, true
 			continue
 		}
+		wasEmpty := emptyPiece
+		emptyPiece = false
 		switch c := raw[i]; c {
 		case '\\', 0:
 			return d | pathBad
@@ -84,10 +90,10 @@ func screenPath(raw string) (d pathDefect) {
 				// An upstream that decodes %2F splits the segment there: a
 				// "." or ".." piece before it would be a dot segment to it.
 				d |= pathEncodedSlash
-				if !other && (dots == 1 || dots == 2) {
-					return d | pathBad
+				if wasEmpty || !other && (dots == 1 || dots == 2) {
+					return d | pathBad // "%2F%2F", "/%2Fetc", "..%2F"
 				}
-				dots, other = 0, false
+				dots, other, emptyPiece = 0, false, true
 			case '\\', 0:
 				return d | pathBad
 			case '.':

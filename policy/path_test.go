@@ -66,6 +66,10 @@ func TestScreenPath(t *testing.T) {
 		{"/files/a%2F%2e%2E/x", pathEncodedSlash | pathBad},
 		{"/files/a%2F...%2Fb", pathEncodedSlash},
 		{"/files/a%2F.b%2F", pathEncodedSlash},
+		{"/files/x/%2Fetc/passwd", pathEncodedSlash | pathBad},
+		{"/files/x/a%2F%2Fb", pathEncodedSlash | pathBad},
+		{"/%2Fa", pathEncodedSlash | pathBad},
+		{"/files/x/a%2F", pathEncodedSlash},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {

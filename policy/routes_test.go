@@ -66,6 +66,7 @@ func TestParseRoutesErrors(t *testing.T) {
 		{"auth scalar", "routes:\n  - path: /a\n    auth: jwt\n", 3, "auth must be"},
 		{"malformed scope", "routes:\n  - path: /a/{c}\n    module: m\n    scope: tenant:{c}\n", 4, "scope kind"},
 		{"malformed scope source", "routes:\n  - path: /a/{c}\n    module: m\n    scope: site:cookie:x\n", 4, "scope value"},
+		{"scope header with underscore", "routes:\n  - path: /a\n    module: m\n    scope: site:header:X_Site_Key\n", 4, "must not contain '_'"},
 		{"placeholder missing", "routes:\n  - path: /a/{company}\n    module: m\n    scope: site:{site}\n", 4, "not in the path"},
 		{"bad glob", "routes:\n  - path: /a//b\n", 2, "empty segment"},
 		{"bad glob deep", "routes:\n  - path: /a/b**\n", 2, `"**"`},

@@ -39,6 +39,11 @@ func TestForwardAuthNoAllocs(t *testing.T) {
 			r.Header.Set("X-Forwarded-Uri", "/api/companies/acme/sites/acme-hq/items")
 			r.Header.Set("Authorization", "Bearer "+jwtFor(t, "alice", time.Hour))
 		}},
+		// The scope from a query parameter, among look-alike keys.
+		{"jwt_query_scope", func(t *testing.T, e *env, r *fasthttp.Request) {
+			r.Header.Set("X-Forwarded-Uri", "/api/stock/items?x=1&Sitex=2&site=acme-hq")
+			r.Header.Set("Authorization", "Bearer "+jwtFor(t, "alice", time.Hour))
+		}},
 	}
 	for _, sc := range stores {
 		for _, cc := range creds {

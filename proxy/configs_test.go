@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,13 +80,13 @@ func TestTraefikConfig(t *testing.T) {
 			t.Errorf("authResponseHeaders lacks %s", h)
 		}
 	}
-	if got, want := doc.HTTP.Routers["app"].Middlewares, []string{"scopegate", "scopegate-strip-credentials"}; !slices.Equal(got, want) {
+	if got, want := doc.HTTP.Routers["app"].Middlewares, []string{"scopegate", "scopegate-strip"}; !slices.Equal(got, want) {
 		t.Errorf("router app middlewares %q, want %q (the check first)", got, want)
 	}
-	strip := doc.HTTP.Middlewares["scopegate-strip-credentials"].Headers
-	for _, h := range []string{"X-API-Key", "X-Client-Key"} {
+	strip := doc.HTTP.Middlewares["scopegate-strip"].Headers
+	for _, h := range append([]string{"X-API-Key", "X-Client-Key"}, overrideHeaders...) {
 		if strip == nil || strip.CustomRequestHeaders[h] == nil || *strip.CustomRequestHeaders[h] != "" {
-			t.Errorf("scopegate-strip-credentials does not remove %s", h)
+			t.Errorf("scopegate-strip does not remove %s", h)
 		}
 	}
 }
@@ -130,7 +131,38 @@ func TestEnvoyConfig(t *testing.T) {
 	if !strings.Contains(string(raw), "prefix: x-auth-") {
 		t.Errorf("allowed_upstream_headers lacks the x-auth- prefix")
 	}
+	if !strings.Contains(string(raw), "headers_with_underscores_action: DROP_HEADER") {
+		t.Errorf("underscore header names are not dropped")
+	}
+	var remove []string
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if l, ok := x["request_headers_to_remove"].([]any); ok {
+				for _, h := range l {
+					remove = append(remove, fmt.Sprint(h))
+				}
+			}
+			for _, c := range x {
+				walk(c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(c)
+			}
+		}
+	}
+	walk(doc)
+	for _, h := range append([]string{"X-API-Key", "X-Client-Key"}, overrideHeaders...) {
+		if !slices.Contains(remove, strings.ToLower(h)) {
+			t.Errorf("request_headers_to_remove lacks %s", strings.ToLower(h))
+		}
+	}
 }
+
+// overrideHeaders are the method and URL overrides the shipped front-end
+// configs remove on the way to the app.
+var overrideHeaders = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-URL", "X-Rewrite-URL"}
 
 // TestForwardAuthEnvoyRemovesUnsetIdentity: the Envoy answer names the
 // identity headers it has no value for in x-envoy-auth-headers-to-remove.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -65,7 +64,10 @@ func (v *valueSource) reset() {
 }
 
 // Header returns the first value of the request header name and how many
-// times the header occurs (0 when it is absent or empty).
+// times the header occurs (0 when it is absent or empty). An underscore
+// spelling (X_Site_Key for X-Site-Key) counts as a copy: a CGI-style
+// upstream reads it as the same header, and in forward-auth mode the front
+// proxy may pass it on.
 func (v *valueSource) Header(name string) (string, int) {
 	if v.h == nil {
 		return "", 0
@@ -73,7 +75,7 @@ func (v *valueSource) Header(name string) (string, int) {
 	var first []byte
 	n := 0
 	for k, val := range v.h.All() {
-		if strings.EqualFold(b2s(k), name) {
+		if equalHeaderName(k, name) {
 			if n == 0 {
 				first = val
 			}

@@ -128,6 +128,11 @@ func (c *Config) validate() error {
 			return &ConfigError{Var: "SCOPEGATE_" + h.name, Msg: fmt.Sprintf("%q is not a header field name (letters, digits and !#$%%&'*+-.^_`|~)", h.v)}
 		}
 	}
+	if strings.IndexByte(c.APIKeyHeader, '_') >= 0 {
+		// Header names with '_' are dropped before forwarding, and nginx
+		// drops them by default.
+		return &ConfigError{Var: "SCOPEGATE_API_KEY_HEADER", Msg: fmt.Sprintf("%q: a header name with '_' is dropped by the proxy and by nginx", c.APIKeyHeader)}
+	}
 	for _, a := range []struct{ name, v string }{{"LISTEN_ADDR", c.ListenAddr}, {"ADMIN_ADDR", c.AdminAddr}} {
 		if err := checkListenAddr(a.v); err != nil {
 			return &ConfigError{Var: "SCOPEGATE_" + a.name, Msg: err.Error()}

@@ -99,6 +99,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{"listen port out of range", "SCOPEGATE_LISTEN_ADDR", "127.0.0.1:99999", "SCOPEGATE_LISTEN_ADDR"},
 		{"bad admin address", "SCOPEGATE_ADMIN_ADDR", "garbage", "SCOPEGATE_ADMIN_ADDR"},
 		{"API key header with a space", "SCOPEGATE_API_KEY_HEADER", "bad header", "SCOPEGATE_API_KEY_HEADER"},
+		{"API key header with an underscore", "SCOPEGATE_API_KEY_HEADER", "X_API_Key", "SCOPEGATE_API_KEY_HEADER"},
 		{"identity prefix with a space", "SCOPEGATE_IDENTITY_HEADER_PREFIX", "X Bad-", "SCOPEGATE_IDENTITY_HEADER_PREFIX"},
 	}
 	for _, c := range cases {
