@@ -150,3 +150,55 @@ func TestServeIssuerDownAtStart(t *testing.T) {
 		}
 	})
 }
+
+// TestServeJWKSKeyRotation: when the identity provider rotates to a new key,
+// the first token with the new kid refetches the set (the unknown-kid
+// refresh) and passes, even when the JWKS takes a while to answer, as a
+// remote one does. The refetch used to run under the 1 ms limiter-wait
+// deadline and failed, so new keys were only seen at the periodic refresh.
+func TestServeJWKSKeyRotation(t *testing.T) {
+	keys := map[string]*rsa.PrivateKey{}
+	for _, kid := range []string{"old", "new"} {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[kid] = k
+	}
+	var current atomic.Value
+	current.Store("old")
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(30 * time.Millisecond) // a remote JWKS is not instant
+		kid := current.Load().(string)
+		key := keys[kid]
+		b64 := base64.RawURLEncoding.EncodeToString
+		json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
+			"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+			"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
+		}}})
+	}))
+	defer idp.Close()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("sub=" + r.Header.Get("X-Auth-User-Sub")))
+	}))
+	defer backend.Close()
+	serveEnv(t, backend.URL)
+	t.Setenv("SCOPEGATE_JWT_JWKS_URL", idp.URL)
+	g := startServe(t)
+	sign := func(kid string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(keys[kid])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+sign("old")); s != 200 {
+		t.Fatalf("token of the first key: %d %s", s, body)
+	}
+	current.Store("new")
+	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+sign("new")); s != 200 || body != "sub=alice" {
+		t.Errorf("first token of the rotated key: %d %s, want 200 after the unknown-kid refetch", s, body)
+	}
+}

@@ -85,6 +85,10 @@ func buildJWT(ctx context.Context, cfg *Config, logger *slog.Logger) (policy.JWT
 	return jc, nil
 }
 
+// unknownKIDWait bounds how long a request with an unknown kid waits for
+// the limiter and the refetch of the key set.
+const unknownKIDWait = 2 * time.Second
+
 // newJWKS returns the key set at jwksURL, refreshed every refresh (default
 // 15m) and on an unknown kid at most once per 5 s. An unreachable URL is not
 // an error: the set is fetched again in the background.
@@ -95,11 +99,14 @@ func newJWKS(ctx context.Context, jwksURL string, refresh time.Duration, logger 
 	return keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
 		HTTPTimeout:     10 * time.Second,
 		RefreshInterval: refresh,
-		// An unknown kid refetches the set at most once per 5 s; requests
-		// never wait for the limiter (RateLimitWaitMax), they fail as
-		// token_invalid instead.
+		// An unknown kid refetches the set at most once per 5 s.
+		// RateLimitWaitMax bounds both the wait for the limiter and the
+		// refetch itself (jwkset runs it under the same deadline), so it
+		// must leave room for a remote JWKS to answer: a request with an
+		// unknown kid waits at most unknownKIDWait, and one that would wait
+		// longer fails at once as token_invalid.
 		RefreshUnknownKID: rate.NewLimiter(rate.Every(5*time.Second), 1),
-		RateLimitWaitMax:  time.Millisecond,
+		RateLimitWaitMax:  unknownKIDWait,
 		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 			return func(_ context.Context, err error) {
 				logger.Warn("JWKS refresh failed", slog.String("url", u), slog.String("err", err.Error()))
