@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -103,6 +104,11 @@ func splitOrigin(s string) (scheme, host, port string, ok bool) {
 			return "", "", "", false
 		}
 		host = hp[:end+1]
+		// A bracketed host is an IPv6 literal (RFC 3986 §3.2.2), without a
+		// zone: "[[]" or "[a]" is not a host.
+		if a, err := netip.ParseAddr(hp[1:end]); err != nil || !a.Is6() || a.Zone() != "" {
+			return "", "", "", false
+		}
 		rest := hp[end+1:]
 		if rest != "" {
 			if rest[0] != ':' {
@@ -113,7 +119,7 @@ func splitOrigin(s string) (scheme, host, port string, ok bool) {
 				return "", "", "", false
 			}
 		}
-		return scheme, host, port, len(host) > 2
+		return scheme, host, port, true
 	}
 	if c := strings.LastIndexByte(hp, ':'); c >= 0 {
 		host, port = hp[:c], hp[c+1:]

@@ -80,7 +80,8 @@ func longOrigin(n int) string {
 // TestOriginBracketsRejected shows that splitOrigin rejects brackets outside a
 // bracketed host, so wildcard labels never hold one.
 func TestOriginBracketsRejected(t *testing.T) {
-	for _, s := range []string{"https://a[.example.com", "https://a].example.com", "https://[a].example.com", "https://[a.example.com", "https://a[b]:443"} {
+	for _, s := range []string{"https://a[.example.com", "https://a].example.com", "https://[a].example.com", "https://[a.example.com", "https://a[b]:443",
+		"A://[[]", "https://[a]", "https://[1.2.3.4]", "https://[fe80::1%25eth0]", "https://[]"} {
 		if ro, ok := parseRequestOrigin(s); ok {
 			t.Errorf("parseRequestOrigin(%q) = %+v, want rejected", s, ro)
 		}
@@ -106,6 +107,7 @@ func FuzzOriginPattern(f *testing.F) {
 		f.Add(s, s)
 	}
 	f.Add("https://*.example.com", "https://a.b.example.com")
+	f.Add("A://[[]", "A://[[]") // a fuzz find: a bracketed host that is no IPv6 literal
 	f.Fuzz(func(t *testing.T, pattern, origin string) {
 		if ro, ok := parseRequestOrigin(origin); ok && strings.ContainsAny(ro.host, "[]") {
 			if h := ro.host; h[0] != '[' || strings.IndexByte(h, ']') != len(h)-1 || strings.IndexByte(h[1:], '[') >= 0 {
