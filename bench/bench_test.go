@@ -25,6 +25,15 @@ func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the gateway")
 	}
+	checkOneRound(t, smokeRun(t, options{
+		scenarios: "direct,proxy-public,proxy-apikey,proxy-jwt,forward-auth,fasthttp-proxy,fasthttp-auth,bad-keys", store: "file",
+	}), 8)
+}
+
+// smokeRun runs the harness from the repository root with o, each scenario
+// for a fraction of a second with 4 connections, one round.
+func smokeRun(t *testing.T, o options) *report {
+	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
@@ -32,21 +41,27 @@ func TestBenchSmoke(t *testing.T) {
 	t.Chdir(root)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rep, err := runBench(ctx, options{
-		duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond, conns: 4, rounds: 1,
-		scenarios: "direct,proxy-public,proxy-apikey,proxy-jwt,forward-auth,fasthttp-proxy,fasthttp-auth,bad-keys", store: "file",
-	})
+	o.duration, o.warmup, o.conns, o.rounds = 300*time.Millisecond, 100*time.Millisecond, 4, 1
+	rep, err := runBench(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Rounds) != 1 || len(rep.Rounds[0].Scenarios) != 8 {
-		t.Fatalf("rounds = %+v, want one round of 8 scenarios", rep.Rounds)
+	return rep
+}
+
+// checkOneRound asserts that rep is one round of n scenarios, each of which
+// served requests without an error (every answer had its expected status).
+func checkOneRound(t *testing.T, rep *report, n int) []scenarioResult {
+	t.Helper()
+	if len(rep.Rounds) != 1 || len(rep.Rounds[0].Scenarios) != n {
+		t.Fatalf("rounds = %+v, want one round of %d scenarios", rep.Rounds, n)
 	}
 	for _, s := range rep.Rounds[0].Scenarios {
 		if s.Requests == 0 || s.Errors != 0 {
 			t.Errorf("%s: %d requests, %d errors; want some requests and no errors", s.Name, s.Requests, s.Errors)
 		}
 	}
+	return rep.Rounds[0].Scenarios
 }
 
 // TestBenchSmokePostgres runs the scenarios that read the database on the
@@ -58,33 +73,17 @@ func TestBenchSmokePostgres(t *testing.T) {
 		t.Skip("seeds a database and runs the gateway")
 	}
 	admin := pgtest.NewEmptyDB(t) // skips loudly without PostgreSQL, fails under CI=true
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Chdir(root)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	const name = "scopegate_bench_smoke"
-	rep, err := runBench(ctx, options{
-		duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond, conns: 4, rounds: 1,
+	rep := smokeRun(t, options{
 		scenarios: "proxy-apikey,proxy-jwt,forward-auth,cold-users,bad-keys", store: "pg",
 		adminURL: admin, dbName: name,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Rounds) != 1 || len(rep.Rounds[0].Scenarios) != 5 {
-		t.Fatalf("rounds = %+v, want one round of 5 scenarios", rep.Rounds)
-	}
-	for _, s := range rep.Rounds[0].Scenarios {
-		if s.Requests == 0 || s.Errors != 0 {
-			t.Errorf("%s: %d requests, %d errors; want some requests and no errors", s.Name, s.Requests, s.Errors)
-		}
+	for _, s := range checkOneRound(t, rep, 5) {
 		if s.Name == "cold-users" && s.DBXactPerSec < 1 {
 			t.Errorf("cold-users: %.1f database transactions/s, want the user lookups to reach the database", s.DBXactPerSec)
 		}
 	}
+	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
 		t.Fatal(err)

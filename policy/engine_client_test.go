@@ -229,33 +229,48 @@ func TestSlowHashCache(t *testing.T) {
 	check("other", 0, false, 4+2*verifiedCacheMax)
 }
 
+// burstThroughGate decides the tokens concurrently against c on an engine
+// whose slow-hash gate has one slot, held until every request waits for
+// it, so they would overlap if the gate let them. It returns the engine
+// and the decisions, in token order.
+func burstThroughGate(t *testing.T, c *Client, tokens []string) (*Engine, []Decision) {
+	t.Helper()
+	e := mustEngine(t, EngineConfig{SlowHashConcurrency: 1})
+	e.slow.acquire()
+	var wg sync.WaitGroup
+	out := make([]Decision, len(tokens))
+	for i, tok := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = decideAPIKey(e, apiReq("GET", "/x", tok), func(string) *Client { return c })
+		}()
+	}
+	waitFor(t, "every request waiting for the slot", func() bool { return e.slow.waiting.Load() == int64(len(tokens)) })
+	e.slow.release()
+	wg.Wait()
+	return e, out
+}
+
+// bcryptClient is a client whose key hash is bcrypt("good").
+func bcryptClient(t *testing.T) *Client {
+	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
+	return mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
+}
+
 // TestSlowHashGate: with SlowHashConcurrency 1, concurrent wrong guesses
 // against a bcrypt client run their verifications one at a time, and every
 // one is still answered api_key_invalid.
 func TestSlowHashGate(t *testing.T) {
-	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
-	c := mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
-	e := mustEngine(t, EngineConfig{SlowHashConcurrency: 1})
 	const n = 8
-	// Hold the only slot until all n requests wait for it, so they would
-	// overlap if the gate let them.
-	e.slow.acquire()
-	var wg sync.WaitGroup
-	reasons := make([]Reason, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := decideAPIKey(e, apiReq("GET", "/x", fmt.Sprintf("k.guess-%d", i)), func(string) *Client { return c })
-			reasons[i] = d.Reason
-		}()
+	guesses := make([]string, n)
+	for i := range guesses {
+		guesses[i] = fmt.Sprintf("k.guess-%d", i)
 	}
-	waitFor(t, "all guesses waiting for the slot", func() bool { return e.slow.waiting.Load() == n })
-	e.slow.release()
-	wg.Wait()
-	for i, r := range reasons {
-		if r != ReasonAPIKeyInvalid {
-			t.Errorf("guess %d: reason %v, want api_key_invalid", i, r)
+	e, ds := burstThroughGate(t, bcryptClient(t), guesses)
+	for i, d := range ds {
+		if d.Reason != ReasonAPIKeyInvalid {
+			t.Errorf("guess %d: reason %v, want api_key_invalid", i, d.Reason)
 		}
 	}
 	if got := e.slow.checks.Load(); got != n {
@@ -273,26 +288,15 @@ func TestSlowHashGate(t *testing.T) {
 // waiting for the gate, costs one slow check: each one that waited finds
 // the outcome the first stored.
 func TestSlowHashBurstOneCheck(t *testing.T) {
-	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
-	c := mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
-	e := mustEngine(t, EngineConfig{SlowHashConcurrency: 1})
 	const n = 8
-	e.slow.acquire()
-	var wg sync.WaitGroup
-	allowed := make([]bool, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			allowed[i] = decideAPIKey(e, apiReq("GET", "/x", "k.good"), func(string) *Client { return c }).Allowed()
-		}()
+	same := make([]string, n)
+	for i := range same {
+		same[i] = "k.good"
 	}
-	waitFor(t, "the burst waiting for the slot", func() bool { return e.slow.waiting.Load() == n })
-	e.slow.release()
-	wg.Wait()
-	for i, ok := range allowed {
-		if !ok {
-			t.Errorf("request %d denied", i)
+	e, ds := burstThroughGate(t, bcryptClient(t), same)
+	for i, d := range ds {
+		if !d.Allowed() {
+			t.Errorf("request %d denied: %v", i, d.Reason)
 		}
 	}
 	if got := e.slow.checks.Load(); got != 1 {

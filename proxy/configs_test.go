@@ -101,23 +101,17 @@ func TestEnvoyConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var authz map[string]any
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			if x["@type"] == "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz" {
-				authz = x
-			}
-			for _, c := range x {
-				walk(c)
-			}
-		case []any:
-			for _, c := range x {
-				walk(c)
+	var remove []string
+	walkMaps(doc, func(m map[string]any) {
+		if m["@type"] == "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz" {
+			authz = m
+		}
+		if l, ok := m["request_headers_to_remove"].([]any); ok {
+			for _, h := range l {
+				remove = append(remove, fmt.Sprint(h))
 			}
 		}
-	}
-	walk(doc)
+	})
 	if authz == nil {
 		t.Fatal("no ext_authz filter")
 	}
@@ -134,28 +128,24 @@ func TestEnvoyConfig(t *testing.T) {
 	if !strings.Contains(string(raw), "headers_with_underscores_action: DROP_HEADER") {
 		t.Errorf("underscore header names are not dropped")
 	}
-	var remove []string
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			if l, ok := x["request_headers_to_remove"].([]any); ok {
-				for _, h := range l {
-					remove = append(remove, fmt.Sprint(h))
-				}
-			}
-			for _, c := range x {
-				walk(c)
-			}
-		case []any:
-			for _, c := range x {
-				walk(c)
-			}
-		}
-	}
-	walk(doc)
 	for _, h := range append([]string{"X-API-Key", "X-Client-Key"}, overrideHeaders...) {
 		if !slices.Contains(remove, strings.ToLower(h)) {
 			t.Errorf("request_headers_to_remove lacks %s", strings.ToLower(h))
+		}
+	}
+}
+
+// walkMaps calls fn on every mapping of a decoded YAML document.
+func walkMaps(v any, fn func(map[string]any)) {
+	switch x := v.(type) {
+	case map[string]any:
+		fn(x)
+		for _, c := range x {
+			walkMaps(c, fn)
+		}
+	case []any:
+		for _, c := range x {
+			walkMaps(c, fn)
 		}
 	}
 }

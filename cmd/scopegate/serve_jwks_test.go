@@ -17,70 +17,116 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// TestServeJWKSFromIssuerDiscovery: with only SCOPEGATE_JWT_ISSUER set, the
-// keys come from the issuer's discovery document's jwks_uri; an RS256 token
-// of a known user passes, iss is checked, and a token with an unknown kid is
-// token_invalid at once (no wait for the refetch limiter) and refetches the
-// set at most once per 5 s.
-func TestServeJWKSFromIssuerDiscovery(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
+// fakeIdP is an identity provider on loopback: OpenID discovery at
+// /.well-known/openid-configuration and a JWKS at /jwks holding the current
+// RS256 key. While down it answers 503; every answer takes delay.
+type fakeIdP struct {
+	url      string
+	keys     map[string]*rsa.PrivateKey
+	current  atomic.Value // the kid the JWKS serves
+	down     atomic.Bool
+	jwksHits atomic.Int64
+}
+
+// newFakeIdP starts a fakeIdP with an RSA key per kid, serving the first.
+func newFakeIdP(t *testing.T, delay time.Duration, kids ...string) *fakeIdP {
+	t.Helper()
+	p := &fakeIdP{keys: map[string]*rsa.PrivateKey{}}
+	for _, kid := range kids {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.keys[kid] = k
 	}
-	var jwksHits atomic.Int64
-	var issuer string
-	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.current.Store(kids[0])
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(delay)
+		if p.down.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
 		switch r.URL.Path {
 		case "/.well-known/openid-configuration":
-			json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "jwks_uri": issuer + "/jwks"})
+			json.NewEncoder(w).Encode(map[string]string{"issuer": p.url, "jwks_uri": p.url + "/jwks"})
 		case "/jwks":
-			jwksHits.Add(1)
+			p.jwksHits.Add(1)
+			kid := p.current.Load().(string)
+			key := p.keys[kid]
 			b64 := base64.RawURLEncoding.EncodeToString
 			json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
-				"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+				"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
 				"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
 			}}})
 		default:
 			http.NotFound(w, r)
 		}
 	}))
-	defer idp.Close()
-	issuer = idp.URL
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+// sign returns an RS256 token for alice with kid in its header, signed with
+// that kid's key (or, for a kid the provider does not have, with any key).
+func (p *fakeIdP) sign(t *testing.T, kid, iss string) string {
+	t.Helper()
+	key := p.keys[kid]
+	if key == nil {
+		for _, k := range p.keys {
+			key = k
+			break
+		}
+	}
+	claims := jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}
+	if iss != "" {
+		claims["iss"] = iss
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// subEcho is an upstream that answers "sub=" + X-Auth-User-Sub.
+func subEcho(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("sub=" + r.Header.Get("X-Auth-User-Sub")))
 	}))
-	defer up.Close()
-	serveEnv(t, up.URL)
-	t.Setenv("SCOPEGATE_JWT_ISSUER", issuer)
-	r := startServe(t)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
 
-	sign := func(kid, iss string) string {
-		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "alice", "iss": iss, "exp": time.Now().Add(time.Hour).Unix()})
-		tok.Header["kid"] = kid
-		s, err := tok.SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	base := "http://" + r.traffic
-	if s, body := httpGet(t, base+"/api/me", "Authorization", "Bearer "+sign("k1", issuer)); s != 200 || body != "sub=alice" {
+// TestServeJWKSFromIssuerDiscovery: with only SCOPEGATE_JWT_ISSUER set, the
+// keys come from the issuer's discovery document's jwks_uri; an RS256 token
+// of a known user passes, iss is checked, and tokens with an unknown kid are
+// token_invalid without waiting for the refetch limiter and refetch the set
+// at most once per 5 s.
+func TestServeJWKSFromIssuerDiscovery(t *testing.T) {
+	idp := newFakeIdP(t, 0, "k1")
+	serveEnv(t, subEcho(t))
+	t.Setenv("SCOPEGATE_JWT_ISSUER", idp.url)
+	g := startServe(t)
+	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+idp.sign(t, "k1", idp.url)); s != 200 || body != "sub=alice" {
 		t.Fatalf("RS256 token from the JWKS: %d %s", s, body)
 	}
-	if s, body := httpGet(t, base+"/api/me", "Authorization", "Bearer "+sign("k1", "https://other.example")); s != 401 || !strings.Contains(body, "token_invalid") {
+	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+idp.sign(t, "k1", "https://other.example")); s != 401 || !strings.Contains(body, "token_invalid") {
 		t.Errorf("wrong issuer: %d %s", s, body)
 	}
-	before := jwksHits.Load()
+	before := idp.jwksHits.Load()
 	start := time.Now()
 	for i := 0; i < 5; i++ {
-		if s, body := httpGet(t, base+"/api/me", "Authorization", "Bearer "+sign("unknown", issuer)); s != 401 || !strings.Contains(body, "token_invalid") {
+		if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+idp.sign(t, "unknown", idp.url)); s != 401 || !strings.Contains(body, "token_invalid") {
 			t.Errorf("unknown kid: %d %s", s, body)
 		}
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("5 unknown-kid requests took %v: requests wait for the refetch limiter", d)
 	}
-	if n := jwksHits.Load() - before; n > 1 {
+	if n := idp.jwksHits.Load() - before; n > 1 {
 		t.Errorf("unknown kid refetched the JWKS %d times within 5 s, want at most 1", n)
 	}
 }
@@ -91,58 +137,25 @@ func TestServeJWKSFromIssuerDiscovery(t *testing.T) {
 // the background retry finds the keys, then they pass. An issuer that is
 // not an http(s) URL is still invalid configuration.
 func TestServeIssuerDownAtStart(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var up atomic.Bool
-	var issuer string
-	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !up.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
-		switch r.URL.Path {
-		case "/.well-known/openid-configuration":
-			json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "jwks_uri": issuer + "/jwks"})
-		case "/jwks":
-			b64 := base64.RawURLEncoding.EncodeToString
-			json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
-				"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
-				"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
-			}}})
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	defer idp.Close()
-	issuer = idp.URL
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("sub=" + r.Header.Get("X-Auth-User-Sub")))
-	}))
-	defer backend.Close()
-	serveEnv(t, backend.URL)
-	t.Setenv("SCOPEGATE_JWT_ISSUER", issuer)
+	idp := newFakeIdP(t, 0, "k1")
+	idp.down.Store(true)
+	backend := subEcho(t)
+	serveEnv(t, backend)
+	t.Setenv("SCOPEGATE_JWT_ISSUER", idp.url)
 	g := startServe(t)
 	waitLog(t, g.logs, "OpenID discovery failed")
-
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "alice", "iss": issuer, "exp": time.Now().Add(time.Hour).Unix()})
-	tok.Header["kid"] = "k1"
-	signed, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signed := idp.sign(t, "k1", idp.url)
 	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+signed); s != 401 || !strings.Contains(body, "token_invalid") {
 		t.Errorf("before discovery: %d %s, want 401 token_invalid", s, body)
 	}
-	up.Store(true)
+	idp.down.Store(false)
 	waitLog(t, g.logs, "OpenID discovery succeeded")
 	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+signed); s != 200 || body != "sub=alice" {
 		t.Errorf("after discovery: %d %s, want 200 sub=alice", s, body)
 	}
 
 	t.Run("issuer not a URL", func(t *testing.T) {
-		serveEnv(t, backend.URL)
+		serveEnv(t, backend)
 		t.Setenv("SCOPEGATE_JWT_ISSUER", "not a url")
 		var stdout, stderr bytes.Buffer
 		if code := run([]string{"serve"}, &stdout, &stderr); code != exitConfig || !strings.Contains(stderr.String(), "SCOPEGATE_JWT_ISSUER") {
@@ -157,48 +170,15 @@ func TestServeIssuerDownAtStart(t *testing.T) {
 // remote one does. The refetch used to run under the 1 ms limiter-wait
 // deadline and failed, so new keys were only seen at the periodic refresh.
 func TestServeJWKSKeyRotation(t *testing.T) {
-	keys := map[string]*rsa.PrivateKey{}
-	for _, kid := range []string{"old", "new"} {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[kid] = k
-	}
-	var current atomic.Value
-	current.Store("old")
-	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(30 * time.Millisecond) // a remote JWKS is not instant
-		kid := current.Load().(string)
-		key := keys[kid]
-		b64 := base64.RawURLEncoding.EncodeToString
-		json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
-			"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-			"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
-		}}})
-	}))
-	defer idp.Close()
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("sub=" + r.Header.Get("X-Auth-User-Sub")))
-	}))
-	defer backend.Close()
-	serveEnv(t, backend.URL)
-	t.Setenv("SCOPEGATE_JWT_JWKS_URL", idp.URL)
+	idp := newFakeIdP(t, 30*time.Millisecond, "old", "new") // a remote JWKS is not instant
+	serveEnv(t, subEcho(t))
+	t.Setenv("SCOPEGATE_JWT_JWKS_URL", idp.url+"/jwks")
 	g := startServe(t)
-	sign := func(kid string) string {
-		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
-		tok.Header["kid"] = kid
-		s, err := tok.SignedString(keys[kid])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+sign("old")); s != 200 {
+	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+idp.sign(t, "old", "")); s != 200 {
 		t.Fatalf("token of the first key: %d %s", s, body)
 	}
-	current.Store("new")
-	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+sign("new")); s != 200 || body != "sub=alice" {
+	idp.current.Store("new")
+	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+idp.sign(t, "new", "")); s != 200 || body != "sub=alice" {
 		t.Errorf("first token of the rotated key: %d %s, want 200 after the unknown-kid refetch", s, body)
 	}
 }
