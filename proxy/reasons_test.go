@@ -72,6 +72,7 @@ func reasonCases(t testing.TB, e *env) []reasonCase {
 		// Keys an upstream framework reads as "site" make the value ambiguous.
 		{name: "scope_unknown query parameter as an array too", target: "/api/stock/items?site=acme-hq&site[]=globex-lab", headers: []string{"Authorization", alice}, status: 403, reason: "scope_unknown"},
 		{name: "scope_unknown query parameter with a leading space too", target: "/api/stock/items?site=acme-hq&%20site=globex-lab", headers: []string{"Authorization", alice}, status: 403, reason: "scope_unknown"},
+		{name: "scope_unknown query parameter with a NUL too", target: "/api/stock/items?site=acme-hq&site%00x=globex-lab", headers: []string{"Authorization", alice}, status: 403, reason: "scope_unknown"},
 		{name: "scope_unknown query parameter in upper case too", target: "/api/stock/items?site=acme-hq&SITE=globex-lab", headers: []string{"Authorization", alice}, status: 403, reason: "scope_unknown"},
 		{name: "scope_inactive site", target: "/api/companies/acme/sites/acme-depot/x", headers: []string{"Authorization", alice}, status: 403, reason: "scope_inactive"},
 		{name: "scope_inactive company", target: "/api/companies/globex/report", headers: []string{"Authorization", alice}, status: 403, reason: "scope_inactive"},

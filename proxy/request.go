@@ -125,10 +125,14 @@ func (v *valueSource) Query(name string) (string, int) {
 }
 
 // queryKeyAlias reports whether a query key k is read as name by some
-// upstream framework: ASCII case ignored (ASP.NET), leading spaces dropped
-// and '.' or ' ' read as '_' (PHP), and a "[...]" suffix making it an
-// array of name (PHP, Rails, qs).
+// upstream framework: ASCII case ignored (ASP.NET), leading spaces dropped,
+// '.' or ' ' read as '_' and everything from a NUL on ignored (PHP, which
+// reads the name as a C string), and a "[...]" suffix making it an array of
+// name (PHP, Rails, qs).
 func queryKeyAlias(k []byte, name string) bool {
+	if i := bytes.IndexByte(k, 0); i >= 0 {
+		k = k[:i]
+	}
 	k = bytes.TrimLeft(k, " ")
 	if i := bytes.IndexByte(k, '['); i > 0 {
 		k = k[:i]

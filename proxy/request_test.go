@@ -166,6 +166,7 @@ func TestQueryKeyAlias(t *testing.T) {
 		want bool
 	}{
 		{"site[]", true}, {"site[0]", true}, {" site", true}, {"  site[x]", true}, {"SITE", true}, {"Site", true},
+		{"site\x00", true}, {"site\x00x", true}, {"site\x00[]", true},
 		{"sites", false}, {"sit", false}, {"[]site", false}, {"site_", false}, {"s-ite", false}, {"", false},
 	} {
 		if got := queryKeyAlias([]byte(c.key), "site"); got != c.want {
