@@ -16,7 +16,10 @@ import (
 //   - holds an empty segment ("//" anywhere, a leading "//" included; a
 //     single trailing "/" is not an empty segment);
 //   - holds a "." or ".." segment, literal or percent-encoded in any case
-//     ("%2e", "%2E%2e", ".%2e");
+//     ("%2e", "%2E%2e", ".%2e"), or any other segment made of dots and
+//     encoded spaces or tabs only ("...", "..%20", ".%09"): Windows drops
+//     trailing dots and spaces from a segment, so IIS reads those as
+//     ".." or ".";
 //   - holds a segment whose text before a ";" (raw or %3B) is empty, "." or
 //     ".." ("/..;/admin", "/.;x", "/;jsessionid=1"): servlet containers
 //     (Tomcat, Jetty) strip ";" path parameters and then read such a
@@ -57,8 +60,8 @@ func screenPath(raw string) (d pathDefect) {
 	escapes, nonASCII := false, false
 	for i := 1; i <= len(raw); i++ {
 		if i == len(raw) || raw[i] == '/' {
-			if !other && (dots == 1 || dots == 2) {
-				return d | pathBad
+			if !other && dots > 0 {
+				return d | pathBad // ".", "..", "...", "..%20"
 			}
 			if i == segStart && i < len(raw) {
 				return d | pathBad // empty segment before another "/"
@@ -74,6 +77,7 @@ func screenPath(raw string) (d pathDefect) {
 			return d | pathBad
 		case '.':
 			dots++
+		case ' ', '\t': // not "other", as encoded below
 		case ';':
 			if !other {
 				return d | pathBad // "..;", ".;", ";" start of a segment
@@ -90,7 +94,7 @@ func screenPath(raw string) (d pathDefect) {
 				// An upstream that decodes %2F splits the segment there: a
 				// "." or ".." piece before it would be a dot segment to it.
 				d |= pathEncodedSlash
-				if wasEmpty || !other && (dots == 1 || dots == 2) {
+				if wasEmpty || !other && dots > 0 {
 					return d | pathBad // "%2F%2F", "/%2Fetc", "..%2F"
 				}
 				dots, other, emptyPiece = 0, false, true
@@ -98,6 +102,9 @@ func screenPath(raw string) (d pathDefect) {
 				return d | pathBad
 			case '.':
 				dots++
+			case ' ', '\t':
+				// Not "other": Windows (IIS) drops trailing spaces, so
+				// "..%20" is ".." there.
 			case ';':
 				if !other {
 					return d | pathBad
