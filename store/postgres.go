@@ -143,9 +143,12 @@ type Postgres struct {
 	users   *gocache.Cache // authentik_sub → *userEntry
 	userMu  sync.Mutex     // guards userGen changes with cache writes, and idToSub
 	userGen atomic.Uint64  // bumped by every eviction; a load that raced one is not cached
-	idToSub map[string]string
-	loads   singleflight.Group // in-flight user loads by subject
-	events  chan feedEvent
+	// userEpoch is bumped when every cached user may be out of date
+	// (expireUsers); an entry loaded in an older epoch is not fresh.
+	userEpoch atomic.Uint64
+	idToSub   map[string]string
+	loads     singleflight.Group // in-flight user loads by subject
+	events    chan feedEvent
 	// connectFailed receives the first failed listener connection attempt.
 	connectFailed chan error
 	flushes       atomic.Int64 // UPDATE statements sent by the last_used writer

@@ -313,7 +313,10 @@ func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, f
 		s.dir.Store(res.dir)
 	}
 	if flushUsers {
-		s.flushUsers()
+		// Notifications may have been missed: reload each user on its next
+		// lookup, but keep the entries to fall back on while the database
+		// still fails (a flapping connection must not deny cached users).
+		s.expireUsers()
 	}
 	return nil
 }

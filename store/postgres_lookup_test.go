@@ -384,3 +384,57 @@ func TestPostgresUserLoadTimeout(t *testing.T) {
 		return err == nil && u != nil
 	})
 }
+
+// TestPostgresReloadKeepsUsersToFallBackOn: a full reload (as after a
+// reconnect) makes cached users reload on their next lookup, but keeps them:
+// when the database then fails to answer that reload, the cached user keeps
+// serving (SPEC §6) instead of a 503, while a subject never cached gets
+// ErrUnavailable; once the database answers, the user is reloaded.
+func TestPostgresReloadKeepsUsersToFallBackOn(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *store.PostgresConfig) {
+		c.ConnectTimeout = 60 * time.Second
+		c.UserLoadTimeout = 300 * time.Millisecond
+	})
+	ctx := context.Background()
+	before, err := b.store.LookupUser(ctx, "alice", time.Now())
+	if err != nil || before == nil {
+		t.Fatalf("LookupUser(alice) = %v, %v", before, err)
+	}
+	if err := b.store.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := b.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx)
+	if _, err := lock.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	misses := func() float64 { return metricValue(t, b.store, store.MetricCacheMisses) }
+	m0 := misses()
+	if u, err := b.store.LookupUser(ctx, "alice", time.Now()); err != nil || u == nil || u.ID != before.ID {
+		t.Errorf("alice after a reload, database not answering = %v, %v; want the cached alice", u, err)
+	}
+	if misses() != m0+1 {
+		t.Errorf("the lookup after a reload did not try the database (misses %v → %v)", m0, misses())
+	}
+	if u, err := b.store.LookupUser(ctx, "never-cached", time.Now()); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("an uncached subject, database not answering = %v, %v; want ErrUnavailable", u, err)
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Once the database answers, alice is reloaded into a fresh entry: the
+	// lookup after that is a hit.
+	eventually(t, 10*time.Second, "alice reloaded once the database answers", func() bool {
+		m := misses()
+		u, err := b.store.LookupUser(ctx, "alice", time.Now())
+		if err != nil || u == nil {
+			return false
+		}
+		_, _ = b.store.LookupUser(ctx, "alice", time.Now())
+		return misses() == m+1
+	})
+}

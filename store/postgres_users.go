@@ -22,35 +22,51 @@ type userEntry struct {
 	grants []policy.GrantRecord
 	dir    *policy.Directory // the directory user was compiled against
 	fresh  int64             // unix nanoseconds until which the entry is fresh
+	epoch  uint64            // userEpoch when the load began: fresh only while it holds
 }
 
 // LookupUser returns the user with this authentik_sub, nil when unknown. A
 // fresh cache entry answers without the database and without allocating;
 // unknown subjects are cached too (NegativeCacheTTL). While the database is
-// unreachable a cached entry keeps answering for the stale TTL; a subject
-// not in the cache, or any lookup past the stale TTL, gets [ErrUnavailable].
-// Concurrent misses for one subject share one query, bounded by
-// UserLoadTimeout; ctx gives its values, not its cancellation. Credentials
-// are cached, never decisions.
+// unreachable, or when it fails to answer the reload of an entry that is no
+// longer fresh, the cached entry keeps answering for the stale TTL (SPEC
+// §6: what was known keeps serving); a subject not in the cache, or any
+// lookup past the stale TTL, gets [ErrUnavailable]. Concurrent misses for
+// one subject share one query, bounded by UserLoadTimeout; ctx gives its
+// values, not its cancellation. Credentials are cached, never decisions.
 func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
 	if !s.loaded.Load() || s.stale(now) {
 		return nil, ErrUnavailable
 	}
+	var known *userEntry
 	if v, ok := s.users.Get(sub); ok {
 		e := v.(*userEntry)
-		if now.UnixNano() < e.fresh || s.down.Load() {
+		if now.UnixNano() < e.fresh && e.epoch == s.userEpoch.Load() || s.down.Load() {
 			s.m.userHits.Inc()
-			if dir := s.dir.Load(); e.user != nil && e.dir != dir {
-				return s.recompile(sub, e, dir), nil
-			}
-			return e.user, nil
+			return s.serveEntry(sub, e), nil
 		}
+		known = e
 	}
 	s.m.userMisses.Inc()
 	if s.down.Load() {
 		return nil, ErrUnavailable
 	}
-	return s.loadShared(ctx, sub, now)
+	u, err := s.loadShared(ctx, sub, now)
+	if err != nil && known != nil && errors.Is(err, ErrUnavailable) {
+		// A database that blips (a reconnect, then a failed reload) must
+		// not deny what it was known to allow.
+		return s.serveEntry(sub, known), nil
+	}
+	return u, err
+}
+
+// serveEntry returns e's user, recompiled first when the directory changed
+// since it was compiled.
+func (s *Postgres) serveEntry(sub string, e *userEntry) *policy.User {
+	if dir := s.dir.Load(); e.user != nil && e.dir != dir {
+		return s.recompile(sub, e, dir)
+	}
+	return e.user
 }
 
 // recompile compiles a cached user against a newer directory and caches the
@@ -86,7 +102,7 @@ func (s *Postgres) loadShared(ctx context.Context, sub string, now time.Time) (*
 // loadUser reads the user and every grant in one round trip, compiles and
 // caches the result unless an eviction raced the read.
 func (s *Postgres) loadUser(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
-	gen := s.userGen.Load()
+	gen, epoch := s.userGen.Load(), s.userEpoch.Load()
 	dir := s.dir.Load()
 	b := &pgx.Batch{}
 	b.Queue(sqlUserBySub, sub)
@@ -103,7 +119,7 @@ func (s *Postgres) loadUser(ctx context.Context, sub string, now time.Time) (*po
 		s.m.storeErrors.Inc()
 		return nil, fmt.Errorf("%w: loading user: %v", ErrUnavailable, err)
 	}
-	e := &userEntry{fresh: now.Add(s.cfg.NegativeCacheTTL).UnixNano(), dir: dir}
+	e := &userEntry{fresh: now.Add(s.cfg.NegativeCacheTTL).UnixNano(), dir: dir, epoch: epoch}
 	if rec != nil {
 		e.rec, e.grants = *rec, grants
 		e.user = policy.CompileUser(*rec, grants, dir)
@@ -183,6 +199,14 @@ func (s *Postgres) evictSubs(subs []string) {
 	for _, sub := range subs {
 		s.users.Delete(sub)
 	}
+}
+
+// expireUsers makes every cached user not fresh, without dropping it
+// (after a reconnect or Reload, when evictions may have been missed): the
+// next lookup of each reloads it, and falls back to it only while the
+// database cannot answer.
+func (s *Postgres) expireUsers() {
+	s.userEpoch.Add(1)
 }
 
 // flushUsers empties the user cache (after a reconnect, when evictions may
