@@ -180,17 +180,40 @@ func TestAuthorizeClientRateLimit(t *testing.T) {
 		t.Errorf("unlimited: %+v", d)
 	}
 
-	// A changed limit rebuilds the bucket.
-	changed := mustClient(t, ClientRecord{ID: "9", ClientKey: "limited", Status: "active", APIKeyHash: sha256Hex("good"), RateLimitPerMin: intp(5)})
-	req := apiReq("GET", "/x", "limited.good")
-	m, _ := e.Match(req)
-	d = e.AuthorizeClient(req, &m, changed)
-	if !d.Allowed() || d.RateLimit.Limit != 5 || d.RateLimit.Remaining != 4 {
-		t.Errorf("changed limit: %v %+v", d.Reason, d.RateLimit)
+	// A changed limit applies at once (capacity and refill rate) but keeps
+	// the tokens left: changing it never hands out a fresh burst.
+	at := t0.Add(time.Hour) // the limited bucket is full again by then
+	withLimit := func(n int) *Client {
+		return mustClient(t, ClientRecord{ID: "9", ClientKey: "limited", Status: "active", APIKeyHash: sha256Hex("good"), RateLimitPerMin: intp(n)})
+	}
+	limitSteps := []struct {
+		limit     int
+		after     time.Duration
+		allowed   bool
+		remaining int
+	}{
+		{5, 0, true, 1},                        // 2 tokens carried from the full limit-2 bucket
+		{5, 0, true, 0},                        //
+		{5, 0, false, 0},                       // exhausted
+		{6, 0, false, 0},                       // raising the limit refills nothing
+		{5, 0, false, 0},                       // nor does lowering it again
+		{5, 12 * time.Second, true, 0},         // one token per 12 s at 5/min
+		{100, 0, false, 0},                     // 100/min: nothing carried
+		{100, 600 * time.Millisecond, true, 0}, // one token per 0.6 s
+	}
+	for i, st := range limitSteps {
+		at = at.Add(st.after)
+		req := apiReq("GET", "/x", "limited.good")
+		req.Now = at
+		m, _ := e.Match(req)
+		d := e.AuthorizeClient(req, &m, withLimit(st.limit))
+		if d.Allowed() != st.allowed || d.RateLimit.Limit != st.limit || d.RateLimit.Remaining != st.remaining {
+			t.Errorf("limit step %d (%d/min): allowed %v (%v), %+v; want allowed %v remaining %d", i, st.limit, d.Allowed(), d.Reason, d.RateLimit, st.allowed, st.remaining)
+		}
 	}
 
 	// Idle buckets are swept.
-	if n := e.SweepRateLimits(t0.Add(10*time.Minute), time.Minute); n != 2 || e.buckets.len() != 0 {
+	if n := e.SweepRateLimits(at.Add(10*time.Minute), time.Minute); n != 2 || e.buckets.len() != 0 {
 		t.Errorf("SweepRateLimits dropped %d, %d left", n, e.buckets.len())
 	}
 }

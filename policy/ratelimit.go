@@ -37,7 +37,17 @@ func (t *bucketTable) take(id string, perMin int, now time.Time) (bool, RateLimi
 		}
 		b = t.m[id]
 		if b == nil || b.perMin != perMin {
-			b = &bucket{lim: rate.NewLimiter(rate.Limit(float64(perMin)/60), perMin), perMin: perMin}
+			nb := &bucket{lim: rate.NewLimiter(rate.Limit(float64(perMin)/60), perMin), perMin: perMin}
+			if b != nil {
+				// The limit changed: the new bucket starts with the tokens
+				// the old one had left (at most its capacity), so a change
+				// never hands out a fresh burst.
+				left := max(0, math.Floor(b.lim.TokensAt(now)))
+				if used := perMin - int(min(left, float64(perMin))); used > 0 {
+					nb.lim.AllowN(now, used)
+				}
+			}
+			b = nb
 			t.m[id] = b
 		}
 		t.mu.Unlock()
