@@ -54,7 +54,6 @@ func screenPath(raw string) (d pathDefect) {
 	if raw == "" || raw[0] != '/' {
 		return pathBad
 	}
-	segStart := 1
 	dots, other := 0, false // dot count and whether the segment has anything else
 	emptyPiece := true      // nothing yet since the last '/' or %2F
 	escapes, nonASCII := false, false
@@ -63,10 +62,12 @@ func screenPath(raw string) (d pathDefect) {
 			if !other && dots > 0 {
 				return d | pathBad // ".", "..", "...", "..%20"
 			}
-			if i == segStart && i < len(raw) {
-				return d | pathBad // empty segment before another "/"
+			if emptyPiece && i < len(raw) {
+				// An empty segment before another "/", or an empty piece
+				// after an encoded slash ("a%2F/b": "a//b" to an upstream
+				// that decodes %2F).
+				return d | pathBad
 			}
-			segStart = i + 1
 			dots, other, emptyPiece = 0, false, true
 			continue
 		}

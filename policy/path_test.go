@@ -70,6 +70,7 @@ func TestScreenPath(t *testing.T) {
 		{"/files/x/a%2F%2Fb", pathEncodedSlash | pathBad},
 		{"/%2Fa", pathEncodedSlash | pathBad},
 		{"/files/x/a%2F", pathEncodedSlash},
+		{"/files/x/a%2F/b", pathEncodedSlash | pathBad},
 		// Dots with trailing spaces or more dots: ".." to Windows.
 		{"/api/x/..%20/y", pathBad},
 		{"/api/x/..%09/y", pathBad},

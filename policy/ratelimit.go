@@ -47,6 +47,9 @@ func (t *bucketTable) take(id string, perMin int, now time.Time) (bool, RateLimi
 					nb.lim.AllowN(now, used)
 				}
 			}
+			// Used now, before it is published: a sweep in between must
+			// not take it for idle.
+			nb.last.Store(now.UnixNano())
 			b = nb
 			t.m[id] = b
 		}

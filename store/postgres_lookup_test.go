@@ -438,3 +438,56 @@ func TestPostgresReloadKeepsUsersToFallBackOn(t *testing.T) {
 		return misses() == m+1
 	})
 }
+
+// TestPostgresFallbackBounds: the cached entry a failed reload falls back
+// on serves no longer than the stale TTL counted from its load, and not at
+// all once a change notification evicted it during the failed load (the
+// user is then known to have changed).
+func TestPostgresFallbackBounds(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *store.PostgresConfig) {
+		c.ConnectTimeout = 60 * time.Second
+		c.UserLoadTimeout = time.Second
+	})
+	ctx := context.Background()
+	if u, err := b.store.LookupUser(ctx, "alice", time.Now()); err != nil || u == nil {
+		t.Fatalf("LookupUser(alice) = %v, %v", u, err)
+	}
+	var aliceID string
+	if err := b.db.QueryRow(ctx, `SELECT id FROM users WHERE authentik_sub = 'alice'`).Scan(&aliceID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := b.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx)
+	if _, err := lock.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	// Past the stale TTL counted from the load: no fallback.
+	if u, err := b.store.LookupUser(ctx, "alice", time.Now().Add(5*time.Minute+time.Second)); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("alice, reload failing, past the stale TTL since her load = %v, %v; want ErrUnavailable", u, err)
+	}
+	// A grant removed while the reload waits: the notification evicts her,
+	// so the failed reload must not fall back on the old entry.
+	type result struct {
+		u   *policy.User
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		u, err := b.store.LookupUser(ctx, "alice", time.Now())
+		done <- result{u, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // let the lookup start its load
+	if _, err := b.db.Exec(ctx, `DELETE FROM user_scope_permissions WHERE user_id = $1`, aliceID); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; !errors.Is(r.err, store.ErrUnavailable) {
+		t.Errorf("alice evicted during a failed reload = %v, %v; want ErrUnavailable", r.u, r.err)
+	}
+}

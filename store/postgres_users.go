@@ -23,6 +23,7 @@ type userEntry struct {
 	dir    *policy.Directory // the directory user was compiled against
 	fresh  int64             // unix nanoseconds until which the entry is fresh
 	epoch  uint64            // userEpoch when the load began: fresh only while it holds
+	loaded int64             // unix nanoseconds of the load
 }
 
 // LookupUser returns the user with this authentik_sub, nil when unknown. A
@@ -41,7 +42,8 @@ func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*
 	var known *userEntry
 	if v, ok := s.users.Get(sub); ok {
 		e := v.(*userEntry)
-		if now.UnixNano() < e.fresh && e.epoch == s.userEpoch.Load() || s.down.Load() {
+		current := e.epoch == s.userEpoch.Load()
+		if now.UnixNano() < e.fresh && current || s.down.Load() && (current || s.withinStale(e, now)) {
 			s.m.userHits.Inc()
 			return s.serveEntry(sub, e), nil
 		}
@@ -52,12 +54,23 @@ func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*
 		return nil, ErrUnavailable
 	}
 	u, err := s.loadShared(ctx, sub, now)
-	if err != nil && known != nil && errors.Is(err, ErrUnavailable) {
+	if err != nil && known != nil && errors.Is(err, ErrUnavailable) && s.withinStale(known, now) {
 		// A database that blips (a reconnect, then a failed reload) must
-		// not deny what it was known to allow.
-		return s.serveEntry(sub, known), nil
+		// not deny what it was known to allow, unless a notification
+		// evicted the entry meanwhile (it is known to have changed).
+		if v, ok := s.users.Get(sub); ok && v.(*userEntry) == known {
+			return s.serveEntry(sub, known), nil
+		}
 	}
 	return u, err
+}
+
+// withinStale reports whether e was loaded at most StaleTTL before now, so
+// what it says may still serve when the database cannot answer: an entry
+// from before a reconnect may have missed a change, and serves no longer
+// than the stale TTL counted from its load.
+func (s *Postgres) withinStale(e *userEntry, now time.Time) bool {
+	return now.UnixNano()-e.loaded <= int64(s.cfg.StaleTTL)
 }
 
 // serveEntry returns e's user, recompiled first when the directory changed
@@ -119,7 +132,7 @@ func (s *Postgres) loadUser(ctx context.Context, sub string, now time.Time) (*po
 		s.m.storeErrors.Inc()
 		return nil, fmt.Errorf("%w: loading user: %v", ErrUnavailable, err)
 	}
-	e := &userEntry{fresh: now.Add(s.cfg.NegativeCacheTTL).UnixNano(), dir: dir, epoch: epoch}
+	e := &userEntry{fresh: now.Add(s.cfg.NegativeCacheTTL).UnixNano(), dir: dir, epoch: epoch, loaded: now.UnixNano()}
 	if rec != nil {
 		e.rec, e.grants = *rec, grants
 		e.user = policy.CompileUser(*rec, grants, dir)
@@ -209,8 +222,8 @@ func (s *Postgres) expireUsers() {
 	s.userEpoch.Add(1)
 }
 
-// flushUsers empties the user cache (after a reconnect, when evictions may
-// have been missed, and on Reload).
+// flushUsers empties the user cache: every user may have changed (a
+// notification without ids, or evictions that could not be resolved).
 func (s *Postgres) flushUsers() {
 	s.userMu.Lock()
 	defer s.userMu.Unlock()
