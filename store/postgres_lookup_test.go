@@ -338,19 +338,9 @@ func TestPostgresConcurrentMissesShareOneLoad(t *testing.T) {
 // again loads the user.
 func TestPostgresUserLoadTimeout(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *store.PostgresConfig) {
-		c.ConnectTimeout = 60 * time.Second
-		c.UserLoadTimeout = 300 * time.Millisecond
-	})
+	b := setupUserLoadTimeout(t, 300*time.Millisecond)
 	ctx := context.Background()
-	lock, err := b.db.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback(ctx)
-	if _, err := lock.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	release := lockUsers(t, b)
 	type result struct {
 		u   *policy.User
 		err error
@@ -373,14 +363,11 @@ func TestPostgresUserLoadTimeout(t *testing.T) {
 			t.Fatalf("lookup %d still waiting after 20s: not bounded by UserLoadTimeout (300ms)", i)
 		}
 	}
-	if err := lock.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	// The cancelled queries closed their connections, so the next load may
 	// need a new one: retry within the timeout until it lands.
-	var u *policy.User
 	eventually(t, 10*time.Second, "loading alice after the lock was released", func() bool {
-		u, err = b.store.LookupUser(ctx, "alice", time.Now())
+		u, err := b.store.LookupUser(ctx, "alice", time.Now())
 		return err == nil && u != nil
 	})
 }
@@ -392,10 +379,7 @@ func TestPostgresUserLoadTimeout(t *testing.T) {
 // ErrUnavailable; once the database answers, the user is reloaded.
 func TestPostgresReloadKeepsUsersToFallBackOn(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *store.PostgresConfig) {
-		c.ConnectTimeout = 60 * time.Second
-		c.UserLoadTimeout = 300 * time.Millisecond
-	})
+	b := setupUserLoadTimeout(t, 300*time.Millisecond)
 	ctx := context.Background()
 	before, err := b.store.LookupUser(ctx, "alice", time.Now())
 	if err != nil || before == nil {
@@ -404,14 +388,7 @@ func TestPostgresReloadKeepsUsersToFallBackOn(t *testing.T) {
 	if err := b.store.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	lock, err := b.db.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback(ctx)
-	if _, err := lock.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	release := lockUsers(t, b)
 	misses := func() float64 { return metricValue(t, b.store, store.MetricCacheMisses) }
 	m0 := misses()
 	if u, err := b.store.LookupUser(ctx, "alice", time.Now()); err != nil || u == nil || u.ID != before.ID {
@@ -423,9 +400,7 @@ func TestPostgresReloadKeepsUsersToFallBackOn(t *testing.T) {
 	if u, err := b.store.LookupUser(ctx, "never-cached", time.Now()); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("an uncached subject, database not answering = %v, %v; want ErrUnavailable", u, err)
 	}
-	if err := lock.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	// Once the database answers, alice is reloaded into a fresh entry: the
 	// lookup after that is a hit.
 	eventually(t, 10*time.Second, "alice reloaded once the database answers", func() bool {
@@ -445,10 +420,7 @@ func TestPostgresReloadKeepsUsersToFallBackOn(t *testing.T) {
 // user is then known to have changed).
 func TestPostgresFallbackBounds(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *store.PostgresConfig) {
-		c.ConnectTimeout = 60 * time.Second
-		c.UserLoadTimeout = time.Second
-	})
+	b := setupUserLoadTimeout(t, time.Second)
 	ctx := context.Background()
 	if u, err := b.store.LookupUser(ctx, "alice", time.Now()); err != nil || u == nil {
 		t.Fatalf("LookupUser(alice) = %v, %v", u, err)
@@ -460,14 +432,7 @@ func TestPostgresFallbackBounds(t *testing.T) {
 	if err := b.store.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	lock, err := b.db.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback(ctx)
-	if _, err := lock.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	lockUsers(t, b) // held to the end of the test
 	// Past the stale TTL counted from the load: no fallback.
 	if u, err := b.store.LookupUser(ctx, "alice", time.Now().Add(5*time.Minute+time.Second)); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("alice, reload failing, past the stale TTL since her load = %v, %v; want ErrUnavailable", u, err)
@@ -489,5 +454,35 @@ func TestPostgresFallbackBounds(t *testing.T) {
 	}
 	if r := <-done; !errors.Is(r.err, store.ErrUnavailable) {
 		t.Errorf("alice evicted during a failed reload = %v, %v; want ErrUnavailable", r.u, r.err)
+	}
+}
+
+// setupUserLoadTimeout is setup with user loads bounded by timeout and a
+// connect timeout far longer, so a test sees which one bounds a load.
+func setupUserLoadTimeout(t *testing.T, timeout time.Duration) *pgBundle {
+	t.Helper()
+	return setup(t, func(c *store.PostgresConfig) {
+		c.ConnectTimeout = 60 * time.Second
+		c.UserLoadTimeout = timeout
+	})
+}
+
+// lockUsers holds an ACCESS EXCLUSIVE lock on users, so user loads wait
+// (and time out), until release is called or the test ends.
+func lockUsers(t *testing.T, b *pgBundle) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	lock, err := b.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lock.Rollback(ctx) })
+	if _, err := lock.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := lock.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
