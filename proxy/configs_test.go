@@ -151,8 +151,8 @@ func walkMaps(v any, fn func(map[string]any)) {
 }
 
 // overrideHeaders are the method and URL overrides the shipped front-end
-// configs remove on the way to the app.
-var overrideHeaders = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-URL", "X-Rewrite-URL"}
+// configs remove on the way to the app: the proxy mode's own list.
+var overrideHeaders = requestOverrides[:]
 
 // TestForwardAuthEnvoyRemovesUnsetIdentity: the Envoy answer names the
 // identity headers it has no value for in x-envoy-auth-headers-to-remove.

@@ -55,37 +55,36 @@ func (x *headerIndex) scan(h *fasthttp.RequestHeader, apiKeyHeader string) {
 				}
 				x.xffLines++
 			} else if equalFoldASCII(k, "X-Forwarded-Uri") {
-				x.repeatedRequestField = x.xfURI != nil || x.repeatedRequestField
-				first(&x.xfURI, v)
+				x.repeatedRequestField = !first(&x.xfURI, v) || x.repeatedRequestField
 			}
 		case 18: // X-Forwarded-Method
 			if equalFoldASCII(k, "X-Forwarded-Method") {
-				x.repeatedRequestField = x.xfMethod != nil || x.repeatedRequestField
-				first(&x.xfMethod, v)
+				x.repeatedRequestField = !first(&x.xfMethod, v) || x.repeatedRequestField
 			}
 		case 17: // X-Original-Method
 			if equalFoldASCII(k, "X-Original-Method") {
-				x.repeatedRequestField = x.xOrigMethod != nil || x.repeatedRequestField
-				first(&x.xOrigMethod, v)
+				x.repeatedRequestField = !first(&x.xOrigMethod, v) || x.repeatedRequestField
 			}
 		case 14: // X-Original-Uri
 			if equalFoldASCII(k, "X-Original-Uri") {
-				x.repeatedRequestField = x.xOrigURI != nil || x.repeatedRequestField
-				first(&x.xOrigURI, v)
+				x.repeatedRequestField = !first(&x.xOrigURI, v) || x.repeatedRequestField
 			}
 		}
 	}
 }
 
-// first stores v in *dst unless an earlier field already did. A present but
-// empty field is recorded as a non-nil empty slice.
-func first(dst *[]byte, v []byte) {
-	if *dst == nil {
-		if v == nil {
-			v = []byte{}
-		}
-		*dst = v
+// first stores v in *dst unless an earlier field already did, and reports
+// whether it stored it. A present but empty field is recorded as a non-nil
+// empty slice.
+func first(dst *[]byte, v []byte) bool {
+	if *dst != nil {
+		return false
 	}
+	if v == nil {
+		v = []byte{}
+	}
+	*dst = v
+	return true
 }
 
 // equalFoldASCII reports whether b and s are equal ignoring ASCII case

@@ -193,58 +193,32 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bo
 //     X-Forwarded-Uri/-Method/-Prefix).
 func dropBeforeForwarding(name []byte, replaceForwarded bool) bool {
 	if bytes.IndexByte(name, '_') >= 0 {
-		return true
+		return true // so the lists below need no '_' spellings
 	}
-	if equalHeaderName(name, "X-Request-Id") || equalFoldASCII(name, "Expect") || isRequestOverride(name) {
-		return true
-	}
-	return replaceForwarded && (isForwardedField(name) || isForwardedRequestField(name))
+	return nameIn(name, droppedFromAnyPeer[:]) || nameIn(name, requestOverrides[:]) ||
+		replaceForwarded && nameIn(name, droppedFromUntrusted[:])
 }
 
-// isRequestOverride reports a method or URL override field.
-func isRequestOverride(name []byte) bool {
-	switch len(name) {
-	case 13:
-		return equalFoldASCII(name, "X-HTTP-Method") || equalFoldASCII(name, "X-Rewrite-URL")
-	case 14:
-		return equalFoldASCII(name, "X-Original-URL")
-	case 17:
-		return equalFoldASCII(name, "X-Method-Override")
-	case 22:
-		return equalFoldASCII(name, "X-HTTP-Method-Override")
+// The request fields dropBeforeForwarding removes, by peer.
+var (
+	droppedFromAnyPeer = [...]string{"X-Request-Id", "Expect"}
+	// requestOverrides are the method and URL overrides some frameworks
+	// honour; the shipped front-end configs remove the same list.
+	requestOverrides = [...]string{
+		"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-URL", "X-Rewrite-URL",
 	}
-	return false
-}
-
-// isForwardedRequestField reports the fields in which the forward-auth
-// conventions describe the original request.
-func isForwardedRequestField(name []byte) bool {
-	switch len(name) {
-	case 14:
-		return equalFoldASCII(name, "X-Original-URI")
-	case 15:
-		return equalFoldASCII(name, "X-Forwarded-Uri")
-	case 17:
-		return equalFoldASCII(name, "X-Original-Method")
-	case 18:
-		return equalFoldASCII(name, "X-Forwarded-Method") || equalFoldASCII(name, "X-Forwarded-Prefix")
+	droppedFromUntrusted = [...]string{
+		"Forwarded", "X-Real-Ip", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+		"X-Original-URI", "X-Original-Method", "X-Forwarded-Uri", "X-Forwarded-Method", "X-Forwarded-Prefix",
 	}
-	return false
-}
+)
 
-// isForwardedField reports whether name (any case, '_' for '-') is one of
-// the fields that carry the client's address or the original scheme and
-// host.
-func isForwardedField(name []byte) bool {
-	switch len(name) {
-	case 9:
-		return equalHeaderName(name, "Forwarded") || equalHeaderName(name, "X-Real-Ip")
-	case 15:
-		return equalHeaderName(name, "X-Forwarded-For")
-	case 16:
-		return equalHeaderName(name, "X-Forwarded-Host")
-	case 17:
-		return equalHeaderName(name, "X-Forwarded-Proto")
+// nameIn reports whether name is one of names, ignoring ASCII case.
+func nameIn(name []byte, names []string) bool {
+	for _, s := range names {
+		if equalFoldASCII(name, s) {
+			return true
+		}
 	}
 	return false
 }
