@@ -11,7 +11,7 @@ import (
 
 // bucketTable holds one token bucket per client id (SPEC §3
 // rate_limit_per_min: capacity N, refilled at N/60 per second). A bucket is
-// rebuilt (full) when the client's limit changes.
+// rebuilt when the client's limit changes, keeping the tokens it had left.
 type bucketTable struct {
 	mu sync.RWMutex
 	m  map[string]*bucket

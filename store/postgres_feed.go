@@ -20,9 +20,6 @@ const (
 	changeLoadBudget = 30 * time.Second
 )
 
-// sqlNotifyTriggers checks that the change triggers of migration 0002 exist.
-var sqlNotifyTriggers = query("notify_triggers")
-
 // feedEvent is one notification (or, with full set, a request for a full
 // reload after the listener (re)connected).
 type feedEvent struct {

@@ -448,7 +448,11 @@ func TestPostgresFallbackBounds(t *testing.T) {
 		u, err := b.store.LookupUser(ctx, "alice", time.Now())
 		done <- result{u, err}
 	}()
-	time.Sleep(100 * time.Millisecond) // let the lookup start its load
+	eventually(t, 10*time.Second, "the lookup's load waiting for users", func() bool {
+		var waiting bool
+		err := b.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'users'::regclass AND NOT granted)`).Scan(&waiting)
+		return err == nil && waiting
+	})
 	if _, err := b.db.Exec(ctx, `DELETE FROM user_scope_permissions WHERE user_id = $1`, aliceID); err != nil {
 		t.Fatal(err)
 	}

@@ -58,11 +58,18 @@ func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*
 		// A database that blips (a reconnect, then a failed reload) must
 		// not deny what it was known to allow, unless a notification
 		// evicted the entry meanwhile (it is known to have changed).
-		if v, ok := s.users.Get(sub); ok && v.(*userEntry) == known {
+		if v, ok := s.users.Get(sub); ok && sameLoad(v.(*userEntry), known) {
 			return s.serveEntry(sub, known), nil
 		}
 	}
 	return u, err
+}
+
+// sameLoad reports whether a and b come from the same load: a recompile
+// against a newer directory copies the entry, an eviction or reload does not
+// leave it.
+func sameLoad(a, b *userEntry) bool {
+	return a.loaded == b.loaded && a.epoch == b.epoch
 }
 
 // withinStale reports whether e was loaded at most StaleTTL before now, so
