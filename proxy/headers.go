@@ -22,27 +22,10 @@ var hopByHop = [...]string{
 	"Upgrade",
 }
 
-// isHopByHop reports whether name (in any case) is one of hopByHop.
-func isHopByHop(name []byte) bool {
-	for _, h := range hopByHop {
-		if equalFoldASCII(name, h) {
-			return true
-		}
-	}
-	return false
-}
-
 // framing are names a Connection header may list that must not be removed
 // from the forwarded message because fasthttp manages them (removing
 // Content-Length or Host would change how the body or target is read).
-func isFraming(name []byte) bool {
-	for _, f := range [...]string{"Host", "Content-Length", "Transfer-Encoding", "Content-Type"} {
-		if bytes.EqualFold(name, s2b(f)) {
-			return true
-		}
-	}
-	return false
-}
+var framing = [...]string{"Host", "Content-Length", "Transfer-Encoding", "Content-Type"}
 
 // addName queues a header name, copying it into st.keys so it survives the
 // deletions.
@@ -62,7 +45,7 @@ func (st *reqState) connectionTokens(v []byte) {
 			tok, v = v, nil
 		}
 		tok = bytes.TrimSpace(tok)
-		if len(tok) == 0 || isFraming(tok) {
+		if len(tok) == 0 || nameIn(tok, framing[:]) {
 			continue
 		}
 		st.addName(tok)
@@ -112,7 +95,7 @@ func (st *reqState) connectionField(k, v []byte) {
 // hopField reports whether k is to be removed, given the first tokens names
 // of st.names (the Connection tokens).
 func (st *reqState) hopField(k []byte, tokens int, identityPrefix string) bool {
-	if isHopByHop(k) || identityPrefix != "" && hasIdentityPrefix(k, identityPrefix) {
+	if nameIn(k, hopByHop[:]) || identityPrefix != "" && hasIdentityPrefix(k, identityPrefix) {
 		return true
 	}
 	for _, t := range st.names[:tokens] {
@@ -229,8 +212,11 @@ func equalHeaderName(name []byte, s string) bool {
 	return len(name) == len(s) && hasIdentityPrefix(name, s)
 }
 
-// rateLimitResponse names the RateLimit fields setRateLimitHeaders writes.
-var rateLimitResponse = [...]string{"RateLimit-Policy", "RateLimit", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
+// rateLimitResponse names the RateLimit fields setRateLimitHeaders writes
+// (the same variables, so a new one is also stripped from the upstream).
+var rateLimitResponse = [...]string{
+	b2s(hdrRateLimitPolicy), b2s(hdrRateLimit), b2s(hdrRateLimitLimit), b2s(hdrRateLimitRemain), b2s(hdrRateLimitReset),
+}
 
 // replacedInResponse reports whether a response field is one the gateway
 // sets on a proxied answer: X-Request-Id, and the RateLimit ones when the

@@ -88,8 +88,19 @@ func TestProxyStripsLowerCaseHopByHopFromResponse(t *testing.T) {
 	if ids := r.header.Values("X-Request-Id"); len(ids) != 1 || ids[0] == "upstream-chosen" {
 		t.Errorf("X-Request-Id = %q, want the gateway's one", ids)
 	}
-	if v := r.header.Values("RateLimit-Remaining"); len(v) > 1 {
-		t.Errorf("RateLimit-Remaining = %q, want one value", v)
+	// app has no rate limit: the gateway sets no RateLimit fields, and the
+	// upstream's own pass.
+	if v := r.header.Values("RateLimit-Remaining"); len(v) != 1 || v[0] != "999" {
+		t.Errorf("app: RateLimit-Remaining = %q, want the upstream's [999]", v)
+	}
+	// limited reaches its bucket: the gateway's RateLimit fields replace the
+	// upstream's, never joined by them.
+	r = e.do(netip.Addr{}, reqText("GET", "/api/hop", "X-API-Key", e.fix.Token("limited")))
+	if r.status != 200 {
+		t.Fatalf("limited: status %d: %s", r.status, r.body)
+	}
+	if v := r.header.Values("RateLimit-Remaining"); len(v) != 1 || v[0] == "999" {
+		t.Errorf("limited: RateLimit-Remaining = %q, want the gateway's one value", v)
 	}
 }
 

@@ -202,21 +202,10 @@ func validateUpstreamURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// canonicalHeaderName spells name the way fasthttp normalizes header names:
-// the first letter and every letter after '-' upper case, the rest lower.
+// canonicalHeaderName spells name the way fasthttp normalizes header names
+// (the first letter and every letter after '-' upper case, the rest lower).
 func canonicalHeaderName(name string) string {
-	b := []byte(name)
-	upper := true
-	for i, c := range b {
-		switch {
-		case upper && c >= 'a' && c <= 'z':
-			b[i] = c - ('a' - 'A')
-		case !upper && c >= 'A' && c <= 'Z':
-			b[i] = c + ('a' - 'A')
-		}
-		upper = c == '-'
-	}
-	return string(b)
+	return string(fasthttp.AppendNormalizedHeaderKey(nil, name))
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
