@@ -45,7 +45,7 @@ func benchFixture() storetest.Fixture {
 		f.Secrets[clientKey(i)] = clientSecret(i)
 		f.Clients = append(f.Clients, policy.ClientRecord{
 			ID: id(5, i), ClientKey: clientKey(i), Name: fmt.Sprintf("Bench client %d", i), Status: "active",
-			APIKeyHash: "sha256:" + sha256Hex(clientSecret(i)), AllowedIPs: ips, AllowedOrigins: origins, AllowedPaths: paths,
+			APIKeyHash: storetest.HashSecret(clientSecret(i)), AllowedIPs: ips, AllowedOrigins: origins, AllowedPaths: paths,
 		})
 	}
 	return f

@@ -283,14 +283,6 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 	var t target
 	var gw *process
 	t.okStatus = 200
-	forwardAuthFill := func() func(*fasthttp.Request, int, int) {
-		inner := apiFill("/_auth")
-		return func(req *fasthttp.Request, w, i int) {
-			inner(req, w, i)
-			req.Header.Set("X-Original-URI", "/api/orders/1")
-			req.Header.Set("X-Original-Method", "GET")
-		}
-	}
 	switch name {
 	case "direct":
 		// The CPU column of direct is the upstream's own: what a
@@ -396,6 +388,17 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 		r.DBXactPerSec = float64(x1-x0-1) / (o.warmup + o.duration + 1100*time.Millisecond).Seconds()
 	}
 	return r, true, nil
+}
+
+// forwardAuthFill is the nginx-style forward-auth call for GET
+// /api/orders/1 with one of the first 100 clients' API keys.
+func forwardAuthFill() func(*fasthttp.Request, int, int) {
+	inner := apiFill("/_auth")
+	return func(req *fasthttp.Request, w, i int) {
+		inner(req, w, i)
+		req.Header.Set("X-Original-URI", "/api/orders/1")
+		req.Header.Set("X-Original-Method", "GET")
+	}
 }
 
 // apiFill sets path and one of the first 100 clients' API keys, spread over

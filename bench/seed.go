@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -29,7 +27,6 @@ func apiToken(i int) string     { return clientKey(i) + "." + clientSecret(i) }
 func userSub(i int) string      { return fmt.Sprintf("user-%05d", i) }
 func companyKey(i int) string   { return fmt.Sprintf("c%03d", i) }
 func siteKey(c, s int) string   { return fmt.Sprintf("c%03d-s%02d", c, s) }
-func sha256Hex(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 
 // copyFixture bulk-loads f into a migrated database, table by table with
 // COPY, so that -store pg and -store file hold the same rows (benchFixture).
@@ -116,14 +113,14 @@ func copyFixture(ctx context.Context, conn *pgx.Conn, f storetest.Fixture) error
 // createBenchDB drops and recreates the database name on the server of
 // adminURL and returns its URL.
 func createBenchDB(ctx context.Context, adminURL, name string) (string, error) {
+	if err := dropBenchDB(ctx, adminURL, name); err != nil {
+		return "", fmt.Errorf("dropping an earlier %s on PostgreSQL: %w", name, err)
+	}
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return "", fmt.Errorf("connecting to PostgreSQL: %w", err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`); err != nil {
-		return "", err
-	}
 	if _, err := conn.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", err
 	}

@@ -217,6 +217,7 @@ func TestAdmin(t *testing.T) {
 		`scopegate_upstream_errors_total{reason="upstream_timeout"} 0`,
 		`scopegate_rate_limited_total 0`,
 		`scopegate_proxy_store_errors_total`,
+		`# TYPE scopegate_decision_duration_seconds histogram`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"github.com/VictoriaMetrics/metrics"
 	"log/slog"
 	"time"
 
@@ -35,8 +36,12 @@ func (p *Proxy) NewServer() *fasthttp.Server {
 	}
 }
 
-// NewAdminServer returns the fasthttp server of the admin listener.
+// NewAdminServer returns the fasthttp server of the admin listener. Its
+// /metrics carries # HELP and # TYPE lines, so scrapers know counters from
+// gauges and histograms (VictoriaMetrics' ExposeMetadata, a process-wide
+// setting, made here with the server that serves it).
 func (p *Proxy) NewAdminServer() *fasthttp.Server {
+	metrics.ExposeMetadata(true)
 	return &fasthttp.Server{
 		Handler:               p.AdminHandler,
 		Name:                  "scopegate-admin",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/VictoriaMetrics/metrics"
 	"io"
 	"log/slog"
 	"net"
@@ -63,9 +62,6 @@ type serveStarted func(traffic, admin net.Addr)
 func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serveStarted) error {
 	baseCtx, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
-	// /metrics carries # HELP and # TYPE lines, so scrapers know counters
-	// from gauges and histograms (a process-wide VictoriaMetrics setting).
-	metrics.ExposeMetadata(true)
 
 	if cfg.DatabaseURL == "" && cfg.StoreFile == "" {
 		return errNoStore
