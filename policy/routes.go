@@ -132,7 +132,7 @@ func compileScope(s string) (scopeSpec, error) {
 	if !validName(sp.name) {
 		return sp, errors.New("bad scope name")
 	}
-	if sp.source == fromHeader && strings.IndexByte(sp.name, '_') >= 0 {
+	if sp.source == fromHeader && !ForwardedHeaderName(sp.name) {
 		// The proxy drops every header name with an underscore before
 		// forwarding (CGI-style servers read it as the dashed name), so the
 		// upstream would never see the header the scope came from.

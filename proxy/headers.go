@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/policy"
 )
 
 // hopByHop are the connection-specific fields of RFC 9110 §7.6.1 plus the
@@ -52,30 +54,6 @@ func (st *reqState) connectionTokens(v []byte) {
 	}
 }
 
-// hasIdentityPrefix reports whether name starts with prefix, ignoring case
-// and reading '_' as '-' (CGI-style servers map both to the same variable).
-func hasIdentityPrefix(name []byte, prefix string) bool {
-	if len(name) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		if foldHeaderByte(name[i]) != foldHeaderByte(prefix[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func foldHeaderByte(c byte) byte {
-	switch {
-	case c >= 'A' && c <= 'Z':
-		return c + ('a' - 'A')
-	case c == '_':
-		return '-'
-	}
-	return c
-}
-
 // The removal below takes two passes over a message's fields (ranging over
 // h.All() directly, which does not allocate): the first queues the names
 // the Connection fields list, the second queues the exact spelling of every
@@ -95,7 +73,7 @@ func (st *reqState) connectionField(k, v []byte) {
 // hopField reports whether k is to be removed, given the first tokens names
 // of st.names (the Connection tokens).
 func (st *reqState) hopField(k []byte, tokens int, identityPrefix string) bool {
-	if nameIn(k, hopByHop[:]) || identityPrefix != "" && hasIdentityPrefix(k, identityPrefix) {
+	if nameIn(k, hopByHop[:]) || identityPrefix != "" && policy.HasHeaderPrefix(b2s(k), identityPrefix) {
 		return true
 	}
 	for _, t := range st.names[:tokens] {
@@ -175,7 +153,7 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bo
 //     forward-auth conventions (X-Original-URI/-Method,
 //     X-Forwarded-Uri/-Method/-Prefix).
 func dropBeforeForwarding(name []byte, replaceForwarded bool) bool {
-	if bytes.IndexByte(name, '_') >= 0 {
+	if !policy.ForwardedHeaderName(b2s(name)) {
 		return true // so the lists below need no '_' spellings
 	}
 	return nameIn(name, droppedFromAnyPeer[:]) || nameIn(name, requestOverrides[:]) ||
@@ -207,9 +185,9 @@ func nameIn(name []byte, names []string) bool {
 }
 
 // equalHeaderName reports whether name is s ignoring case and reading '_'
-// as '-'.
+// as '-' (policy.SameHeaderName).
 func equalHeaderName(name []byte, s string) bool {
-	return len(name) == len(s) && hasIdentityPrefix(name, s)
+	return policy.SameHeaderName(b2s(name), s)
 }
 
 // rateLimitResponse names the RateLimit fields setRateLimitHeaders writes

@@ -90,7 +90,7 @@ func (v *valueSource) Header(name string) (string, int) {
 
 // Query returns the first value of the query parameter name, decoded, and
 // how many times the parameter occurs, counting the keys an upstream could
-// read as name (queryKeyAlias): "site[]", " site", "SITE" next to "site"
+// read as name (policy.SameQueryKey): "site[]", " site", "SITE" next to "site"
 // make the value ambiguous, which the policy treats like a repeated
 // parameter.
 func (v *valueSource) Query(name string) (string, int) {
@@ -109,7 +109,7 @@ func (v *valueSource) Query(name string) (string, int) {
 					first = []byte{}
 				}
 			}
-		case queryKeyAlias(k, name):
+		case policy.SameQueryKey(b2s(k), name):
 			if firstAlias == nil {
 				firstAlias = val
 			}
@@ -122,39 +122,6 @@ func (v *valueSource) Query(name string) (string, int) {
 		first = firstAlias
 	}
 	return b2s(first), n
-}
-
-// queryKeyAlias reports whether a query key k is read as name by some
-// upstream framework: ASCII case ignored (ASP.NET), leading spaces dropped,
-// '.' or ' ' read as '_' and everything from a NUL on ignored (PHP, which
-// reads the name as a C string), and a "[...]" suffix making it an array of
-// name (PHP, Rails, qs).
-func queryKeyAlias(k []byte, name string) bool {
-	if i := bytes.IndexByte(k, 0); i >= 0 {
-		k = k[:i]
-	}
-	k = bytes.TrimLeft(k, " ")
-	if i := bytes.IndexByte(k, '['); i > 0 {
-		k = k[:i]
-	}
-	if len(k) != len(name) {
-		return false
-	}
-	fold := func(c byte) byte {
-		switch {
-		case c == ' ' || c == '.':
-			return '_'
-		case c >= 'A' && c <= 'Z':
-			return c + ('a' - 'A')
-		}
-		return c
-	}
-	for i := 0; i < len(k); i++ {
-		if fold(k[i]) != fold(name[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // peerAddr returns the connection's peer address, unmapped. It does not

@@ -122,17 +122,6 @@ func printableASCII(s string) bool {
 	return true
 }
 
-func TestHasIdentityPrefix(t *testing.T) {
-	for in, want := range map[string]bool{
-		"X-Auth-Type": true, "x-auth-type": true, "X_Auth_Type": true, "X-AUTH-": true,
-		"X-Auth": false, "X-Authorization": false, "Authorization": false, "X-Auth_": true,
-	} {
-		if got := hasIdentityPrefix([]byte(in), "X-Auth-"); got != want {
-			t.Errorf("hasIdentityPrefix(%q) = %v, want %v", in, got, want)
-		}
-	}
-}
-
 func TestAuthMode(t *testing.T) {
 	p := &Proxy{authPath: "/_auth", envoyPath: "/_auth/envoy"}
 	for in, want := range map[string]authMode{
@@ -157,23 +146,5 @@ func TestCanonicalHeaderName(t *testing.T) {
 		if got := canonicalHeaderName(in); got != want {
 			t.Errorf("canonicalHeaderName(%q) = %q, want %q", in, got, want)
 		}
-	}
-}
-
-func TestQueryKeyAlias(t *testing.T) {
-	for _, c := range []struct {
-		key  string
-		want bool
-	}{
-		{"site[]", true}, {"site[0]", true}, {" site", true}, {"  site[x]", true}, {"SITE", true}, {"Site", true},
-		{"site\x00", true}, {"site\x00x", true}, {"site\x00[]", true},
-		{"sites", false}, {"sit", false}, {"[]site", false}, {"site_", false}, {"s-ite", false}, {"", false},
-	} {
-		if got := queryKeyAlias([]byte(c.key), "site"); got != c.want {
-			t.Errorf("queryKeyAlias(%q, site) = %v, want %v", c.key, got, c.want)
-		}
-	}
-	if !queryKeyAlias([]byte("a.b"), "a_b") || !queryKeyAlias([]byte("a b"), "a_b") || !queryKeyAlias([]byte("a_b"), "a.b") {
-		t.Errorf("PHP reads '.' and ' ' in a key as '_'")
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/scopegate/scopegate/policy"
 )
 
 // Config is every SCOPEGATE_ environment variable (SPEC §1–§9). The README's
@@ -128,7 +130,7 @@ func (c *Config) validate() error {
 			return &ConfigError{Var: "SCOPEGATE_" + h.name, Msg: fmt.Sprintf("%q is not a header field name (letters, digits and !#$%%&'*+-.^_`|~)", h.v)}
 		}
 	}
-	if strings.IndexByte(c.APIKeyHeader, '_') >= 0 {
+	if !policy.ForwardedHeaderName(c.APIKeyHeader) {
 		// Header names with '_' are dropped before forwarding, and nginx
 		// drops them by default.
 		return &ConfigError{Var: "SCOPEGATE_API_KEY_HEADER", Msg: fmt.Sprintf("%q: a header name with '_' is dropped by the proxy and by nginx", c.APIKeyHeader)}
