@@ -45,11 +45,10 @@ const maxCaptures = 3
 // captures holds placeholder values of one match; they alias the path.
 type captures [maxCaptures]string
 
-// glob is a compiled path glob. The zero glob never matches.
+// glob is a compiled path glob (compileGlob); globIndex matches it.
 type glob struct {
 	methods []string // upper-case; empty: every method
 	segs    []segment
-	valid   bool
 	src     string
 	// prefix is the literal text every matching path starts with ("/api/v1"
 	// for "/api/v1/*/x"), a cheap pre-filter before segment matching; nLit
@@ -102,7 +101,6 @@ func compileGlob(src string, params bool) (glob, error) {
 		return g, err
 	}
 	g.segs = segs
-	g.valid = true
 	g.setPrefix()
 	return g, nil
 }

@@ -192,7 +192,7 @@ func TestLitPrefixEveryByte(t *testing.T) {
 // match is the single-glob reference the tests compare globIndex with: the
 // prefix by strings.HasPrefix, then the method, then the rest of the path.
 func (g *glob) match(method, path string, caps *captures) bool {
-	if !g.valid || !strings.HasPrefix(path, g.prefix) || !g.methodOK(method) {
+	if !strings.HasPrefix(path, g.prefix) || !g.methodOK(method) {
 		return false
 	}
 	return g.matchAfterPrefix(path, caps)

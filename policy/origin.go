@@ -232,6 +232,11 @@ func (s *originSet) add(o originPattern) {
 // fits.
 const maxOriginKey = 512
 
+// An exact entry's key is at most maxOriginPattern bytes plus a default port
+// (":65535" at most); this fails to compile if it could reach the
+// maxOriginKey-8 bytes past which originSet.match skips the exact lookup.
+var _ [maxOriginKey - 8 - maxOriginPattern - len(":65535") - 1]struct{}
+
 // match reports whether the request Origin is in the set. It does not
 // allocate. An Origin of maxOriginKey-8 bytes or more is not looked up among
 // the exact origins: no exact entry is that long.

@@ -260,7 +260,7 @@ func (p *routesParser) route(n *yaml.Node) {
 		p.errorf(pathNode, "path %q: %v", r.path, err)
 		return
 	}
-	r.glob = glob{methods: methods, segs: segs, valid: true, src: r.path}
+	r.glob = glob{methods: methods, segs: segs, src: r.path}
 	r.glob.setPrefix()
 	if !r.assignSlots() {
 		p.errorf(scopeNode, "scope placeholder {%s} is not in the path %q", r.scope.name, r.path)

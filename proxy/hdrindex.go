@@ -26,7 +26,7 @@ type headerIndex struct {
 func (x *headerIndex) scan(h *fasthttp.RequestHeader, apiKeyHeader string) {
 	*x = headerIndex{}
 	for k, v := range h.All() {
-		if len(k) == len(apiKeyHeader) && equalFoldASCII(k, apiKeyHeader) {
+		if equalFoldASCII(k, apiKeyHeader) {
 			first(&x.apiKey, v)
 		}
 		switch len(k) {

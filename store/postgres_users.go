@@ -73,9 +73,13 @@ func sameLoad(a, b *userEntry) bool {
 }
 
 // withinStale reports whether e was loaded at most StaleTTL before now, so
-// what it says may still serve when the database cannot answer: an entry
-// from before a reconnect may have missed a change, and serves no longer
-// than the stale TTL counted from its load.
+// what it says may still serve when the database cannot answer. Entries of
+// the current epoch need no such check while the database is down: the
+// store-wide stale TTL (stale, from lastOK) bounds them, since they were
+// loaded while it was reachable. The bound here is for entries from before
+// a reconnect, and for the fallback of a reload that failed while the
+// store counts as up: an entry from before a reconnect may have missed a
+// change, and serves no longer than the stale TTL counted from its load.
 func (s *Postgres) withinStale(e *userEntry, now time.Time) bool {
 	return now.UnixNano()-e.loaded <= int64(s.cfg.StaleTTL)
 }
