@@ -119,7 +119,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		// A chunked body has no declared length: enforce MaxBodyBytes while
 		// streaming it to the upstream.
 		if bs := req.BodyStream(); bs != nil {
-			st.body = limitedBody{r: bs, left: int64(p.cfg.MaxBodyBytes), h: &req.Header}
+			st.body = limitedBody{r: bs, left: int64(p.cfg.MaxBodyBytes), h: &req.Header, st: st}
 			req.SetBodyStream(&st.body, -1)
 		}
 	}
@@ -234,6 +234,7 @@ type limitedBody struct {
 	left     int64
 	exceeded bool
 	h        *fasthttp.RequestHeader // whose trailer to drop at the end
+	st       *reqState               // its name buffers copy the trailer names
 }
 
 func (l *limitedBody) Read(p []byte) (int, error) {
@@ -243,13 +244,17 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	if err == io.EOF && l.h != nil {
 		if keys := l.h.PeekTrailerKeys(); len(keys) > 0 {
-			names := make([][]byte, len(keys)) // copies: deleting moves the fields
-			for i, k := range keys {
-				names[i] = append([]byte(nil), k...)
+			// Copies (deleting moves the fields), in the request's reused
+			// name buffers, as the header passes make them.
+			st := l.st
+			st.names, st.keys = st.names[:0], st.keys[:0]
+			for _, k := range keys {
+				st.addName(k)
 			}
-			for _, k := range names {
+			for _, k := range st.names {
 				l.h.DelBytes(k)
 			}
+			st.names, st.keys = st.names[:0], st.keys[:0]
 		}
 	}
 	l.left -= int64(n)
