@@ -26,8 +26,8 @@ func TestBenchSmoke(t *testing.T) {
 		t.Skip("builds and runs the gateway")
 	}
 	checkOneRound(t, smokeRun(t, options{
-		scenarios: "direct,proxy-public,proxy-apikey,proxy-jwt,forward-auth,fasthttp-proxy,fasthttp-auth,bad-keys", store: "file",
-	}), 8)
+		scenarios: "direct,proxy-public,proxy-apikey,proxy-jwt,forward-auth,fasthttp-proxy,fasthttp-proxy-safe,fasthttp-auth,bad-keys", store: "file",
+	}), 9)
 }
 
 // smokeRun runs the harness from the repository root with o, each scenario

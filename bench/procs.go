@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/proxy"
 )
 
 // freeAddr returns a free loopback address.
@@ -31,8 +33,9 @@ var upstreamBody = []byte(`{"ok":true}`)
 // into the benchmark upstream child.
 const upstreamEnv = "SCOPEGATE_BENCH_SERVE_UPSTREAM"
 
-// bareProxyEnv names the variable ("listen,upstream") that turns this binary
-// into the reference bare fasthttp reverse proxy child.
+// bareProxyEnv names the variable ("listen,upstream" or
+// "listen,upstream,safe") that turns this binary into a reference fasthttp
+// reverse proxy child: serveBareProxy or, with ",safe", serveSafeProxy.
 const bareProxyEnv = "SCOPEGATE_BENCH_SERVE_BAREPROXY"
 
 // bareAuthEnv names the variable (a listen address) that turns this binary
@@ -47,7 +50,11 @@ func maybeServeUpstream() {
 		err = serveUpstream(addr)
 	} else if spec := os.Getenv(bareProxyEnv); spec != "" {
 		listen, up, _ := strings.Cut(spec, ",")
-		err = serveBareProxy(listen, up)
+		if up, ok := strings.CutSuffix(up, ",safe"); ok {
+			err = serveSafeProxy(listen, up)
+		} else {
+			err = serveBareProxy(listen, up)
+		}
 	} else if addr := os.Getenv(bareAuthEnv); addr != "" {
 		err = serveBareAuth(addr)
 	} else {
@@ -91,11 +98,34 @@ func serveBareProxy(listen, upstream string) error {
 	return s.ListenAndServe(listen)
 }
 
+// serveSafeProxy runs the second reference of the proxy scenarios: a
+// fasthttp reverse proxy built from scopegate's own listener settings
+// (proxy.Config.ListenerServer: read, write and idle timeouts, request body
+// streaming, header-name normalization) and upstream client
+// (proxy.Config.UpstreamClient: called with DoDeadline, response bodies
+// streamed back), with no decision, header hygiene or forwarded fields. The
+// gap between fasthttp-proxy and it is what those settings cost; the gap
+// between it and proxy-public is scopegate's own work.
+func serveSafeProxy(listen, upstream string) error {
+	var cfg proxy.Config
+	hc, err := cfg.UpstreamClient("http://" + upstream)
+	if err != nil {
+		return err
+	}
+	s := cfg.ListenerServer(func(ctx *fasthttp.RequestCtx) {
+		// The deadline's length does not change its cost; this is the
+		// gateway's default upstream timeout.
+		if err := hc.DoDeadline(&ctx.Request, &ctx.Response, time.Now().Add(30*time.Second)); err != nil {
+			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
+		}
+	})
+	return s.ListenAndServe(listen)
+}
+
 // serveBareAuth runs the reference of the forward-auth scenario: a fasthttp
-// server with scopegate's listener settings (its default read, write and
-// idle timeouts, header-name normalization, request body streaming) that
-// answers every request with scopegate's 200 allow of an API key (the same
-// header fields and sizes) without looking at the request. It is what a
+// server with scopegate's listener settings (proxy.Config.ListenerServer)
+// that answers every request with scopegate's 200 allow of an API key (the
+// same header fields and sizes) without looking at the request. It is what a
 // forward-auth answer costs on this machine when the decision is free, so
 // the gap between it and forward-auth is the decision's.
 func serveBareAuth(addr string) error {
@@ -106,19 +136,11 @@ func serveBareAuth(addr string) error {
 		{"X-Auth-Client-Id", "00000005-0000-4000-8000-000000000001"},
 		{"X-Auth-Client-Key", "bench-0001"},
 	}
-	s := &fasthttp.Server{
-		Handler: func(ctx *fasthttp.RequestCtx) {
-			for _, f := range fields {
-				ctx.Response.Header.Set(f[0], f[1])
-			}
-		},
-		Name:                 "scopegate",
-		NoDefaultContentType: true,
-		StreamRequestBody:    true,
-		ReadTimeout:          30 * time.Second,
-		WriteTimeout:         60 * time.Second,
-		IdleTimeout:          90 * time.Second,
-	}
+	s := proxy.Config{}.ListenerServer(func(ctx *fasthttp.RequestCtx) {
+		for _, f := range fields {
+			ctx.Response.Header.Set(f[0], f[1])
+		}
+	})
 	return s.ListenAndServe(addr)
 }
 
@@ -149,11 +171,15 @@ func startUpstream(ctx context.Context, dir string) (addr string, p *process, er
 	return addr, p, err
 }
 
-// startBareProxy runs the reference bare fasthttp proxy (serveBareProxy) in
-// front of upstream as a child process.
-func startBareProxy(ctx context.Context, dir, upstream string) (addr string, p *process, err error) {
+// startBareProxy runs a reference fasthttp proxy in front of upstream as a
+// child process: serveBareProxy, or serveSafeProxy when safe.
+func startBareProxy(ctx context.Context, dir, upstream string, safe bool) (addr string, p *process, err error) {
 	addr = freeAddr()
-	p, err = startChild(ctx, dir, "bare-proxy", bareProxyEnv, addr+","+upstream, "http://"+addr+"/")
+	name, spec := "bare-proxy", addr+","+upstream
+	if safe {
+		name, spec = "safe-proxy", spec+",safe"
+	}
+	p, err = startChild(ctx, dir, name, bareProxyEnv, spec, "http://"+addr+"/")
 	return addr, p, err
 }
 

@@ -18,7 +18,7 @@ import (
 // allScenarios is the order of one round (issue 6).
 var allScenarios = []string{
 	"direct", "proxy-public", "proxy-apikey", "proxy-jwt", "forward-auth",
-	"fasthttp-proxy", "fasthttp-auth", "nginx-proxy", "nginx-auth-request", "cold-users", "bad-keys",
+	"fasthttp-proxy", "fasthttp-proxy-safe", "fasthttp-auth", "nginx-proxy", "nginx-auth-request", "cold-users", "bad-keys",
 }
 
 // jwtSecret signs the benchmark's user tokens (HS256, configured on the
@@ -49,6 +49,8 @@ type env struct {
 	gwBaseAddr           string
 	bareProxy            *process
 	bareProxyAddr        string
+	safeProxy            *process
+	safeProxyAddr        string
 	bareAuth             *process
 	bareAuthAddr         string
 	nginx                *process
@@ -173,11 +175,18 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		}
 	}
 	if slices.Contains(want, "fasthttp-proxy") {
-		e.bareProxyAddr, e.bareProxy, err = startBareProxy(ctx, dir, e.upstream)
+		e.bareProxyAddr, e.bareProxy, err = startBareProxy(ctx, dir, e.upstream, false)
 		if err != nil {
 			return nil, err
 		}
 		defer e.bareProxy.stop()
+	}
+	if slices.Contains(want, "fasthttp-proxy-safe") {
+		e.safeProxyAddr, e.safeProxy, err = startBareProxy(ctx, dir, e.upstream, true)
+		if err != nil {
+			return nil, err
+		}
+		defer e.safeProxy.stop()
 	}
 	if slices.Contains(want, "fasthttp-auth") {
 		e.bareAuthAddr, e.bareAuth, err = startBareAuth(ctx, dir)
@@ -309,6 +318,11 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 		// The reference floor of the proxy scenarios: a bare fasthttp
 		// reverse proxy (serveBareProxy); its CPU column is its own.
 		t.addr, gw = e.bareProxyAddr, e.bareProxy
+		t.fill = func(req *fasthttp.Request, w, i int) { req.SetRequestURI("/public/hello") }
+	case "fasthttp-proxy-safe":
+		// The same with scopegate's listener and upstream-client settings
+		// (serveSafeProxy): timeouts and streaming, still no checks.
+		t.addr, gw = e.safeProxyAddr, e.safeProxy
 		t.fill = func(req *fasthttp.Request, w, i int) { req.SetRequestURI("/public/hello") }
 	case "fasthttp-auth":
 		// The reference of forward-auth: scopegate's allow answer from a

@@ -9,30 +9,40 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// NewServer returns the fasthttp server of the traffic listener, with the
-// limits of the Config: header size (431 past it), body size (413),
-// timeouts, connection count. Request bodies are streamed to the upstream
-// (StreamRequestBody) rather than buffered whole. Malformed requests that
-// fasthttp rejects before the handler runs get a JSON answer with
-// reason "bad_request" and an X-Request-Id.
+// NewServer returns the fasthttp server of the traffic listener: the
+// [Config.ListenerServer] settings with the proxy's handler, and an error
+// handler that gives malformed requests fasthttp rejects before the handler
+// runs a JSON answer with reason "bad_request" and an X-Request-Id.
 func (p *Proxy) NewServer() *fasthttp.Server {
+	s := p.cfg.ListenerServer(p.Handler)
+	s.ErrorHandler = p.errorHandler
+	s.Logger = fasthttpLogger{p.log}
+	return s
+}
+
+// ListenerServer returns a fasthttp server for h with the traffic
+// listener's settings from c (defaults applied): header size (431 past it),
+// body size (413), timeouts, connection count. Request bodies are streamed
+// to the upstream (StreamRequestBody) rather than buffered whole.
+// [Proxy.NewServer] is built on it, and so are the benchmark's reference
+// servers, so they pay for the same limits.
+func (c Config) ListenerServer(h fasthttp.RequestHandler) *fasthttp.Server {
+	c.setDefaults()
 	return &fasthttp.Server{
-		Handler:                       p.Handler,
-		ErrorHandler:                  p.errorHandler,
+		Handler:                       h,
 		Name:                          "scopegate",
 		NoDefaultServerHeader:         true,
 		NoDefaultContentType:          true,
-		ReadBufferSize:                p.cfg.MaxHeaderBytes,
-		MaxRequestBodySize:            p.cfg.MaxBodyBytes,
+		ReadBufferSize:                c.MaxHeaderBytes,
+		MaxRequestBodySize:            c.MaxBodyBytes,
 		StreamRequestBody:             true,
 		DisablePreParseMultipartForm:  true,
-		ReadTimeout:                   p.cfg.ReadTimeout,
-		WriteTimeout:                  p.cfg.WriteTimeout,
-		IdleTimeout:                   p.cfg.IdleTimeout,
-		Concurrency:                   p.cfg.MaxConns,
+		ReadTimeout:                   c.ReadTimeout,
+		WriteTimeout:                  c.WriteTimeout,
+		IdleTimeout:                   c.IdleTimeout,
+		Concurrency:                   c.MaxConns,
 		CloseOnShutdown:               true,
 		DisableHeaderNamesNormalizing: false,
-		Logger:                        fasthttpLogger{p.log},
 	}
 }
 

@@ -24,6 +24,20 @@ type upstream struct {
 	downUntil atomic.Int64 // unix nanos; skipped until then
 }
 
+// UpstreamClient returns the keep-alive client the proxy sends requests for
+// the upstream raw (one SCOPEGATE_UPSTREAM_URL entry) through, with c's pool
+// size, idle timeout and dialer (defaults applied). The proxy calls it with
+// DoDeadline and streams the response body back; the benchmark's reference
+// proxy uses it to pay for the same client.
+func (c Config) UpstreamClient(raw string) (*fasthttp.HostClient, error) {
+	c.setDefaults()
+	u, err := newUpstream(raw, &c)
+	if err != nil {
+		return nil, err
+	}
+	return u.hc, nil
+}
+
 func newUpstream(raw string, cfg *Config) (*upstream, error) {
 	u, err := validateUpstreamURL(raw)
 	if err != nil {
@@ -39,12 +53,15 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		}
 	}
 	hc := &fasthttp.HostClient{
-		Addr:                          addr,
-		IsTLS:                         isTLS,
-		MaxConns:                      cfg.UpstreamMaxConns,
-		MaxIdleConnDuration:           cfg.UpstreamIdleTimeout,
-		ReadTimeout:                   0, // per request: DoDeadline
-		WriteTimeout:                  cfg.UpstreamTimeout,
+		Addr:                addr,
+		IsTLS:               isTLS,
+		MaxConns:            cfg.UpstreamMaxConns,
+		MaxIdleConnDuration: cfg.UpstreamIdleTimeout,
+		// No ReadTimeout or WriteTimeout: forward's DoDeadline bounds the
+		// request's write and the response headers' read by the same
+		// deadline (the decision's end + UpstreamTimeout), and a timeout
+		// here would only cost one more clock read per request for a
+		// deadline no earlier than that one.
 		DisablePathNormalizing:        true, // the raw path goes out unchanged (SPEC §5 Paths)
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultUserAgentHeader:      true,
