@@ -46,7 +46,10 @@ type Config struct {
 	// headers (decision-only mode).
 	Upstreams []string
 	// UpstreamTimeout bounds the wait for the upstream's response headers
-	// (SCOPEGATE_UPSTREAM_TIMEOUT). Default 30s. Past it: 504 upstream_timeout.
+	// (SCOPEGATE_UPSTREAM_TIMEOUT), and also connecting, waiting for a free
+	// pooled connection and each pause while a body streams either way; not
+	// the length of a response that keeps coming. Default 30s. Past it
+	// before the headers: 504 upstream_timeout.
 	UpstreamTimeout time.Duration
 	// UpstreamFailTimeout is how long an upstream that failed to connect or
 	// answer is skipped (passive health check). Default 10s.

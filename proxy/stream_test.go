@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -45,5 +46,82 @@ func TestProxyStreamsResponse(t *testing.T) {
 		if line == "FIRST\n" {
 			break
 		}
+	}
+}
+
+// TestProxySlowBodyOutlivesUpstreamTimeout: SCOPEGATE_UPSTREAM_TIMEOUT bounds
+// the wait for the upstream's response headers, not the response: a body
+// that keeps streaming past it (a download, server-sent events) reaches the
+// client whole.
+func TestProxySlowBodyOutlivesUpstreamTimeout(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		for i := 0; i < 8; i++ {
+			io.WriteString(w, "tick\n")
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+		io.WriteString(w, "END\n")
+	}))
+	defer up.Close()
+	e := newEnv(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, reqText("GET", "/api/stream", "X-API-Key", e.fix.Token("app")))
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.HasSuffix(string(body), "END\n") {
+		t.Fatalf("body %q, err %v: cut before the upstream finished", body, err)
+	}
+}
+
+// TestProxyStalledBodyIsCut: a response body that stops for longer than
+// SCOPEGATE_UPSTREAM_TIMEOUT is cut there: the client connection closes
+// before the declared length (fasthttp may not have flushed the header
+// yet), so a hung upstream holds neither the client connection nor the
+// handler until the client gives up.
+func TestProxyStalledBodyIsCut(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		io.WriteString(w, "partial\n")
+		w.(http.Flusher).Flush()
+		<-release
+	}))
+	defer up.Close()
+	defer close(release)
+	e := newEnv(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, reqText("GET", "/api/stream", "X-API-Key", e.fix.Token("app")))
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err == nil {
+		var body []byte
+		body, err = io.ReadAll(resp.Body)
+		if len(body) >= 1000 {
+			t.Fatalf("got the whole body %q", body)
+		}
+	}
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("err %v: want the connection closed, not held", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("cut after %v, want about the 200ms timeout", took)
 	}
 }

@@ -26,9 +26,10 @@ type upstream struct {
 
 // UpstreamClient returns the keep-alive client the proxy sends requests for
 // the upstream raw (one SCOPEGATE_UPSTREAM_URL entry) through, with c's pool
-// size, idle timeout and dialer (defaults applied). The proxy calls it with
-// DoDeadline and streams the response body back; the benchmark's reference
-// proxy uses it to pay for the same client.
+// size, idle timeout, dialer and UpstreamTimeout on every read and write of
+// its connections (defaults applied). The proxy calls its Do and streams the
+// response body back; the benchmark's reference proxy uses it to pay for the
+// same client.
 func (c Config) UpstreamClient(raw string) (*fasthttp.HostClient, error) {
 	c.setDefaults()
 	u, err := newUpstream(raw, &c)
@@ -57,11 +58,11 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		IsTLS:               isTLS,
 		MaxConns:            cfg.UpstreamMaxConns,
 		MaxIdleConnDuration: cfg.UpstreamIdleTimeout,
-		// No ReadTimeout or WriteTimeout: forward's DoDeadline bounds the
-		// request's write and the response headers' read by the same
-		// deadline (the decision's end + UpstreamTimeout), and a timeout
-		// here would only cost one more clock read per request for a
-		// deadline no earlier than that one.
+		// No ReadTimeout or WriteTimeout: those set one deadline per
+		// request, which then also cuts a response body still streaming
+		// past it. The connections renew their own deadline before every
+		// read and write instead (idleTimeoutConn), and dials are bounded
+		// by Dial.
 		DisablePathNormalizing:        true, // the raw path goes out unchanged (SPEC §5 Paths)
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultUserAgentHeader:      true,
@@ -74,13 +75,49 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		RetryIfErr:                retryStaleConn,
 		MaxConnWaitTimeout:        cfg.UpstreamTimeout,
 	}
-	if cfg.UpstreamDial != nil {
-		hc.Dial = cfg.UpstreamDial
+	dial, timeout := cfg.UpstreamDial, cfg.UpstreamTimeout
+	if dial == nil {
+		dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, timeout) }
+	}
+	hc.Dial = func(addr string) (net.Conn, error) {
+		c, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		return &idleTimeoutConn{Conn: c, timeout: timeout}, nil
 	}
 	if isTLS {
 		hc.TLSConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 	}
 	return &upstream{url: u.Scheme + "://" + u.Host, hc: hc, tls: isTLS}, nil
+}
+
+// idleTimeoutConn is an upstream connection on which every read and every
+// write must make progress within timeout (SCOPEGATE_UPSTREAM_TIMEOUT): the
+// deadline is renewed before each call. It bounds the wait for the
+// response headers after the request is written, and each pause while a
+// body streams either way, like nginx's proxy_read_timeout and
+// proxy_send_timeout, but never the length of a response that keeps
+// coming (a download, server-sent events): the client side's
+// SCOPEGATE_WRITE_TIMEOUT bounds that. It costs what one deadline per
+// request did: a small response is one write and one read.
+type idleTimeoutConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *idleTimeoutConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *idleTimeoutConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
 
 // markDown skips u for d (passive health check).
@@ -107,7 +144,7 @@ func (p *Proxy) pick(now time.Time) *upstream {
 // back. The request is rewritten in place: hop-by-hop headers, incoming
 // identity headers and (with StripCredentials) the credential are removed;
 // X-Forwarded-For/-Proto/-Host, X-Request-Id and the identity headers set.
-// now is when the decision ended: the upstream timeout counts from it.
+// now is when the decision ended: the upstream call is timed from it.
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, peer netip.Addr, trusted bool, now time.Time) {
 	req := &ctx.Request
 	stripCred := p.cfg.StripCredentials && st.req.Cred.Kind == policy.CredentialAPIKey
@@ -142,7 +179,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	}
 
 	sent := now
-	deadline := now.Add(p.cfg.UpstreamTimeout)
 	var (
 		u   *upstream
 		err error
@@ -163,7 +199,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		} else {
 			req.URI().SetSchemeBytes(strHTTP)
 		}
-		err = u.hc.DoDeadline(req, &ctx.Response, deadline)
+		err = u.hc.Do(req, &ctx.Response)
 		if err == nil || !isDialError(err) || st.body.exceeded {
 			break
 		}
