@@ -102,8 +102,8 @@ func serveBareProxy(listen, upstream string) error {
 // fasthttp reverse proxy built from scopegate's own listener settings
 // (proxy.Config.ListenerServer: read, write and idle timeouts, request body
 // streaming, header-name normalization) and upstream client
-// (proxy.Config.UpstreamClient: called with DoDeadline, response bodies
-// streamed back), with no decision, header hygiene or forwarded fields. The
+// (proxy.Config.UpstreamClient: a deadline renewed before every read and
+// write, response bodies streamed back), with no decision, header hygiene or forwarded fields. The
 // gap between fasthttp-proxy and it is what those settings cost; the gap
 // between it and proxy-public is scopegate's own work.
 func serveSafeProxy(listen, upstream string) error {
@@ -113,9 +113,7 @@ func serveSafeProxy(listen, upstream string) error {
 		return err
 	}
 	s := cfg.ListenerServer(func(ctx *fasthttp.RequestCtx) {
-		// The deadline's length does not change its cost; this is the
-		// gateway's default upstream timeout.
-		if err := hc.DoDeadline(&ctx.Request, &ctx.Response, time.Now().Add(30*time.Second)); err != nil {
+		if err := hc.Do(&ctx.Request, &ctx.Response); err != nil {
 			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
 		}
 	})
