@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -29,82 +28,13 @@ func companyKey(i int) string   { return fmt.Sprintf("c%03d", i) }
 func siteKey(c, s int) string   { return fmt.Sprintf("c%03d-s%02d", c, s) }
 
 // copyFixture bulk-loads f into a migrated database, table by table with
-// COPY, so that -store pg and -store file hold the same rows (benchFixture).
+// COPY, so that -store pg and -store file hold the same rows (benchFixture):
+// the rows of storetest's Tables, which its SQL writes as INSERTs for the
+// tests.
 func copyFixture(ctx context.Context, conn *pgx.Conn, f storetest.Fixture) error {
-	null := func(s string) any {
-		if s == "" {
-			return nil
-		}
-		return s
-	}
-	js := func(l []string) string {
-		b, _ := json.Marshal(append([]string{}, l...))
-		return string(b)
-	}
-	ids := map[string]map[string]string{"module": {}, "company": {}, "site": {}, "user": {}}
-	var tables []struct {
-		name string
-		cols []string
-		rows [][]any
-	}
-	add := func(name string, cols []string, rows [][]any) {
-		tables = append(tables, struct {
-			name string
-			cols []string
-			rows [][]any
-		}{name, cols, rows})
-	}
-	var rows [][]any
-	for _, m := range f.Modules {
-		ids["module"][m.Key] = m.ID
-		rows = append(rows, []any{m.ID, m.Key, m.Key, m.Status})
-	}
-	add("modules", []string{"id", "module_key", "name", "status"}, rows)
-	rows = nil
-	for _, c := range f.Companies {
-		ids["company"][c.Key] = c.ID
-		rows = append(rows, []any{c.ID, c.Key, c.Key, c.Status})
-	}
-	add("companies", []string{"id", "company_key", "name", "status"}, rows)
-	rows = nil
-	for _, x := range f.Sites {
-		ids["site"][x.Key] = x.ID
-		rows = append(rows, []any{x.ID, x.Key, x.CompanyID, x.Key, x.Status})
-	}
-	add("sites", []string{"id", "site_key", "company_id", "name", "status"}, rows)
-	rows = nil
-	for _, u := range f.Users {
-		ids["user"][u.Sub] = u.ID
-		rows = append(rows, []any{u.ID, u.Sub, null(u.Email), null(u.DisplayName), u.Status, u.IsActive})
-	}
-	add("users", []string{"id", "authentik_sub", "email", "display_name", "status", "is_active"}, rows)
-	rows = nil
-	for _, c := range f.Clients {
-		var rate any
-		if c.RateLimitPerMin != nil {
-			rate = int32(*c.RateLimitPerMin)
-		}
-		var exp any
-		if c.ExpiresAt != nil {
-			exp = *c.ExpiresAt
-		}
-		rows = append(rows, []any{c.ID, c.ClientKey, c.Name, c.Status, c.APIKeyHash,
-			js(c.AllowedOrigins), js(c.AllowedIPs), js(c.AllowedPaths), rate, exp})
-	}
-	add("api_clients", []string{"id", "client_key", "name", "status", "api_key_hash",
-		"allowed_origins", "allowed_ips", "allowed_paths", "rate_limit_per_min", "expires_at"}, rows)
-	rows = nil
-	for _, g := range f.Grants {
-		scope, company, site := "company", any(ids["company"][g.Company]), any(nil)
-		if g.Site != "" {
-			scope, company, site = "site", nil, ids["site"][g.Site]
-		}
-		rows = append(rows, []any{ids["user"][g.User], ids["module"][g.Module], g.Action, scope, company, site})
-	}
-	add("user_scope_permissions", []string{"user_id", "module_id", "action", "scope_type", "company_id", "site_id"}, rows)
-	for _, t := range tables {
-		if _, err := conn.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromRows(t.rows)); err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
+	for _, t := range f.Tables() {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{t.Name}, t.Cols, pgx.CopyFromRows(t.Rows)); err != nil {
+			return fmt.Errorf("%s: %w", t.Name, err)
 		}
 	}
 	return nil
