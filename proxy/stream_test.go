@@ -25,15 +25,7 @@ func TestProxyStreamsResponse(t *testing.T) {
 	}))
 	defer up.Close()
 	defer close(release)
-	e := newEnv(t, envOptions{upstreams: []string{up.URL}})
-	c, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, reqText("GET", "/api/stream", "X-API-Key", e.fix.Token("app")))
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err := getStream(t, envOptions{upstreams: []string{up.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,15 +56,7 @@ func TestProxySlowBodyOutlivesUpstreamTimeout(t *testing.T) {
 		io.WriteString(w, "END\n")
 	}))
 	defer up.Close()
-	e := newEnv(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 300 * time.Millisecond})
-	c, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, reqText("GET", "/api/stream", "X-API-Key", e.fix.Token("app")))
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err := getStream(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,16 +84,8 @@ func TestProxyStalledBodyIsCut(t *testing.T) {
 	}))
 	defer up.Close()
 	defer close(release)
-	e := newEnv(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 200 * time.Millisecond})
-	c, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, reqText("GET", "/api/stream", "X-API-Key", e.fix.Token("app")))
-	c.SetDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err := getStream(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 200 * time.Millisecond})
 	if err == nil {
 		var body []byte
 		body, err = io.ReadAll(resp.Body)
@@ -124,4 +100,20 @@ func TestProxyStalledBodyIsCut(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("cut after %v, want about the 200ms timeout", took)
 	}
+}
+
+// getStream starts a gateway with o and sends it an allowed GET
+// /api/stream on a raw connection (closed at the end of the test, reads
+// bounded by 5 s), returning the response as soon as its header is read.
+func getStream(t *testing.T, o envOptions) (*http.Response, error) {
+	t.Helper()
+	e := newEnv(t, o)
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	io.WriteString(c, reqText("GET", "/api/stream", "X-API-Key", e.fix.Token("app")))
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return http.ReadResponse(bufio.NewReader(c), nil)
 }
