@@ -490,3 +490,41 @@ func lockUsers(t *testing.T, b *pgBundle) (release func()) {
 		}
 	}
 }
+
+// TestPostgresUserLoadAfterKilledConnections: pooled connections killed
+// while the database stays up (a failover, pg_terminate_backend, an idle
+// timeout in a pooler) cost a user lookup nothing: the load is read-only
+// and runs again on a fresh connection, so a user not in cache is not
+// answered 503 store_unavailable while the database can answer.
+func TestPostgresUserLoadAfterKilledConnections(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *store.PostgresConfig) { c.MaxConns = 4 })
+	ctx := context.Background()
+	subs := []string{"alice", "bob", "carol"}
+	for round, sub := range subs {
+		// Use every pooled connection, so none is idle long enough for
+		// pgxpool to check it before handing it out.
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = b.store.LookupUser(ctx, "warm-"+sub, time.Now())
+			}()
+		}
+		wg.Wait()
+		var killed int
+		if err := b.db.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'scopegate') t`).Scan(&killed); err != nil {
+			t.Fatal(err)
+		}
+		if killed == 0 {
+			t.Fatalf("round %d: no pooled connection to kill", round)
+		}
+		u, err := b.store.LookupUser(ctx, sub, time.Now())
+		if err != nil || u == nil {
+			t.Fatalf("round %d: LookupUser(%s) after %d pooled connections were killed = %v, %v; want the user",
+				round, sub, killed, u, err)
+		}
+	}
+}

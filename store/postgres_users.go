@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/scopegate/scopegate/policy"
 )
@@ -128,16 +132,32 @@ func (s *Postgres) loadShared(ctx context.Context, sub string, now time.Time) (*
 func (s *Postgres) loadUser(ctx context.Context, sub string, now time.Time) (*policy.User, error) {
 	gen, epoch := s.userGen.Load(), s.userEpoch.Load()
 	dir := s.dir.Load()
-	b := &pgx.Batch{}
-	b.Queue(sqlUserBySub, sub)
-	b.Queue(sqlGrantsBySub, sub)
-	if s.cfg.LegacyPermissions {
-		b.Queue(sqlLegacyBySub, sub)
-	}
-	br := s.pool.SendBatch(ctx, b)
-	rec, grants, err := readUserBatch(br, s.cfg.LegacyPermissions)
-	if cerr := br.Close(); err == nil {
-		err = cerr
+	var (
+		rec    *policy.UserRecord
+		grants []policy.GrantRecord
+		err    error
+	)
+	// The batch only reads, so it can run again: once, when the pooled
+	// connection it got had been killed while the database stays up (a
+	// failover, pg_terminate_backend, a pooler's idle timeout). pgxpool
+	// only checks connections idle for a while before handing them out.
+	// A fresh batch each time: a sent one keeps the statement descriptions
+	// of the connection it went out on.
+	for attempt := 0; attempt < 2; attempt++ {
+		b := &pgx.Batch{}
+		b.Queue(sqlUserBySub, sub)
+		b.Queue(sqlGrantsBySub, sub)
+		if s.cfg.LegacyPermissions {
+			b.Queue(sqlLegacyBySub, sub)
+		}
+		br := s.pool.SendBatch(ctx, b)
+		rec, grants, err = readUserBatch(br, s.cfg.LegacyPermissions)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil || !connectionLost(ctx, err) {
+			break
+		}
 	}
 	if err != nil {
 		s.m.storeErrors.Inc()
@@ -295,4 +315,21 @@ func (s *Postgres) readDirectory(ctx context.Context) (*policy.Directory, error)
 		return nil, fmt.Errorf("loading the directory: %w", err)
 	}
 	return policy.NewDirectory(mods, comps, sites), nil
+}
+
+// connectionLost reports whether err ended a query because its connection
+// broke or its server process was told to stop (SQLSTATE class 57P:
+// admin_shutdown, crash_shutdown, cannot_connect_now), rather than a
+// statement error that would repeat, or ctx ending.
+func connectionLost(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "57P")
+	}
+	var ne *net.OpError
+	return pgconn.SafeToRetry(err) || errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
