@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -78,7 +79,10 @@ type ConfigError struct {
 	Msg string
 }
 
-func (e *ConfigError) Error() string { return "invalid configuration: " + e.Var + ": " + e.Msg }
+// Error is one line, whatever Msg holds (a library's error may span lines).
+func (e *ConfigError) Error() string {
+	return "invalid configuration: " + e.Var + ": " + strings.ReplaceAll(e.Msg, "\n", "; ")
+}
 
 // loadConfig reads the environment. A bad value is a *ConfigError.
 func loadConfig() (*Config, error) {
@@ -115,6 +119,22 @@ func (c *Config) validate() error {
 	}
 	if c.LastUsedFlushInterval == 0 {
 		return &ConfigError{Var: "SCOPEGATE_LAST_USED_FLUSH_INTERVAL", Msg: "must be positive"}
+	}
+	for _, v := range []struct {
+		name string
+		n    int
+	}{{"MAX_HEADER_BYTES", c.MaxHeaderBytes}, {"MAX_BODY_BYTES", c.MaxBodyBytes}, {"MAX_CONNS", c.MaxConns}} {
+		if v.n <= 0 {
+			return &ConfigError{Var: "SCOPEGATE_" + v.name, Msg: "must be positive"}
+		}
+	}
+	if c.JWTCookie != "" && !isToken(c.JWTCookie) {
+		return &ConfigError{Var: "SCOPEGATE_JWT_COOKIE", Msg: fmt.Sprintf("%q is not a cookie name (letters, digits and !#$%%&'*+-.^_`|~)", c.JWTCookie)}
+	}
+	if c.JWTJWKSURL != "" {
+		if err := checkHTTPURL(c.JWTJWKSURL); err != nil {
+			return &ConfigError{Var: "SCOPEGATE_JWT_JWKS_URL", Msg: err.Error()}
+		}
 	}
 	if c.DefaultRateLimitPerMin < 0 {
 		return &ConfigError{Var: "SCOPEGATE_DEFAULT_RATE_LIMIT_PER_MIN", Msg: "must not be negative"}
@@ -165,6 +185,15 @@ func checkListenAddr(addr string) error {
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
 		return fmt.Errorf("%q: %q is not a port", addr, port)
+	}
+	return nil
+}
+
+// checkHTTPURL reports whether s is an absolute http(s) URL with a host.
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", s)
 	}
 	return nil
 }

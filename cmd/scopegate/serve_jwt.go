@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -171,9 +170,8 @@ func (d *discoveredKeys) retry(ctx context.Context, discoveryURL string, refresh
 // discoveryURLOf returns issuer + "/.well-known/openid-configuration", or an
 // error when issuer is not an http(s) URL with a host.
 func discoveryURLOf(issuer string) (string, error) {
-	u, err := url.Parse(issuer)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%q is not an http(s) URL", issuer)
+	if err := checkHTTPURL(issuer); err != nil {
+		return "", err
 	}
 	return strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration", nil
 }

@@ -101,6 +101,12 @@ func TestServeConfigErrors(t *testing.T) {
 		{"API key header with a space", "SCOPEGATE_API_KEY_HEADER", "bad header", "SCOPEGATE_API_KEY_HEADER"},
 		{"API key header with an underscore", "SCOPEGATE_API_KEY_HEADER", "X_API_Key", "SCOPEGATE_API_KEY_HEADER"},
 		{"identity prefix with a space", "SCOPEGATE_IDENTITY_HEADER_PREFIX", "X Bad-", "SCOPEGATE_IDENTITY_HEADER_PREFIX"},
+		{"negative connection limit", "SCOPEGATE_MAX_CONNS", "-1", "SCOPEGATE_MAX_CONNS"},
+		{"negative body limit", "SCOPEGATE_MAX_BODY_BYTES", "-1", "SCOPEGATE_MAX_BODY_BYTES"},
+		{"zero header limit", "SCOPEGATE_MAX_HEADER_BYTES", "0", "SCOPEGATE_MAX_HEADER_BYTES"},
+		{"cookie name with a space", "SCOPEGATE_JWT_COOKIE", "a b", "SCOPEGATE_JWT_COOKIE"},
+		{"JWKS URL not http(s)", "SCOPEGATE_JWT_JWKS_URL", "ftp://x/jwks", "SCOPEGATE_JWT_JWKS_URL"},
+		{"JWKS URL with a space", "SCOPEGATE_JWT_JWKS_URL", "http://exa mple", "SCOPEGATE_JWT_JWKS_URL"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
