@@ -56,9 +56,13 @@ type Config struct {
 	UpstreamFailTimeout time.Duration
 	// UpstreamMaxConns bounds the keep-alive pool per upstream. Default 1024.
 	UpstreamMaxConns int
-	// UpstreamIdleTimeout closes pooled upstream connections idle that long.
-	// Default 4s, below common upstream keep-alive timeouts (Node.js: 5s), so
-	// the pool rarely reuses a connection the upstream is closing.
+	// UpstreamIdleTimeout closes pooled upstream connections idle that long
+	// (SCOPEGATE_UPSTREAM_IDLE_TIMEOUT). It must stay below the upstream's
+	// own keep-alive timeout, or a request can go out on a connection the
+	// upstream has just closed; one with a body is not retried (its body
+	// streams and cannot be replayed) and fails 502. Default 1s, below
+	// common upstream keep-alive timeouts (gunicorn's gthread worker: 2s;
+	// Node.js, uvicorn, Apache: 5s).
 	UpstreamIdleTimeout time.Duration
 	// UpstreamDial, if set, opens upstream connections (tests and
 	// benchmarks use in-memory listeners). If nil, TCP is used.
@@ -154,7 +158,7 @@ func (c *Config) setDefaults() {
 		c.UpstreamMaxConns = 1024
 	}
 	if c.UpstreamIdleTimeout <= 0 {
-		c.UpstreamIdleTimeout = 4 * time.Second
+		c.UpstreamIdleTimeout = time.Second
 	}
 	if c.BaseContext == nil {
 		c.BaseContext = context.Background()

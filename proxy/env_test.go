@@ -75,7 +75,8 @@ type envOptions struct {
 	trusted         []netip.Prefix // nil: 127.0.0.2/32
 	routes          string         // "": testRoutes; "-": no routes file
 	mutate          func(*Config)
-	listen          string // "": 127.0.0.1:0
+	listen          string                   // "": 127.0.0.1:0
+	fixture         func(*storetest.Fixture) // edits storetest.Basic before the file store opens
 }
 
 // env is a running gateway on a loopback socket with an echo upstream.
@@ -92,6 +93,9 @@ type env struct {
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, fix: storetest.Basic()}
+	if o.fixture != nil {
+		o.fixture(&e.fix)
+	}
 	if o.store == nil {
 		o.store = openFileStore(t, e.fix)
 	}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -300,5 +302,107 @@ func TestStaleKeepAliveRetried(t *testing.T) {
 			t.Fatalf("request %d: %d %s", i, r.status, r.body)
 		}
 		time.Sleep(50 * time.Millisecond) // the upstream has closed the pooled connection
+	}
+}
+
+// TestUpstreamShortKeepAlive: an upstream that closes idle keep-alive
+// connections after 1.5 s (gunicorn's gthread worker: 2 s) does not make a
+// POST fail 502 when it arrives after such a pause. A request with a body
+// is never retried (it streams and may not be replayed), so the pool must
+// drop idle connections before the upstream does (UpstreamIdleTimeout,
+// default 1 s). Neither does a connection the upstream closed mark that
+// upstream down.
+func TestUpstreamShortKeepAlive(t *testing.T) {
+	var hits atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
+	up.Config.IdleTimeout = 1500 * time.Millisecond
+	up.Start()
+	defer up.Close()
+	e := newEnv(t, envOptions{upstreams: []string{up.URL}})
+	post := func() *rawResponse {
+		raw := strings.Replace(reqText("POST", "/api/things", "X-API-Key", e.fix.Token("limited")),
+			"Connection: close\r\n", "Content-Length: 5\r\n", 1) + "hello"
+		return e.do(directPeer, raw)
+	}
+	if r := post(); r.status != 200 {
+		t.Fatalf("first POST: %d %s", r.status, r.body)
+	}
+	time.Sleep(1800 * time.Millisecond) // the upstream has closed its side
+	if r := post(); r.status != 200 {
+		t.Fatalf("POST after the upstream's keep-alive timeout: %d %s", r.status, r.body)
+	}
+	if n := hits.Load(); n != 2 {
+		t.Errorf("upstream served %d requests, want 2", n)
+	}
+}
+
+// TestClosedKeepAliveNotMarkedDown: a POST that went out on a pooled
+// connection the upstream had closed fails 502 (it is not retried), but the
+// upstream is not marked down for it: the next requests still reach it.
+func TestClosedKeepAliveNotMarkedDown(t *testing.T) {
+	var hits atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) { // one answer per connection, without saying so
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.Read(buf)
+				hits.Add(1)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}(c)
+		}
+	}()
+	other := startEcho(t)
+	e := newEnv(t, envOptions{
+		upstreams: []string{"http://" + ln.Addr().String(), "http://" + other.addr},
+		mutate:    func(c *Config) { c.UpstreamIdleTimeout = time.Minute },
+		fixture: func(f *storetest.Fixture) {
+			for i := range f.Clients {
+				if f.Clients[i].ClientKey == "limited" {
+					f.Clients[i].RateLimitPerMin = nil // any method, no limit
+				}
+			}
+		},
+	})
+	send := func(method string) int {
+		raw := strings.Replace(reqText(method, "/api/things", "X-API-Key", e.fix.Token("limited")),
+			"Connection: close\r\n", "Content-Length: 5\r\n", 1) + "hello"
+		if method == "GET" {
+			raw = strings.Replace(reqText(method, "/api/things", "X-API-Key", e.fix.Token("app")), "Connection: close\r\n", "", 1)
+		}
+		return e.do(directPeer, raw).status
+	}
+	// Round robin: the first two POSTs reach each upstream once, the
+	// closing one then closes its pooled connection; of the next two, the
+	// one to the closing upstream goes out on that closed connection.
+	var statuses []int
+	for i := 0; i < 4; i++ {
+		statuses = append(statuses, send("POST"))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if slices.Index(statuses, 502) < 2 || slices.Contains(statuses[:2], 502) {
+		t.Fatalf("POST statuses %v: want the third or fourth 502 (sent on the closed connection, not retried)", statuses)
+	}
+	before := hits.Load()
+	for i := 0; i < 4; i++ {
+		if got := send("GET"); got != 200 {
+			t.Fatalf("GET %d: %d", i, got)
+		}
+	}
+	if hits.Load() == before {
+		t.Errorf("no request reached the upstream whose keep-alive connection was closed: it was marked down")
 	}
 }

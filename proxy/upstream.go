@@ -219,10 +219,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			p.m.upstreamTimeouts.Inc()
 		} else {
 			p.m.upstreamUnavailable.Inc()
-			if !errors.Is(err, fasthttp.ErrNoFreeConns) && !isDialError(err) {
+			if !errors.Is(err, fasthttp.ErrNoFreeConns) && !errors.Is(err, fasthttp.ErrConnectionClosed) && !isDialError(err) {
 				// Passive health check: skip it for a while (a dial error
 				// already did in the loop). A full pool is load, not ill
-				// health.
+				// health; nor is a pooled keep-alive connection the
+				// upstream closed (a crashed upstream fails the next dial).
 				u.markDown(p.cfg.UpstreamFailTimeout)
 			}
 		}

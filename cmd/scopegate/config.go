@@ -37,6 +37,7 @@ type Config struct {
 	// Proxy and forward-auth (SPEC §5).
 	UpstreamURL            string        `envconfig:"SCOPEGATE_UPSTREAM_URL"`
 	UpstreamTimeout        time.Duration `envconfig:"SCOPEGATE_UPSTREAM_TIMEOUT" default:"30s"`
+	UpstreamIdleTimeout    time.Duration `envconfig:"SCOPEGATE_UPSTREAM_IDLE_TIMEOUT" default:"1s"`
 	AuthPath               string        `envconfig:"SCOPEGATE_AUTH_PATH" default:"/_auth"`
 	IdentityHeaderPrefix   string        `envconfig:"SCOPEGATE_IDENTITY_HEADER_PREFIX" default:"X-Auth-"`
 	StripCredentials       bool          `envconfig:"SCOPEGATE_STRIP_CREDENTIALS" default:"true"`
@@ -106,7 +107,7 @@ func (c *Config) validate() error {
 		name string
 		d    time.Duration
 	}{
-		{"UPSTREAM_TIMEOUT", c.UpstreamTimeout}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
+		{"UPSTREAM_TIMEOUT", c.UpstreamTimeout}, {"UPSTREAM_IDLE_TIMEOUT", c.UpstreamIdleTimeout}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
 		{"CACHE_TTL", c.CacheTTL}, {"NEGATIVE_CACHE_TTL", c.NegativeCacheTTL}, {"STALE_TTL", c.StaleTTL},
 		{"LAST_USED_FLUSH_INTERVAL", c.LastUsedFlushInterval}, {"JWT_LEEWAY", c.JWTLeeway},
 		{"JWT_JWKS_REFRESH", c.JWTJWKSRefresh}, {"READ_TIMEOUT", c.ReadTimeout},

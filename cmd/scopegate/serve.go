@@ -115,6 +115,7 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		JWTCookie:            cfg.JWTCookie,
 		Upstreams:            upstreams,
 		UpstreamTimeout:      cfg.UpstreamTimeout,
+		UpstreamIdleTimeout:  cfg.UpstreamIdleTimeout,
 		BaseContext:          baseCtx,
 		MaxHeaderBytes:       cfg.MaxHeaderBytes,
 		MaxBodyBytes:         cfg.MaxBodyBytes,
