@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/syncbuf"
 	"github.com/scopegate/scopegate/policy"
 	"github.com/scopegate/scopegate/store"
 )
@@ -404,5 +408,102 @@ func TestClosedKeepAliveNotMarkedDown(t *testing.T) {
 	}
 	if hits.Load() == before {
 		t.Errorf("no request reached the upstream whose keep-alive connection was closed: it was marked down")
+	}
+}
+
+// TestUpstreamLargeResponseHeaders: an upstream's response header block is
+// read up to SCOPEGATE_MAX_HEADER_BYTES (a long Content-Security-Policy or
+// a few JWT cookies fit; fasthttp's own default is 4 KiB); a larger one is
+// 502 upstream_unavailable whose log line carries none of the upstream's
+// header text (cookies), and it does not mark the upstream down.
+func TestUpstreamLargeResponseHeaders(t *testing.T) {
+	var hits atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					hits.Add(1)
+					n, _ := strconv.Atoi(req.URL.Query().Get("n"))
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nSet-Cookie: session=%s\r\nContent-Length: 2\r\n\r\nok", strings.Repeat("s", n))
+				}
+			}(c)
+		}
+	}()
+	var logs syncbuf.Buffer
+	e := newEnv(t, envOptions{
+		upstreams: []string{"http://" + ln.Addr().String()},
+		mutate: func(c *Config) {
+			c.MaxHeaderBytes = 16 << 10
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		},
+	})
+	get := func(n int) *rawResponse {
+		return e.do(directPeer, reqText("GET", "/api/things?n="+strconv.Itoa(n), "X-API-Key", e.fix.Token("app")))
+	}
+	if r := get(10000); r.status != 200 || len(r.header.Get("Set-Cookie")) < 10000 {
+		t.Fatalf("10 KB of response headers: %d %s", r.status, r.body)
+	}
+	if r := get(20000); r.status != 502 || r.reason() != "upstream_unavailable" {
+		t.Fatalf("20 KB of response headers: %d %s, want 502 upstream_unavailable", r.status, r.body)
+	}
+	if !strings.Contains(logs.String(), "upstream request failed") || strings.Contains(logs.String(), "sssss") {
+		t.Errorf("want the failure logged without the upstream's header text:\n%.600s", logs.String())
+	}
+
+	// Beside a second upstream, the one that sent too large a header
+	// block is not skipped afterwards.
+	two := newEnv(t, envOptions{upstreams: []string{"http://" + ln.Addr().String(), "http://" + startEcho(t).addr}})
+	statuses := map[int]int{}
+	for i := 0; i < 2; i++ {
+		statuses[two.do(directPeer, reqText("GET", "/api/things?n=20000", "X-API-Key", two.fix.Token("app"))).status]++
+	}
+	if statuses[502] != 1 || statuses[200] != 1 {
+		t.Fatalf("statuses %v, want one 502 and one 200", statuses)
+	}
+	before := hits.Load()
+	for i := 0; i < 4; i++ {
+		two.do(directPeer, reqText("GET", "/api/things?n=10", "X-API-Key", two.fix.Token("app")))
+	}
+	if hits.Load() == before {
+		t.Errorf("after one oversized header block the upstream was marked down")
+	}
+}
+
+// TestMalformedRequestNotQuotedInLog: a request fasthttp cannot parse is
+// answered 400 without its text (its API key, its token) reaching the log.
+func TestMalformedRequestNotQuotedInLog(t *testing.T) {
+	var logs syncbuf.Buffer
+	e := newEnv(t, envOptions{mutate: func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	}})
+	key := e.fix.Token("app")
+	for _, raw := range []string{
+		"GET /api/things HTTP/1.1\r\nHost: x\r\nX-API-Key: " + key + "\r\nno colon here\r\n\r\n",
+		"GET /api/things?k=" + key + " HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+		"GET /api/things HTTP/1.1\r\nHost: x\r\nX-API-Key: " + key + "\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("p", 1000)+"\r\n", 40) + "\r\n",
+	} {
+		r := e.do(directPeer, raw)
+		if r.status != 400 && r.status != 431 {
+			t.Errorf("status %d for a malformed request, want 400 or 431", r.status)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if strings.Contains(logs.String(), e.fix.Secrets["app"]) {
+		t.Errorf("the API key secret reached the log:\n%.800s", logs.String())
 	}
 }

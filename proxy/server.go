@@ -43,6 +43,9 @@ func (c Config) ListenerServer(h fasthttp.RequestHandler) *fasthttp.Server {
 		Concurrency:                   c.MaxConns,
 		CloseOnShutdown:               true,
 		DisableHeaderNamesNormalizing: false,
+		// Errors about a malformed request do not quote it: its
+		// Authorization header or API key would reach the log.
+		SecureErrorLogMessage: true,
 	}
 }
 

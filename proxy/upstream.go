@@ -63,6 +63,13 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		// past it. The connections renew their own deadline before every
 		// read and write instead (idleTimeoutConn), and dials are bounded
 		// by Dial.
+		// The response header block may be as large as a request's
+		// (fasthttp's default is 4 KiB: a long Content-Security-Policy or a
+		// few JWT cookies are more).
+		ReadBufferSize: cfg.MaxHeaderBytes,
+		// Errors about a malformed answer do not quote it (its cookies and
+		// tokens would reach the log).
+		SecureErrorLogMessage:         true,
 		DisablePathNormalizing:        true, // the raw path goes out unchanged (SPEC §5 Paths)
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultUserAgentHeader:      true,
@@ -219,11 +226,13 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			p.m.upstreamTimeouts.Inc()
 		} else {
 			p.m.upstreamUnavailable.Inc()
-			if !errors.Is(err, fasthttp.ErrNoFreeConns) && !errors.Is(err, fasthttp.ErrConnectionClosed) && !isDialError(err) {
+			if !errors.Is(err, fasthttp.ErrNoFreeConns) && !errors.Is(err, fasthttp.ErrConnectionClosed) &&
+				!errors.As(err, new(*fasthttp.ErrSmallBuffer)) && !isDialError(err) {
 				// Passive health check: skip it for a while (a dial error
 				// already did in the loop). A full pool is load, not ill
 				// health; nor is a pooled keep-alive connection the
-				// upstream closed (a crashed upstream fails the next dial).
+				// upstream closed (a crashed upstream fails the next dial),
+				// nor one answer whose headers were too large.
 				u.markDown(p.cfg.UpstreamFailTimeout)
 			}
 		}
