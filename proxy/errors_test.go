@@ -507,3 +507,57 @@ func TestMalformedRequestNotQuotedInLog(t *testing.T) {
 		t.Errorf("the API key secret reached the log:\n%.800s", logs.String())
 	}
 }
+
+// TestClientBodyErrorsAreTheClients: a request body the client botches
+// (malformed chunk framing) or stops sending (past SCOPEGATE_READ_TIMEOUT)
+// is answered 400 or 408 bad_request, not 502/504 as if the upstream had
+// failed, and does not mark the upstream down: an allowed client cannot
+// steer traffic away from an upstream.
+func TestClientBodyErrorsAreTheClients(t *testing.T) {
+	var hits atomic.Int64
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
+	defer first.Close()
+	e := newEnv(t, envOptions{
+		upstreams: []string{first.URL, "http://" + startEcho(t).addr},
+		mutate:    func(c *Config) { c.ReadTimeout = 500 * time.Millisecond },
+		fixture: func(f *storetest.Fixture) {
+			for i := range f.Clients {
+				if f.Clients[i].ClientKey == "limited" {
+					f.Clients[i].RateLimitPerMin = nil
+				}
+			}
+		},
+	})
+	head := func(framing string) string {
+		return strings.Replace(reqText("POST", "/api/things", "X-API-Key", e.fix.Token("limited")),
+			"Connection: close\r\n", framing, 1)
+	}
+	cases := []struct {
+		name, raw string
+		status    int
+	}{
+		{"malformed chunk size", head("Transfer-Encoding: chunked\r\n") + "zz\r\nhello\r\n0\r\n\r\n", 400},
+		{"body stops short", head("Content-Length: 100000\r\n") + strings.Repeat("x", 20000), 408},
+	}
+	get := func() { e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"))) }
+	for _, c := range cases {
+		// Round robin starts at the second upstream: the bad body goes to
+		// the first, then four requests alternate again.
+		get()
+		r := e.do(directPeer, c.raw)
+		if r.status != c.status || r.reason() != "bad_request" {
+			t.Errorf("%s: %d %s, want %d bad_request", c.name, r.status, r.body, c.status)
+		}
+		before := hits.Load()
+		for i := 0; i < 4; i++ {
+			get()
+		}
+		if got := hits.Load() - before; got != 2 {
+			t.Errorf("%s: the first upstream served %d of the next 4 requests, want 2 (not marked down)", c.name, got)
+		}
+	}
+}

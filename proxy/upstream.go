@@ -176,13 +176,16 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		defer ctx.Response.SetConnectionClose()
 	}
 
-	if req.Header.ContentLength() == -1 {
+	if bs := req.BodyStream(); bs != nil {
 		// A chunked body has no declared length: enforce MaxBodyBytes while
-		// streaming it to the upstream.
-		if bs := req.BodyStream(); bs != nil {
-			st.body = limitedBody{r: bs, left: int64(p.cfg.MaxBodyBytes), h: &req.Header, st: st}
-			req.SetBodyStream(&st.body, -1)
+		// it streams to the upstream. Either kind: tell the client's read
+		// errors from the upstream's.
+		n := req.Header.ContentLength()
+		st.body = limitedBody{r: bs, left: int64(p.cfg.MaxBodyBytes), h: &req.Header, st: st}
+		if n < 0 {
+			n = -1
 		}
+		req.SetBodyStream(&st.body, n)
 	}
 
 	sent := now
@@ -217,6 +220,18 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		ctx.Response.Reset()
 		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 		p.writeBadRequest(ctx, st, fasthttp.StatusRequestEntityTooLarge, "the request body is too large")
+		return
+	}
+	if err != nil && st.body.readErr != nil {
+		// The client's body failed (framing, or not sent within
+		// SCOPEGATE_READ_TIMEOUT): the client's fault, not the upstream's.
+		ctx.Response.Reset()
+		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
+		if isTimeout(st.body.readErr) {
+			p.writeBadRequest(ctx, st, fasthttp.StatusRequestTimeout, "the request body was not sent in time")
+		} else {
+			p.writeBadRequest(ctx, st, fasthttp.StatusBadRequest, "the request body could not be read")
+		}
 		return
 	}
 	if err != nil {
@@ -286,16 +301,18 @@ func isTimeout(err error) bool {
 // errBodyTooLarge stops a chunked request body past MaxBodyBytes.
 var errBodyTooLarge = errors.New("proxy: request body too large")
 
-// limitedBody passes a chunked request body stream through until more than
-// left bytes were read. At its end it drops the trailer section the client
-// sent: fasthttp reads the trailer only while the body streams to the
-// upstream, after the header hygiene ran, and would forward it, identity or
-// forwarded fields included. Like nginx, the gateway forwards no request
-// trailers.
+// limitedBody passes a request body stream through until more than left
+// bytes were read (a chunked body declares no length), and keeps the
+// client's read error apart from the upstream's. At its end it drops the
+// trailer section the client sent: fasthttp reads the trailer only while
+// the body streams to the upstream, after the header hygiene ran, and would
+// forward it, identity or forwarded fields included. Like nginx, the
+// gateway forwards no request trailers.
 type limitedBody struct {
 	r        io.Reader
 	left     int64
 	exceeded bool
+	readErr  error                   // the client's body failed: framing, timeout, reset
 	h        *fasthttp.RequestHeader // whose trailer to drop at the end
 	st       *reqState               // its name buffers copy the trailer names
 }
@@ -305,6 +322,9 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 		p = p[:l.left+1]
 	}
 	n, err := l.r.Read(p)
+	if err != nil && err != io.EOF {
+		l.readErr = err
+	}
 	if err == io.EOF && l.h != nil {
 		if keys := l.h.PeekTrailerKeys(); len(keys) > 0 {
 			// Copies (deleting moves the fields), in the request's reused
