@@ -561,3 +561,62 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamUnaskedSwitchingProtocols: the gateway never forwards an
+// Upgrade, so a 101 from the upstream is a broken answer: 502
+// upstream_unavailable, and the connection it came on never carries another
+// request (it would go into the upstream's tunnel, the next client's
+// identity headers with it).
+func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
+	var captured atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if req.URL.Path == "/api/switch" {
+						io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-tunnel\r\n\r\n")
+						// The tunnel: whatever comes next is captured.
+						if next, err := http.ReadRequest(br); err == nil {
+							captured.Add(1)
+							fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ncaptured")
+							_ = next
+						}
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}(c)
+		}
+	}()
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + ln.Addr().String()}})
+	keepAlive := func(path string) string {
+		return strings.Replace(reqText("GET", path, "X-API-Key", e.fix.Token("app")), "Connection: close\r\n", "", 1)
+	}
+	if r := e.do(directPeer, keepAlive("/api/switch")); r.status != 502 || r.reason() != "upstream_unavailable" {
+		t.Fatalf("101 from the upstream: %d %s, want 502 upstream_unavailable", r.status, r.body)
+	}
+	for i := 0; i < 3; i++ {
+		if r := e.do(directPeer, keepAlive("/api/next")); r.status != 200 || string(r.body) != "ok" {
+			t.Errorf("request %d after the 101: %d %q", i, r.status, r.body)
+		}
+	}
+	if n := captured.Load(); n != 0 {
+		t.Errorf("%d later requests went into the upstream's tunnel", n)
+	}
+}

@@ -108,22 +108,49 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 // coming (a download, server-sent events): the client side's
 // SCOPEGATE_WRITE_TIMEOUT bounds that. It costs what one deadline per
 // request did: a small response is one write and one read.
+//
+// It also retires a connection on which the upstream answered 101
+// Switching Protocols: the gateway never forwards an Upgrade, so the
+// upstream has turned the connection into something else, and fasthttp,
+// which reads a 101 as an ordinary answer, would pool it and send the next
+// request (another client's, identity headers and all) into it. The first
+// read after a write looks at the status line; a retired connection
+// refuses to write and is closed, and forward answers the 101 with 502.
 type idleTimeoutConn struct {
 	net.Conn
-	timeout time.Duration
+	timeout  time.Duration
+	wrote    bool // a request went out; the next read starts its answer
+	switched bool // the upstream answered 101: never write again
 }
+
+// errSwitchedConn refuses a request on a connection the upstream switched
+// to another protocol; nothing of the request was sent.
+var errSwitchedConn = errors.New("proxy: the upstream switched this connection to another protocol")
 
 func (c *idleTimeoutConn) Read(p []byte) (int, error) {
 	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
 		return 0, err
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if c.wrote && n > 0 {
+		c.wrote = false
+		// "HTTP/1.x 101"
+		if n >= 12 && p[9] == '1' && p[10] == '0' && p[11] == '1' && string(p[:7]) == "HTTP/1." {
+			c.switched = true
+		}
+	}
+	return n, err
 }
 
 func (c *idleTimeoutConn) Write(p []byte) (int, error) {
+	if c.switched {
+		c.Conn.Close()
+		return 0, errSwitchedConn
+	}
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
 		return 0, err
 	}
+	c.wrote = true
 	return c.Conn.Write(p)
 }
 
@@ -259,6 +286,19 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		p.writeDenial(ctx, st, policy.Denied(reason), false)
 		return
 	}
+	if ctx.Response.StatusCode() == fasthttp.StatusSwitchingProtocols {
+		// No Upgrade went out (hop-by-hop): an upstream that switches
+		// anyway is broken, and its connection is retired
+		// (idleTimeoutConn).
+		p.m.upstreamUnavailable.Inc()
+		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
+			slog.String("upstream", u.url), slog.String("err", "101 Switching Protocols to a request without Upgrade"),
+			slog.String("reason", policy.ReasonUpstreamUnavailable.String()), slog.String("request_id", string(st.reqID)))
+		ctx.Response.Reset()
+		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
+		p.writeDenial(ctx, st, policy.Denied(policy.ReasonUpstreamUnavailable), false)
+		return
+	}
 	cleanResponseHeaders(&ctx.Response.Header, st, d.RateLimit.Applied)
 	ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
@@ -279,7 +319,7 @@ func retryStaleConn(req *fasthttp.Request, attempts int, err error) (resetTimeou
 	default:
 		return false, false
 	}
-	return false, errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF)
+	return false, errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) || errors.Is(err, errSwitchedConn)
 }
 
 // isDialError reports whether err happened while opening the connection,
