@@ -117,3 +117,28 @@ func getStream(t *testing.T, o envOptions) (*http.Response, error) {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	return http.ReadResponse(bufio.NewReader(c), nil)
 }
+
+// TestProxyFlushesHeadersOfOpenEndedResponses: a response of unknown length
+// (chunked: server-sent events, long polls) has its status line and headers
+// sent to the client at once, not held until the first body bytes.
+func TestProxyFlushesHeadersOfOpenEndedResponses(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "data: hi\n\n")
+	}))
+	defer up.Close()
+	defer close(release)
+	start := time.Now()
+	resp, err := getStream(t, envOptions{upstreams: []string{up.URL}})
+	if err != nil {
+		t.Fatalf("no status line while the upstream holds its first event: %v", err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
+	}
+	t.Logf("headers after %v", time.Since(start).Round(time.Millisecond))
+}

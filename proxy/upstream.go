@@ -299,6 +299,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		p.writeDenial(ctx, st, policy.Denied(policy.ReasonUpstreamUnavailable), false)
 		return
 	}
+	if ctx.Response.Header.ContentLength() < 0 {
+		// An answer of unknown length (server-sent events, a long poll):
+		// the client gets the status and headers now, not with the first
+		// body bytes. A sized one goes out in one write, as before.
+		ctx.Response.ImmediateHeaderFlush = true
+	}
 	cleanResponseHeaders(&ctx.Response.Header, st, d.RateLimit.Applied)
 	ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
