@@ -500,3 +500,17 @@ func TestProxyDropsOverridesAndUnderscoreFields(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP10WithoutHostNamesTheUpstream: an HTTP/1.0 request without Host
+// reaches the upstream with Host set to the upstream's address (an HTTP/1.1
+// upstream may refuse a request without one).
+func TestHTTP10WithoutHostNamesTheUpstream(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(directPeer, "GET /api/things HTTP/1.0\r\nX-API-Key: "+e.fix.Token("app")+"\r\n\r\n")
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if got := echoOf(t, r).Host; got != e.upstream.addr {
+		t.Errorf("upstream saw Host %q, want %q", got, e.upstream.addr)
+	}
+}

@@ -216,6 +216,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	}
 
 	sent := now
+	noHost := len(req.URI().Host()) == 0
 	var (
 		u   *upstream
 		err error
@@ -227,9 +228,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			now = time.Now()
 		}
 		u = p.pick(now)
-		if len(req.Header.Host()) == 0 {
-			// HTTP/1.0 without Host: name the upstream.
-			req.Header.SetHost(u.hc.Addr)
+		if noHost {
+			// HTTP/1.0 without Host: name the upstream. fasthttp writes
+			// the parsed URI's host as Host, so that is where it goes.
+			req.URI().SetHost(u.hc.Addr)
 		}
 		if u.tls {
 			req.URI().SetSchemeBytes(strHTTPS)
