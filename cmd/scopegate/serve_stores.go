@@ -40,16 +40,9 @@ func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*opene
 // openFileStore opens the declarative file store (SCOPEGATE_STORE_FILE),
 // watched for changes and reloaded on SIGHUP.
 func openFileStore(_ context.Context, cfg *Config, logger *slog.Logger) (*openedStore, error) {
-	f, err := store.OpenFile(cfg.StoreFile, store.FileConfig{
-		Logger: logger,
-		OnReload: func(err error) {
-			if err != nil {
-				logger.Error("store file reload rejected; the previous data stays", slog.String("file", cfg.StoreFile), slog.String("err", err.Error()))
-				return
-			}
-			logger.Info("store file reloaded", slog.String("file", cfg.StoreFile))
-		},
-	})
+	// The store logs the reloads its watcher makes; reload logs those of
+	// SIGHUP: one line each.
+	f, err := store.OpenFile(cfg.StoreFile, store.FileConfig{Logger: logger})
 	if err != nil {
 		return nil, &ConfigError{Var: "SCOPEGATE_STORE_FILE", Msg: oneLine(err)}
 	}

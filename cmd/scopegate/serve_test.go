@@ -178,6 +178,16 @@ func TestServeReloadAndGracefulShutdown(t *testing.T) {
 	os.WriteFile(routesPath, []byte(serveRoutes), 0o600)
 	r.sigs <- syscall.SIGHUP
 	waitLogCount(t, r.logs, "routes reloaded", 2)
+	// Each SIGHUP reloaded the store file too, logged once.
+	storeLines := 0
+	for _, l := range strings.Split(r.logs.String(), "\n") {
+		if strings.Contains(l, "store") && strings.Contains(l, "reload") {
+			storeLines++
+		}
+	}
+	if storeLines != 3 {
+		t.Errorf("%d store reload log lines for 3 SIGHUPs, want 3:\n%s", storeLines, r.logs.String())
+	}
 
 	// In-flight requests survive SIGTERM.
 	const n = 8
