@@ -60,6 +60,7 @@ type File struct {
 	used   map[string]time.Time // client id → newest use
 
 	watcher   *fsnotify.Watcher
+	watched   map[string]bool // directories watched: the path's, its symlink target's (only the watch goroutine after start)
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -303,6 +304,8 @@ func (f *File) startWatcher() error {
 		return err
 	}
 	f.watcher = w
+	f.watched = map[string]bool{filepath.Dir(f.path): true}
+	f.followTarget()
 	f.stop = make(chan struct{})
 	f.done = make(chan struct{})
 	go f.watch()
@@ -329,8 +332,28 @@ func (f *File) watch() {
 			}
 			f.logger.Warn("store file watcher error", slog.String("path", f.path), slog.String("err", err.Error()))
 		case <-timer.C:
+			f.followTarget()
 			f.reloadIfChanged()
 		}
+	}
+}
+
+// followTarget also watches the directory of the file the path resolves to
+// when it is a symlink elsewhere (a mounted secret, a checkout), so an
+// in-place edit there is seen; it runs again after every change, as the
+// link may have been pointed at another directory (a Kubernetes ConfigMap
+// swap). A directory that went away is dropped by fsnotify itself.
+func (f *File) followTarget() {
+	real, err := filepath.EvalSymlinks(f.path)
+	if err != nil {
+		return
+	}
+	if dir := filepath.Dir(real); !f.watched[dir] {
+		if err := f.watcher.Add(dir); err != nil {
+			f.logger.Warn("store file watcher cannot follow the symlink", slog.String("path", f.path), slog.String("target", real), slog.String("err", err.Error()))
+			return
+		}
+		f.watched[dir] = true
 	}
 }
 

@@ -511,3 +511,32 @@ func TestDemoStoreFile(t *testing.T) {
 		t.Errorf("alice has %d grants, want 3", len(u.Grants()))
 	}
 }
+
+// TestFileWatchFollowsSymlink: a store file that is a symlink into another
+// directory (a mounted secret, a config checked out elsewhere) is reloaded
+// when its target is edited in place, not only on SIGHUP.
+func TestFileWatchFollowsSymlink(t *testing.T) {
+	fx := storetest.Basic()
+	target := writeFile(t, fx.YAML())
+	link := filepath.Join(t.TempDir(), "store.yaml")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	reloads := make(chan error, 10)
+	f := openFile(t, link, store.FileConfig{Debounce: 50 * time.Millisecond, OnReload: func(err error) { reloads <- err }})
+	fx.Clients = fx.Clients[1:] // "app" goes
+	if err := os.WriteFile(target, fx.YAML(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(2 * time.Second)
+	for {
+		if c, _ := f.LookupClient("app", time.Now()); c == nil {
+			return
+		}
+		select {
+		case <-reloads:
+		case <-deadline:
+			t.Fatal("an in-place edit of the symlink's target was not reloaded within 2s")
+		}
+	}
+}
