@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"time"
@@ -45,10 +46,11 @@ type Config struct {
 	// allowed request outside AuthPath is answered 200 with the identity
 	// headers (decision-only mode).
 	Upstreams []string
-	// UpstreamTimeout bounds the wait for the upstream's response headers
-	// (SCOPEGATE_UPSTREAM_TIMEOUT), and also connecting, waiting for a free
-	// pooled connection and each pause while a body streams either way; not
-	// the length of a response that keeps coming. Default 30s. Past it
+	// UpstreamTimeout bounds the wait for the upstream's response header
+	// block from the request's first byte (SCOPEGATE_UPSTREAM_TIMEOUT), and
+	// also waiting for a free pooled connection, connecting (at most
+	// maxConnectTimeout) and each pause while a body streams either way;
+	// not the length of a response that keeps coming. Default 30s. Past it
 	// before the headers: 504 upstream_timeout.
 	UpstreamTimeout time.Duration
 	// UpstreamFailTimeout is how long an upstream that failed to connect or
@@ -64,6 +66,9 @@ type Config struct {
 	// common upstream keep-alive timeouts (gunicorn's gthread worker: 2s;
 	// Node.js, uvicorn, Apache: 5s).
 	UpstreamIdleTimeout time.Duration
+	// UpstreamRootCAs, if set, are the certificate authorities an https
+	// upstream's certificate must chain to; nil: the system's.
+	UpstreamRootCAs *x509.CertPool
 	// UpstreamDial, if set, opens upstream connections (tests and
 	// benchmarks use in-memory listeners). If nil, TCP is used.
 	UpstreamDial func(addr string) (net.Conn, error)

@@ -238,6 +238,10 @@ func (e *env) do(peer netip.Addr, raw string) *rawResponse {
 	return doRaw(e.t, peer, e.addr, raw)
 }
 
+// halfClose, at the end of a raw request, makes doRaw close its sending
+// side after writing the rest (a client that goes away mid-body).
+const halfClose = "\x00half-close"
+
 func doRaw(t testing.TB, peer netip.Addr, addr, raw string) *rawResponse {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second}
@@ -250,8 +254,12 @@ func doRaw(t testing.TB, peer netip.Addr, addr, raw string) *rawResponse {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	raw, closeWrite := strings.CutSuffix(raw, halfClose)
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatalf("write: %v", err)
+	}
+	if closeWrite {
+		c.(*net.TCPConn).CloseWrite()
 	}
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -276,27 +277,14 @@ func TestRoundRobin(t *testing.T) {
 // one answer (without saying Connection: close) makes the pooled connection
 // stale; idempotent requests are retried once on a new connection.
 func TestStaleKeepAliveRetried(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				c.Read(buf)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				time.Sleep(20 * time.Millisecond)
-			}(c)
-		}
-	}()
-	e := newEnv(t, envOptions{upstreams: []string{"http://" + ln.Addr().String()}})
+	addr := connUpstream(t, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(20 * time.Millisecond)
+	})
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr}})
 	for i := 0; i < 5; i++ {
 		// Without Connection: close from the client, the gateway pools the
 		// upstream connection, which the upstream then closes.
@@ -318,11 +306,7 @@ func TestStaleKeepAliveRetried(t *testing.T) {
 // upstream down.
 func TestUpstreamShortKeepAlive(t *testing.T) {
 	var hits atomic.Int64
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, "ok")
-	}))
+	up := countingUpstream(&hits)
 	up.Config.IdleTimeout = 1500 * time.Millisecond
 	up.Start()
 	defer up.Close()
@@ -349,37 +333,18 @@ func TestUpstreamShortKeepAlive(t *testing.T) {
 // upstream is not marked down for it: the next requests still reach it.
 func TestClosedKeepAliveNotMarkedDown(t *testing.T) {
 	var hits atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) { // one answer per connection, without saying so
-				defer c.Close()
-				buf := make([]byte, 4096)
-				c.Read(buf)
-				hits.Add(1)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}(c)
-		}
-	}()
+	addr := connUpstream(t, func(c net.Conn) { // one answer per connection, without saying so
+		defer c.Close()
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		hits.Add(1)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
 	other := startEcho(t)
 	e := newEnv(t, envOptions{
-		upstreams: []string{"http://" + ln.Addr().String(), "http://" + other.addr},
+		upstreams: []string{"http://" + addr, "http://" + other.addr},
 		mutate:    func(c *Config) { c.UpstreamIdleTimeout = time.Minute },
-		fixture: func(f *storetest.Fixture) {
-			for i := range f.Clients {
-				if f.Clients[i].ClientKey == "limited" {
-					f.Clients[i].RateLimitPerMin = nil // any method, no limit
-				}
-			}
-		},
+		fixture:   unlimitClient("limited"), // any method, no limit
 	})
 	send := func(method string) int {
 		raw := strings.Replace(reqText(method, "/api/things", "X-API-Key", e.fix.Token("limited")),
@@ -418,35 +383,22 @@ func TestClosedKeepAliveNotMarkedDown(t *testing.T) {
 // header text (cookies), and it does not mark the upstream down.
 func TestUpstreamLargeResponseHeaders(t *testing.T) {
 	var hits atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	addr := connUpstream(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					hits.Add(1)
-					n, _ := strconv.Atoi(req.URL.Query().Get("n"))
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nSet-Cookie: session=%s\r\nContent-Length: 2\r\n\r\nok", strings.Repeat("s", n))
-				}
-			}(c)
+			hits.Add(1)
+			n, _ := strconv.Atoi(req.URL.Query().Get("n"))
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nSet-Cookie: session=%s\r\nContent-Length: 2\r\n\r\nok", strings.Repeat("s", n))
 		}
-	}()
+	})
 	var logs syncbuf.Buffer
 	e := newEnv(t, envOptions{
-		upstreams: []string{"http://" + ln.Addr().String()},
+		upstreams: []string{"http://" + addr},
 		mutate: func(c *Config) {
 			c.MaxHeaderBytes = 16 << 10
 			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -467,7 +419,7 @@ func TestUpstreamLargeResponseHeaders(t *testing.T) {
 
 	// Beside a second upstream, the one that sent too large a header
 	// block is not skipped afterwards.
-	two := newEnv(t, envOptions{upstreams: []string{"http://" + ln.Addr().String(), "http://" + startEcho(t).addr}})
+	two := newEnv(t, envOptions{upstreams: []string{"http://" + addr, "http://" + startEcho(t).addr}})
 	statuses := map[int]int{}
 	for i := 0; i < 2; i++ {
 		statuses[two.do(directPeer, reqText("GET", "/api/things?n=20000", "X-API-Key", two.fix.Token("app"))).status]++
@@ -515,22 +467,13 @@ func TestMalformedRequestNotQuotedInLog(t *testing.T) {
 // steer traffic away from an upstream.
 func TestClientBodyErrorsAreTheClients(t *testing.T) {
 	var hits atomic.Int64
-	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, "ok")
-	}))
+	first := countingUpstream(&hits)
+	first.Start()
 	defer first.Close()
 	e := newEnv(t, envOptions{
 		upstreams: []string{first.URL, "http://" + startEcho(t).addr},
 		mutate:    func(c *Config) { c.ReadTimeout = 500 * time.Millisecond },
-		fixture: func(f *storetest.Fixture) {
-			for i := range f.Clients {
-				if f.Clients[i].ClientKey == "limited" {
-					f.Clients[i].RateLimitPerMin = nil
-				}
-			}
-		},
+		fixture:   unlimitClient("limited"),
 	})
 	head := func(framing string) string {
 		return strings.Replace(reqText("POST", "/api/things", "X-API-Key", e.fix.Token("limited")),
@@ -542,6 +485,7 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 	}{
 		{"malformed chunk size", head("Transfer-Encoding: chunked\r\n") + "zz\r\nhello\r\n0\r\n\r\n", 400},
 		{"body stops short", head("Content-Length: 100000\r\n") + strings.Repeat("x", 20000), 408},
+		{"client closes mid-body", head("Content-Length: 100000\r\n") + strings.Repeat("x", 20000) + halfClose, 400},
 	}
 	get := func() { e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"))) }
 	for _, c := range cases {
@@ -563,60 +507,160 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 }
 
 // TestUpstreamUnaskedSwitchingProtocols: the gateway never forwards an
-// Upgrade, so a 101 from the upstream is a broken answer: 502
-// upstream_unavailable, and the connection it came on never carries another
-// request (it would go into the upstream's tunnel, the next client's
-// identity headers with it).
+// Upgrade, so a 101 from the upstream (also after an interim 103, also over
+// TLS) is a broken answer: 502 upstream_unavailable, and the connection it
+// came on never carries another request (it would go into the upstream's
+// tunnel, the next client's identity headers with it).
 func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
 	var captured atomic.Int64
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var answer string
+		switch r.URL.Path {
+		case "/api/switch":
+			answer = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-tunnel\r\n\r\n"
+		case "/api/hints-switch":
+			answer = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: x-tunnel\r\n\r\n"
+		default:
+			io.WriteString(w, "ok")
+			return
+		}
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString(answer)
+		brw.Flush()
+		// The tunnel: whatever comes next is captured.
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := http.ReadRequest(brw.Reader); err == nil {
+			captured.Add(1)
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ncaptured")
+		}
+	})
+	plain, secure := httptest.NewServer(handler), httptest.NewTLSServer(handler)
+	defer plain.Close()
+	defer secure.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	for _, up := range []*httptest.Server{plain, secure} {
+		e := newEnv(t, envOptions{upstreams: []string{up.URL}, mutate: func(c *Config) { c.UpstreamRootCAs = roots }})
+		keepAlive := func(path string) string {
+			return strings.Replace(reqText("GET", path, "X-API-Key", e.fix.Token("app")), "Connection: close\r\n", "", 1)
+		}
+		if r := e.do(directPeer, keepAlive("/api/things")); r.status != 200 || string(r.body) != "ok" {
+			t.Fatalf("%s: plain request: %d %s", up.URL, r.status, r.body)
+		}
+		for _, path := range []string{"/api/switch", "/api/hints-switch"} {
+			if r := e.do(directPeer, keepAlive(path)); r.status != 502 || r.reason() != "upstream_unavailable" {
+				t.Errorf("%s%s: %d %s, want 502 upstream_unavailable", up.URL, path, r.status, r.body)
+			}
+			for i := 0; i < 3; i++ {
+				if r := e.do(directPeer, keepAlive("/api/next")); r.status != 200 || string(r.body) != "ok" {
+					t.Errorf("%s: request %d after %s: %d %q", up.URL, i, path, r.status, r.body)
+				}
+			}
+		}
+	}
+	if n := captured.Load(); n != 0 {
+		t.Errorf("%d later requests went into the upstream's tunnel", n)
+	}
+}
+
+// TestUpstreamTricklingHeadersTimeOut: SCOPEGATE_UPSTREAM_TIMEOUT bounds
+// the whole wait for the answer's header block, not each read: an upstream
+// that trickles header bytes (or interim 1xx answers) is 504
+// upstream_timeout.
+func TestUpstreamTricklingHeadersTimeOut(t *testing.T) {
+	addr := connUpstream(t, func(c net.Conn) {
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		for i := 0; i < 50; i++ {
+			time.Sleep(50 * time.Millisecond)
+			if _, err := io.WriteString(c, "X"); err != nil {
+				return
+			}
+		}
+	})
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr}, upstreamTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")))
+	if r.status != 504 || r.reason() != "upstream_timeout" {
+		t.Fatalf("trickling headers: %d %s, want 504 upstream_timeout", r.status, r.body)
+	}
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("answered after %v, want about the 300ms timeout", took)
+	}
+}
+
+// TestUpstreamDroppingNewConnectionsMarkedDown: an upstream that accepts
+// connections and drops them before answering (a sidecar whose app is
+// down, a crash loop) fails requests on fresh connections, so it is marked
+// down and the next requests go to the other upstream.
+func TestUpstreamDroppingNewConnectionsMarkedDown(t *testing.T) {
+	addr := connUpstream(t, func(c net.Conn) {
+		bufio.NewReader(c).ReadString('\n')
+		c.Close()
+	})
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr, "http://" + startEcho(t).addr}})
+	var statuses []int
+	for i := 0; i < 6; i++ {
+		statuses = append(statuses, e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"))).status)
+	}
+	failed := 0
+	for _, s := range statuses {
+		if s != 200 {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("statuses %v: want one failure, then the dropping upstream skipped", statuses)
+	}
+}
+
+// connUpstream serves each connection to a loopback listener with handle
+// (closing it afterwards) until the test ends, and returns its address: an
+// upstream that misbehaves at the byte level.
+func connUpstream(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func(c net.Conn) {
+			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if req.URL.Path == "/api/switch" {
-						io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-tunnel\r\n\r\n")
-						// The tunnel: whatever comes next is captured.
-						if next, err := http.ReadRequest(br); err == nil {
-							captured.Add(1)
-							fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ncaptured")
-							_ = next
-						}
-						return
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}(c)
+				handle(c)
+			}()
 		}
 	}()
-	e := newEnv(t, envOptions{upstreams: []string{"http://" + ln.Addr().String()}})
-	keepAlive := func(path string) string {
-		return strings.Replace(reqText("GET", path, "X-API-Key", e.fix.Token("app")), "Connection: close\r\n", "", 1)
-	}
-	if r := e.do(directPeer, keepAlive("/api/switch")); r.status != 502 || r.reason() != "upstream_unavailable" {
-		t.Fatalf("101 from the upstream: %d %s, want 502 upstream_unavailable", r.status, r.body)
-	}
-	for i := 0; i < 3; i++ {
-		if r := e.do(directPeer, keepAlive("/api/next")); r.status != 200 || string(r.body) != "ok" {
-			t.Errorf("request %d after the 101: %d %q", i, r.status, r.body)
+	return ln.Addr().String()
+}
+
+// countingUpstream is an unstarted upstream that counts its requests in
+// hits, reads each body and answers "ok".
+func countingUpstream(hits *atomic.Int64) *httptest.Server {
+	return httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
+}
+
+// unlimitClient drops the rate limit of a fixture client.
+func unlimitClient(key string) func(*storetest.Fixture) {
+	return func(f *storetest.Fixture) {
+		for i := range f.Clients {
+			if f.Clients[i].ClientKey == key {
+				f.Clients[i].RateLimitPerMin = nil
+			}
 		}
-	}
-	if n := captured.Load(); n != 0 {
-		t.Errorf("%d later requests went into the upstream's tunnel", n)
 	}
 }

@@ -368,29 +368,25 @@ func TestIPv6Peers(t *testing.T) {
 // fasthttp, so the whole chunked body and trailer are read) and answers 200.
 func rawUpstream(t *testing.T) (addr string, got <-chan string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	ch := make(chan string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+	record := func(s string) {
+		select {
+		case ch <- s:
+		default: // only the first request's
 		}
-		defer c.Close()
+	}
+	addr = connUpstream(t, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		var buf strings.Builder
 		var req fasthttp.Request
 		if err := req.Read(bufio.NewReader(io.TeeReader(c, &buf))); err != nil {
-			ch <- "read error: " + err.Error()
+			record("read error: " + err.Error())
 			return
 		}
-		ch <- buf.String()
+		record(buf.String())
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-	}()
-	return ln.Addr().String(), ch
+	})
+	return addr, ch
 }
 
 // TestProxyDropsRequestTrailers: the trailer section of a chunked request

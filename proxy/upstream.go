@@ -60,9 +60,8 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		MaxIdleConnDuration: cfg.UpstreamIdleTimeout,
 		// No ReadTimeout or WriteTimeout: those set one deadline per
 		// request, which then also cuts a response body still streaming
-		// past it. The connections renew their own deadline before every
-		// read and write instead (idleTimeoutConn), and dials are bounded
-		// by Dial.
+		// past it. The connections keep their own deadlines instead
+		// (upstreamConn), and dials are bounded by Dial.
 		// The response header block may be as large as a request's
 		// (fasthttp's default is 4 KiB: a long Content-Security-Policy or a
 		// few JWT cookies are more).
@@ -82,76 +81,12 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		RetryIfErr:                retryStaleConn,
 		MaxConnWaitTimeout:        cfg.UpstreamTimeout,
 	}
-	dial, timeout := cfg.UpstreamDial, cfg.UpstreamTimeout
-	if dial == nil {
-		dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, timeout) }
-	}
-	hc.Dial = func(addr string) (net.Conn, error) {
-		c, err := dial(addr)
-		if err != nil {
-			return nil, err
-		}
-		return &idleTimeoutConn{Conn: c, timeout: timeout}, nil
-	}
+	var tlsConfig *tls.Config
 	if isTLS {
-		hc.TLSConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		tlsConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, RootCAs: cfg.UpstreamRootCAs}
 	}
+	hc.Dial = upstreamDialer(cfg, tlsConfig)
 	return &upstream{url: u.Scheme + "://" + u.Host, hc: hc, tls: isTLS}, nil
-}
-
-// idleTimeoutConn is an upstream connection on which every read and every
-// write must make progress within timeout (SCOPEGATE_UPSTREAM_TIMEOUT): the
-// deadline is renewed before each call. It bounds the wait for the
-// response headers after the request is written, and each pause while a
-// body streams either way, like nginx's proxy_read_timeout and
-// proxy_send_timeout, but never the length of a response that keeps
-// coming (a download, server-sent events): the client side's
-// SCOPEGATE_WRITE_TIMEOUT bounds that. It costs what one deadline per
-// request did: a small response is one write and one read.
-//
-// It also retires a connection on which the upstream answered 101
-// Switching Protocols: the gateway never forwards an Upgrade, so the
-// upstream has turned the connection into something else, and fasthttp,
-// which reads a 101 as an ordinary answer, would pool it and send the next
-// request (another client's, identity headers and all) into it. The first
-// read after a write looks at the status line; a retired connection
-// refuses to write and is closed, and forward answers the 101 with 502.
-type idleTimeoutConn struct {
-	net.Conn
-	timeout  time.Duration
-	wrote    bool // a request went out; the next read starts its answer
-	switched bool // the upstream answered 101: never write again
-}
-
-// errSwitchedConn refuses a request on a connection the upstream switched
-// to another protocol; nothing of the request was sent.
-var errSwitchedConn = errors.New("proxy: the upstream switched this connection to another protocol")
-
-func (c *idleTimeoutConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	n, err := c.Conn.Read(p)
-	if c.wrote && n > 0 {
-		c.wrote = false
-		// "HTTP/1.x 101"
-		if n >= 12 && p[9] == '1' && p[10] == '0' && p[11] == '1' && string(p[:7]) == "HTTP/1." {
-			c.switched = true
-		}
-	}
-	return n, err
-}
-
-func (c *idleTimeoutConn) Write(p []byte) (int, error) {
-	if c.switched {
-		c.Conn.Close()
-		return 0, errSwitchedConn
-	}
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	c.wrote = true
-	return c.Conn.Write(p)
 }
 
 // markDown skips u for d (passive health check).
@@ -208,10 +143,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		// it streams to the upstream. Either kind: tell the client's read
 		// errors from the upstream's.
 		n := req.Header.ContentLength()
-		st.body = limitedBody{r: bs, left: int64(p.cfg.MaxBodyBytes), h: &req.Header, st: st}
 		if n < 0 {
 			n = -1
 		}
+		st.body = limitedBody{r: bs, left: int64(p.cfg.MaxBodyBytes), declared: int64(n), h: &req.Header, st: st}
 		req.SetBodyStream(&st.body, n)
 	}
 
@@ -270,13 +205,13 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			p.m.upstreamTimeouts.Inc()
 		} else {
 			p.m.upstreamUnavailable.Inc()
-			if !errors.Is(err, fasthttp.ErrNoFreeConns) && !errors.Is(err, fasthttp.ErrConnectionClosed) &&
-				!errors.As(err, new(*fasthttp.ErrSmallBuffer)) && !isDialError(err) {
+			if !errors.Is(err, fasthttp.ErrNoFreeConns) && !reusedConn(&ctx.Response) &&
+				!errors.As(err, new(*fasthttp.ErrSmallBuffer)) && !errors.Is(err, errSwitchedConn) && !isDialError(err) {
 				// Passive health check: skip it for a while (a dial error
-				// already did in the loop). A full pool is load, not ill
-				// health; nor is a pooled keep-alive connection the
-				// upstream closed (a crashed upstream fails the next dial),
-				// nor one answer whose headers were too large.
+				// already did in the loop). Not for a full pool (load),
+				// a failure on a pooled keep-alive connection the upstream
+				// had closed (a crashed upstream fails the next dial), or one
+				// answer a request could provoke (headers too large, a 101).
 				u.markDown(p.cfg.UpstreamFailTimeout)
 			}
 		}
@@ -286,19 +221,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		ctx.Response.Reset()
 		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 		p.writeDenial(ctx, st, policy.Denied(reason), false)
-		return
-	}
-	if ctx.Response.StatusCode() == fasthttp.StatusSwitchingProtocols {
-		// No Upgrade went out (hop-by-hop): an upstream that switches
-		// anyway is broken, and its connection is retired
-		// (idleTimeoutConn).
-		p.m.upstreamUnavailable.Inc()
-		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
-			slog.String("upstream", u.url), slog.String("err", "101 Switching Protocols to a request without Upgrade"),
-			slog.String("reason", policy.ReasonUpstreamUnavailable.String()), slog.String("request_id", string(st.reqID)))
-		ctx.Response.Reset()
-		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
-		p.writeDenial(ctx, st, policy.Denied(policy.ReasonUpstreamUnavailable), false)
 		return
 	}
 	if ctx.Response.Header.ContentLength() < 0 {
@@ -327,7 +249,7 @@ func retryStaleConn(req *fasthttp.Request, attempts int, err error) (resetTimeou
 	default:
 		return false, false
 	}
-	return false, errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) || errors.Is(err, errSwitchedConn)
+	return false, errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF)
 }
 
 // isDialError reports whether err happened while opening the connection,
@@ -360,7 +282,9 @@ type limitedBody struct {
 	r        io.Reader
 	left     int64
 	exceeded bool
-	readErr  error                   // the client's body failed: framing, timeout, reset
+	readErr  error // the client's body failed: framing, timeout, reset, short
+	declared int64 // Content-Length, or -1 (chunked)
+	read     int64
 	h        *fasthttp.RequestHeader // whose trailer to drop at the end
 	st       *reqState               // its name buffers copy the trailer names
 }
@@ -370,6 +294,12 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 		p = p[:l.left+1]
 	}
 	n, err := l.r.Read(p)
+	l.read += int64(n)
+	if err == io.EOF && l.declared >= 0 && l.read < l.declared {
+		// The client closed before sending what it declared: fasthttp's
+		// stream ends it as a plain EOF.
+		err = io.ErrUnexpectedEOF
+	}
 	if err != nil && err != io.EOF {
 		l.readErr = err
 	}

@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// maxConnectTimeout bounds opening one upstream connection (TCP and TLS
+// handshake), below SCOPEGATE_UPSTREAM_TIMEOUT when that is longer, so a
+// black-holed upstream does not hold a request that long before the next
+// one is tried.
+const maxConnectTimeout = 5 * time.Second
+
+// upstreamDialer returns the HostClient's Dial: cfg.UpstreamDial (tests) or
+// TCP, then TLS when tlsConfig is set, under an upstreamConn. The TLS
+// handshake is made here, not by fasthttp, so upstreamConn sits above TLS
+// and reads the answers in clear; its Handshake method tells fasthttp the
+// connection already speaks TLS.
+func upstreamDialer(cfg *Config, tlsConfig *tls.Config) fasthttp.DialFunc {
+	timeout := cfg.UpstreamTimeout
+	connect := min(timeout, maxConnectTimeout)
+	dial := cfg.UpstreamDial
+	if dial == nil {
+		dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, connect) }
+	}
+	return func(addr string) (net.Conn, error) {
+		c, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		if tlsConfig == nil {
+			return newUpstreamConn(c, timeout), nil
+		}
+		tc := tls.Client(c, tlsConfig)
+		if err := tc.SetDeadline(time.Now().Add(connect)); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return tlsUpstreamConn{newUpstreamConn(tc, timeout)}, nil
+	}
+}
+
+// tlsUpstreamConn is an upstreamConn over TLS: fasthttp does not wrap a
+// connection with a Handshake method in TLS again.
+type tlsUpstreamConn struct{ *upstreamConn }
+
+// Handshake is a no-op: upstreamDialer has made it.
+func (tlsUpstreamConn) Handshake() error { return nil }
+
+// upstreamConn is one upstream connection with the gateway's timeouts and a
+// look at each answer's status line and header block:
+//
+//   - SCOPEGATE_UPSTREAM_TIMEOUT bounds, from the first write of a request,
+//     the wait for the whole header block of its answer (interim 1xx
+//     answers included), and then each pause while the body streams either
+//     way, like nginx's proxy_read_timeout and proxy_send_timeout: never the
+//     length of an answer that keeps coming (a download, server-sent
+//     events), which the client side's SCOPEGATE_WRITE_TIMEOUT bounds.
+//   - An answer 101 Switching Protocols fails the read (errSwitchedConn):
+//     the gateway never forwards an Upgrade, so the upstream has turned the
+//     connection into something else, and fasthttp, which takes a 101 as an
+//     ordinary answer, would pool it and send the next client's request,
+//     identity headers included, into it. A failed read closes the
+//     connection instead.
+//   - It counts the requests it carried, so a failure can be told to be a
+//     stale keep-alive connection's (not the upstream's ill health).
+//
+// It costs what one deadline per request did: a small answer is one write
+// and one read, and the scan stops at the header block's end.
+type upstreamConn struct {
+	net.Conn
+	timeout  time.Duration
+	addr     connAddr
+	requests atomic.Int32 // requests written on this connection
+
+	phase          connPhase
+	headerDeadline time.Time
+	status         [12]byte // "HTTP/1.1 200" being read
+	statusLen      int
+	tail           [3]byte // the last bytes read, for a terminator across reads
+	tailLen        int
+}
+
+// connPhase is where an upstreamConn is in the answer it reads.
+type connPhase uint8
+
+const (
+	phaseBody    connPhase = iota // between answers, or in a body
+	phaseStatus                   // reading a status line
+	phaseInterim                  // in an interim 1xx answer's header block
+	phaseHeaders                  // in the final answer's header block
+)
+
+// connAddr is an upstreamConn's local address, as fasthttp records it on
+// the response (Response.LocalAddr), with a way back to the connection.
+type connAddr struct {
+	net.Addr
+	conn *upstreamConn
+}
+
+func newUpstreamConn(c net.Conn, timeout time.Duration) *upstreamConn {
+	u := &upstreamConn{Conn: c, timeout: timeout}
+	u.addr = connAddr{Addr: c.LocalAddr(), conn: u}
+	return u
+}
+
+// errSwitchedConn fails the read of an answer 101 Switching Protocols.
+var errSwitchedConn = errors.New("proxy: the upstream answered 101 Switching Protocols to a request without Upgrade")
+
+// LocalAddr returns the local address with a link to c (see reusedConn).
+func (c *upstreamConn) LocalAddr() net.Addr { return &c.addr }
+
+func (c *upstreamConn) Write(p []byte) (int, error) {
+	now := time.Now()
+	if c.phase == phaseBody {
+		// The first write of a request: its answer's header block is due
+		// within the timeout from now.
+		c.phase, c.statusLen, c.tailLen = phaseStatus, 0, 0
+		c.headerDeadline = now.Add(c.timeout)
+		c.requests.Add(1)
+	}
+	if err := c.Conn.SetWriteDeadline(now.Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *upstreamConn) Read(p []byte) (int, error) {
+	deadline := c.headerDeadline
+	if c.phase == phaseBody {
+		deadline = time.Now().Add(c.timeout)
+	}
+	if err := c.Conn.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.phase != phaseBody {
+		if serr := c.scan(p[:n]); serr != nil {
+			return 0, serr
+		}
+	}
+	return n, err
+}
+
+var (
+	crlfcrlf = []byte("\r\n\r\n")
+	lflf     = []byte("\n\n")
+)
+
+// scan follows b through status lines and header blocks until the final
+// answer's header block ends.
+func (c *upstreamConn) scan(b []byte) error {
+	for len(b) > 0 {
+		switch c.phase {
+		case phaseStatus:
+			k := copy(c.status[c.statusLen:], b)
+			c.statusLen += k
+			b = b[k:]
+			if c.statusLen < len(c.status) {
+				return nil
+			}
+			c.phase = phaseHeaders
+			if string(c.status[:7]) == "HTTP/1." && c.status[8] == ' ' && c.status[9] == '1' {
+				if c.status[10] == '0' && c.status[11] == '1' {
+					return errSwitchedConn
+				}
+				c.phase = phaseInterim // 100, 102, 103: the final answer follows
+			}
+		case phaseInterim, phaseHeaders:
+			i := c.headerEnd(b)
+			if i < 0 {
+				return nil
+			}
+			b = b[i:]
+			if c.phase == phaseHeaders {
+				c.phase = phaseBody
+				return nil
+			}
+			c.phase, c.statusLen, c.tailLen = phaseStatus, 0, 0
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// headerEnd returns the index in b just past the blank line that ends a
+// header block ("\r\n\r\n", or "\n\n" as fasthttp also accepts), counting
+// the bytes of earlier reads, or -1; it keeps b's last bytes for the next
+// read.
+func (c *upstreamConn) headerEnd(b []byte) int {
+	if c.tailLen > 0 {
+		var w [6]byte
+		m := copy(w[:], c.tail[:c.tailLen])
+		m += copy(w[m:], b)
+		if i := terminatorEnd(w[:m]); i > c.tailLen {
+			return i - c.tailLen
+		}
+	}
+	if i := terminatorEnd(b); i >= 0 {
+		return i
+	}
+	if len(b) >= len(c.tail) {
+		c.tailLen = copy(c.tail[:], b[len(b)-len(c.tail):])
+	} else {
+		keep := min(c.tailLen, len(c.tail)-len(b))
+		copy(c.tail[:], c.tail[c.tailLen-keep:c.tailLen])
+		c.tailLen = keep + copy(c.tail[keep:], b)
+	}
+	return -1
+}
+
+// terminatorEnd returns the index just past the first blank line in b, or
+// -1.
+func terminatorEnd(b []byte) int {
+	end := -1
+	if i := bytes.Index(b, crlfcrlf); i >= 0 {
+		end = i + len(crlfcrlf)
+	}
+	if i := bytes.Index(b, lflf); i >= 0 && (end < 0 || i+len(lflf) < end) {
+		end = i + len(lflf)
+	}
+	return end
+}
+
+// reusedConn reports whether the connection resp was read from (or its
+// request failed on) had carried an earlier request: a failure there is
+// the stale keep-alive connection's, not the upstream's ill health.
+func reusedConn(resp *fasthttp.Response) bool {
+	a, ok := resp.LocalAddr().(*connAddr)
+	return ok && a.conn.requests.Load() > 1
+}

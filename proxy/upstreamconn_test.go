@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"errors"
+	"testing"
+)
+
+// scanAll feeds answer to a fresh upstreamConn (as after a request) in
+// pieces of size n and returns the error and how many bytes were read when
+// the final header block ended (-1: never).
+func scanAll(answer string, n int) (err error, bodyAt int) {
+	c := &upstreamConn{phase: phaseStatus}
+	bodyAt = -1
+	for i := 0; i < len(answer); i += n {
+		piece := answer[i:min(i+n, len(answer))]
+		if err := c.scan([]byte(piece)); err != nil {
+			return err, bodyAt
+		}
+		if c.phase == phaseBody && bodyAt < 0 {
+			bodyAt = i + len(piece)
+		}
+	}
+	return nil, bodyAt
+}
+
+func TestUpstreamConnScan(t *testing.T) {
+	cases := []struct {
+		name, answer string
+		switched     bool
+		headersEnd   bool
+	}{
+		{"200", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, true},
+		{"101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", true, false},
+		{"103 then 101", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n", true, false},
+		{"100 then 200", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", false, true},
+		{"bare LF", "HTTP/1.1 103 Early\nLink: x\n\nHTTP/1.1 101 Sw\n\n", true, false},
+		{"HTTP/1.0 101", "HTTP/1.0 101 Switching\r\n\r\n", true, false},
+		{"body looks like a 101", "HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 101 x\r\n\r\n", false, true},
+		{"header block never ends", "HTTP/1.1 200 OK\r\nA: b\r\n", false, false},
+		{"not HTTP", "garbage that is long enough\r\n\r\n", false, true},
+	}
+	for _, c := range cases {
+		for _, n := range []int{1, 2, 3, 5, 7, 13, len(c.answer)} {
+			err, bodyAt := scanAll(c.answer, n)
+			if got := errors.Is(err, errSwitchedConn); got != c.switched {
+				t.Errorf("%s in pieces of %d: switched %v, want %v", c.name, n, got, c.switched)
+			}
+			if got := bodyAt >= 0; got != c.headersEnd && !c.switched {
+				t.Errorf("%s in pieces of %d: header block ended %v, want %v", c.name, n, got, c.headersEnd)
+			}
+		}
+	}
+}
+
+// FuzzUpstreamConnScan: how the answer is split across reads never changes
+// whether a 101 is seen or where the header block ends.
+func FuzzUpstreamConnScan(f *testing.F) {
+	f.Add("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n", uint8(3))
+	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", uint8(1))
+	f.Add("HTTP/1.1 100 Continue\n\nHTTP/1.1 204 No\r\n\n\r\n", uint8(2))
+	f.Fuzz(func(t *testing.T, answer string, n uint8) {
+		if n == 0 || len(answer) > 4096 {
+			return
+		}
+		whole := &upstreamConn{phase: phaseStatus}
+		werr := whole.scan([]byte(answer))
+		err, _ := scanAll(answer, int(n))
+		if errors.Is(werr, errSwitchedConn) != errors.Is(err, errSwitchedConn) {
+			t.Fatalf("%q in pieces of %d: switched %v, whole %v", answer, n, err, werr)
+		}
+		if werr == nil && err == nil {
+			split := &upstreamConn{phase: phaseStatus}
+			for i := 0; i < len(answer); i += int(n) {
+				split.scan([]byte(answer[i:min(i+int(n), len(answer))]))
+			}
+			if split.phase != whole.phase {
+				t.Fatalf("%q in pieces of %d: phase %d, whole %d", answer, n, split.phase, whole.phase)
+			}
+		}
+	})
+}
