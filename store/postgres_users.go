@@ -318,16 +318,18 @@ func (s *Postgres) readDirectory(ctx context.Context) (*policy.Directory, error)
 }
 
 // connectionLost reports whether err ended a query because its connection
-// broke or its server process was told to stop (SQLSTATE class 57P:
-// admin_shutdown, crash_shutdown, cannot_connect_now), rather than a
-// statement error that would repeat, or ctx ending.
+// broke or its server process was told to stop, rather than a statement
+// error that would repeat, or ctx ending. A failed dial counts too: the
+// retry is bounded by the load's context (UserLoadTimeout) either way.
 func connectionLost(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return strings.HasPrefix(pe.Code, "57P")
+		// 57P: admin_shutdown, crash_shutdown, cannot_connect_now; 08:
+		// connection exceptions, as PgBouncer reports its disconnects.
+		return strings.HasPrefix(pe.Code, "57P") || strings.HasPrefix(pe.Code, "08")
 	}
 	var ne *net.OpError
 	return pgconn.SafeToRetry(err) || errors.As(err, &ne) ||
