@@ -60,7 +60,6 @@ type File struct {
 	used   map[string]time.Time // client id → newest use
 
 	watcher   *fsnotify.Watcher
-	watched   map[string]bool // directories watched: the path's, its symlink target's (only the watch goroutine after start)
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -304,7 +303,6 @@ func (f *File) startWatcher() error {
 		return err
 	}
 	f.watcher = w
-	f.watched = map[string]bool{filepath.Dir(f.path): true}
 	f.followTarget()
 	f.stop = make(chan struct{})
 	f.done = make(chan struct{})
@@ -338,23 +336,63 @@ func (f *File) watch() {
 	}
 }
 
-// followTarget also watches the directory of the file the path resolves to
-// when it is a symlink elsewhere (a mounted secret, a checkout), so an
-// in-place edit there is seen; it runs again after every change, as the
-// link may have been pointed at another directory (a Kubernetes ConfigMap
-// swap). A directory that went away is dropped by fsnotify itself.
+// followTarget keeps the watcher on every directory whose change can change
+// what the path reads (watchDirs): the path's own, those of the symlinks on
+// the way to the file (a mounted secret, a checkout elsewhere), and the
+// parent of a symlinked directory on the way (a release layout's
+// "current" link, a Kubernetes ConfigMap's "..data"). It runs again after
+// every change, so a flipped link is followed, and drops directories no
+// longer on the way; fsnotify itself drops a directory that went away, so
+// a recreated one is watched again.
 func (f *File) followTarget() {
-	real, err := filepath.EvalSymlinks(f.path)
-	if err != nil {
-		return
+	want := watchDirs(f.path)
+	have := map[string]bool{}
+	for _, d := range f.watcher.WatchList() {
+		have[d] = true
 	}
-	if dir := filepath.Dir(real); !f.watched[dir] {
-		if err := f.watcher.Add(dir); err != nil {
-			f.logger.Warn("store file watcher cannot follow the symlink", slog.String("path", f.path), slog.String("target", real), slog.String("err", err.Error()))
-			return
+	for d := range want {
+		if !have[d] {
+			if err := f.watcher.Add(d); err != nil {
+				f.logger.Warn("store file watcher cannot watch a directory on the way to the file",
+					slog.String("path", f.path), slog.String("dir", d), slog.String("err", err.Error()))
+			}
 		}
-		f.watched[dir] = true
 	}
+	for d := range have {
+		if !want[d] {
+			_ = f.watcher.Remove(d)
+		}
+	}
+}
+
+// watchDirs returns the directories whose changes can change what path
+// reads: its own, the directory of each symlink followed to the file, the
+// parent of each symlinked directory on the way, and the file's own
+// directory. At most 40 links are followed, as the kernel does.
+func watchDirs(path string) map[string]bool {
+	dirs := map[string]bool{filepath.Dir(path): true}
+	p := filepath.Clean(path)
+	for hops := 0; hops < 40; hops++ {
+		dir := filepath.Dir(p)
+		dirs[dir] = true
+		for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+			if fi, err := os.Lstat(d); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				dirs[filepath.Dir(d)] = true
+			}
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			break // the file itself (or gone)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(dir, target)
+		}
+		p = target
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		dirs[filepath.Dir(real)] = true
+	}
+	return dirs
 }
 
 // Interface guard.

@@ -540,3 +540,49 @@ func TestFileWatchFollowsSymlink(t *testing.T) {
 		}
 	}
 }
+
+// TestFileWatchFollowsDirectoryLinkFlip: a store file reached through a
+// symlinked directory (a release layout: current -> releases/v1) is
+// reloaded when the link is flipped to another directory.
+func TestFileWatchFollowsDirectoryLinkFlip(t *testing.T) {
+	root := t.TempDir()
+	fx := storetest.Basic()
+	for _, v := range []string{"v1", "v2"} {
+		if err := os.MkdirAll(filepath.Join(root, "releases", v), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "releases", "v1", "store.yaml"), fx.YAML(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fx.Clients = fx.Clients[1:] // v2 has no "app"
+	if err := os.WriteFile(filepath.Join(root, "releases", "v2", "store.yaml"), fx.YAML(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("releases", "v1"), filepath.Join(root, "current")); err != nil {
+		t.Fatal(err)
+	}
+	reloads := make(chan error, 10)
+	f := openFile(t, filepath.Join(root, "current", "store.yaml"), store.FileConfig{Debounce: 50 * time.Millisecond, OnReload: func(err error) { reloads <- err }})
+	if c, _ := f.LookupClient("app", time.Now()); c == nil {
+		t.Fatal("app missing before the flip")
+	}
+	// Flip atomically, as deploy tools do: a new link renamed over the old.
+	if err := os.Symlink(filepath.Join("releases", "v2"), filepath.Join(root, "current.new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(root, "current.new"), filepath.Join(root, "current")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(2 * time.Second)
+	for {
+		if c, _ := f.LookupClient("app", time.Now()); c == nil {
+			return
+		}
+		select {
+		case <-reloads:
+		case <-deadline:
+			t.Fatal("the flip of the directory link was not reloaded within 2s")
+		}
+	}
+}
