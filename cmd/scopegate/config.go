@@ -121,6 +121,9 @@ func (c *Config) validate() error {
 	if c.LastUsedFlushInterval == 0 {
 		return &ConfigError{Var: "SCOPEGATE_LAST_USED_FLUSH_INTERVAL", Msg: "must be positive"}
 	}
+	if c.UpstreamIdleTimeout == 0 {
+		return &ConfigError{Var: "SCOPEGATE_UPSTREAM_IDLE_TIMEOUT", Msg: "must be positive"}
+	}
 	for _, v := range []struct {
 		name string
 		n    int

@@ -102,6 +102,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{"API key header with an underscore", "SCOPEGATE_API_KEY_HEADER", "X_API_Key", "SCOPEGATE_API_KEY_HEADER"},
 		{"identity prefix with a space", "SCOPEGATE_IDENTITY_HEADER_PREFIX", "X Bad-", "SCOPEGATE_IDENTITY_HEADER_PREFIX"},
 		{"negative connection limit", "SCOPEGATE_MAX_CONNS", "-1", "SCOPEGATE_MAX_CONNS"},
+		{"zero upstream idle timeout", "SCOPEGATE_UPSTREAM_IDLE_TIMEOUT", "0s", "SCOPEGATE_UPSTREAM_IDLE_TIMEOUT"},
 		{"negative body limit", "SCOPEGATE_MAX_BODY_BYTES", "-1", "SCOPEGATE_MAX_BODY_BYTES"},
 		{"zero header limit", "SCOPEGATE_MAX_HEADER_BYTES", "0", "SCOPEGATE_MAX_HEADER_BYTES"},
 		{"cookie name with a space", "SCOPEGATE_JWT_COOKIE", "a b", "SCOPEGATE_JWT_COOKIE"},
