@@ -1,0 +1,393 @@
+package proxy
+
+// Upstream connections: keep-alive reuse and staleness, answers the
+// gateway must not pass on or pool (a 101, oversized or trickled headers),
+// and whose fault a failure is (the client's body, the upstream's health).
+
+import (
+	"bufio"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/syncbuf"
+)
+
+// TestStaleKeepAliveRetried: an upstream that closes each connection after
+// one answer (without saying Connection: close) makes the pooled connection
+// stale; idempotent requests are retried once on a new connection.
+func TestStaleKeepAliveRetried(t *testing.T) {
+	addr := connUpstream(t, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(20 * time.Millisecond)
+	})
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr}})
+	for i := 0; i < 5; i++ {
+		// Without Connection: close from the client, the gateway pools the
+		// upstream connection, which the upstream then closes.
+		raw := strings.Replace(reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")), "Connection: close\r\n", "", 1)
+		r := e.do(directPeer, raw)
+		if r.status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
+		time.Sleep(50 * time.Millisecond) // the upstream has closed the pooled connection
+	}
+}
+
+// TestUpstreamShortKeepAlive: an upstream that closes idle keep-alive
+// connections after 1.5 s (gunicorn's gthread worker: 2 s) does not make a
+// POST fail 502 when it arrives after such a pause. A request with a body
+// is never retried (it streams and may not be replayed), so the pool must
+// drop idle connections before the upstream does (UpstreamIdleTimeout,
+// default 1 s). Neither does a connection the upstream closed mark that
+// upstream down.
+func TestUpstreamShortKeepAlive(t *testing.T) {
+	var hits atomic.Int64
+	up := countingUpstream(&hits)
+	up.Config.IdleTimeout = 1500 * time.Millisecond
+	up.Start()
+	defer up.Close()
+	e := newEnv(t, envOptions{upstreams: []string{up.URL}})
+	post := func() *rawResponse {
+		raw := strings.Replace(reqText("POST", "/api/things", "X-API-Key", e.fix.Token("limited")),
+			"Connection: close\r\n", "Content-Length: 5\r\n", 1) + "hello"
+		return e.do(directPeer, raw)
+	}
+	if r := post(); r.status != 200 {
+		t.Fatalf("first POST: %d %s", r.status, r.body)
+	}
+	time.Sleep(1800 * time.Millisecond) // the upstream has closed its side
+	if r := post(); r.status != 200 {
+		t.Fatalf("POST after the upstream's keep-alive timeout: %d %s", r.status, r.body)
+	}
+	if n := hits.Load(); n != 2 {
+		t.Errorf("upstream served %d requests, want 2", n)
+	}
+}
+
+// TestClosedKeepAliveNotMarkedDown: a POST that went out on a pooled
+// connection the upstream had closed fails 502 (it is not retried), but the
+// upstream is not marked down for it: the next requests still reach it.
+func TestClosedKeepAliveNotMarkedDown(t *testing.T) {
+	var hits atomic.Int64
+	addr := connUpstream(t, func(c net.Conn) { // one answer per connection, without saying so
+		defer c.Close()
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		hits.Add(1)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	other := startEcho(t)
+	e := newEnv(t, envOptions{
+		upstreams: []string{"http://" + addr, "http://" + other.addr},
+		mutate:    func(c *Config) { c.UpstreamIdleTimeout = time.Minute },
+		fixture:   unlimitClient("limited"), // any method, no limit
+	})
+	send := func(method string) int {
+		raw := strings.Replace(reqText(method, "/api/things", "X-API-Key", e.fix.Token("limited")),
+			"Connection: close\r\n", "Content-Length: 5\r\n", 1) + "hello"
+		if method == "GET" {
+			raw = strings.Replace(reqText(method, "/api/things", "X-API-Key", e.fix.Token("app")), "Connection: close\r\n", "", 1)
+		}
+		return e.do(directPeer, raw).status
+	}
+	// Round robin: the first two POSTs reach each upstream once, the
+	// closing one then closes its pooled connection; of the next two, the
+	// one to the closing upstream goes out on that closed connection.
+	var statuses []int
+	for i := 0; i < 4; i++ {
+		statuses = append(statuses, send("POST"))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if slices.Index(statuses, 502) < 2 || slices.Contains(statuses[:2], 502) {
+		t.Fatalf("POST statuses %v: want the third or fourth 502 (sent on the closed connection, not retried)", statuses)
+	}
+	before := hits.Load()
+	for i := 0; i < 4; i++ {
+		if got := send("GET"); got != 200 {
+			t.Fatalf("GET %d: %d", i, got)
+		}
+	}
+	if hits.Load() == before {
+		t.Errorf("no request reached the upstream whose keep-alive connection was closed: it was marked down")
+	}
+}
+
+// TestUpstreamLargeResponseHeaders: an upstream's response header block is
+// read up to SCOPEGATE_MAX_HEADER_BYTES (a long Content-Security-Policy or
+// a few JWT cookies fit; fasthttp's own default is 4 KiB); a larger one is
+// 502 upstream_unavailable whose log line carries none of the upstream's
+// header text (cookies), and it does not mark the upstream down.
+func TestUpstreamLargeResponseHeaders(t *testing.T) {
+	var hits atomic.Int64
+	addr := connUpstream(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			hits.Add(1)
+			n, _ := strconv.Atoi(req.URL.Query().Get("n"))
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nSet-Cookie: session=%s\r\nContent-Length: 2\r\n\r\nok", strings.Repeat("s", n))
+		}
+	})
+	var logs syncbuf.Buffer
+	e := newEnv(t, envOptions{
+		upstreams: []string{"http://" + addr},
+		mutate: func(c *Config) {
+			c.MaxHeaderBytes = 16 << 10
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		},
+	})
+	get := func(n int) *rawResponse {
+		return e.do(directPeer, reqText("GET", "/api/things?n="+strconv.Itoa(n), "X-API-Key", e.fix.Token("app")))
+	}
+	if r := get(10000); r.status != 200 || len(r.header.Get("Set-Cookie")) < 10000 {
+		t.Fatalf("10 KB of response headers: %d %s", r.status, r.body)
+	}
+	if r := get(20000); r.status != 502 || r.reason() != "upstream_unavailable" {
+		t.Fatalf("20 KB of response headers: %d %s, want 502 upstream_unavailable", r.status, r.body)
+	}
+	if !strings.Contains(logs.String(), "upstream request failed") || strings.Contains(logs.String(), "sssss") {
+		t.Errorf("want the failure logged without the upstream's header text:\n%.600s", logs.String())
+	}
+
+	// Beside a second upstream, the one that sent too large a header
+	// block is not skipped afterwards.
+	two := newEnv(t, envOptions{upstreams: []string{"http://" + addr, "http://" + startEcho(t).addr}})
+	statuses := map[int]int{}
+	for i := 0; i < 2; i++ {
+		statuses[two.do(directPeer, reqText("GET", "/api/things?n=20000", "X-API-Key", two.fix.Token("app"))).status]++
+	}
+	if statuses[502] != 1 || statuses[200] != 1 {
+		t.Fatalf("statuses %v, want one 502 and one 200", statuses)
+	}
+	before := hits.Load()
+	for i := 0; i < 4; i++ {
+		two.do(directPeer, reqText("GET", "/api/things?n=10", "X-API-Key", two.fix.Token("app")))
+	}
+	if hits.Load() == before {
+		t.Errorf("after one oversized header block the upstream was marked down")
+	}
+}
+
+// TestClientBodyErrorsAreTheClients: a request body the client botches
+// (malformed chunk framing) or stops sending (past SCOPEGATE_READ_TIMEOUT)
+// is answered 400 or 408 bad_request, not 502/504 as if the upstream had
+// failed, and does not mark the upstream down: an allowed client cannot
+// steer traffic away from an upstream.
+func TestClientBodyErrorsAreTheClients(t *testing.T) {
+	var hits atomic.Int64
+	first := countingUpstream(&hits)
+	first.Start()
+	defer first.Close()
+	e := newEnv(t, envOptions{
+		upstreams: []string{first.URL, "http://" + startEcho(t).addr},
+		mutate:    func(c *Config) { c.ReadTimeout = 500 * time.Millisecond },
+		fixture:   unlimitClient("limited"),
+	})
+	head := func(framing string) string {
+		return strings.Replace(reqText("POST", "/api/things", "X-API-Key", e.fix.Token("limited")),
+			"Connection: close\r\n", framing, 1)
+	}
+	cases := []struct {
+		name, raw string
+		status    int
+	}{
+		{"malformed chunk size", head("Transfer-Encoding: chunked\r\n") + "zz\r\nhello\r\n0\r\n\r\n", 400},
+		{"body stops short", head("Content-Length: 100000\r\n") + strings.Repeat("x", 20000), 408},
+		{"client closes mid-body", head("Content-Length: 100000\r\n") + strings.Repeat("x", 20000) + halfClose, 400},
+	}
+	get := func() { e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"))) }
+	for _, c := range cases {
+		// Round robin starts at the second upstream: the bad body goes to
+		// the first, then four requests alternate again.
+		get()
+		r := e.do(directPeer, c.raw)
+		if r.status != c.status || r.reason() != "bad_request" {
+			t.Errorf("%s: %d %s, want %d bad_request", c.name, r.status, r.body, c.status)
+		}
+		before := hits.Load()
+		for i := 0; i < 4; i++ {
+			get()
+		}
+		if got := hits.Load() - before; got != 2 {
+			t.Errorf("%s: the first upstream served %d of the next 4 requests, want 2 (not marked down)", c.name, got)
+		}
+	}
+}
+
+// TestUpstreamUnaskedSwitchingProtocols: the gateway never forwards an
+// Upgrade, so a 101 from the upstream (also after an interim 103, also over
+// TLS) is a broken answer: 502 upstream_unavailable, and the connection it
+// came on never carries another request (it would go into the upstream's
+// tunnel, the next client's identity headers with it).
+func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
+	var captured atomic.Int64
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var answer string
+		switch r.URL.Path {
+		case "/api/switch":
+			answer = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-tunnel\r\n\r\n"
+		case "/api/hints-switch":
+			answer = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: x-tunnel\r\n\r\n"
+		default:
+			io.WriteString(w, "ok")
+			return
+		}
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString(answer)
+		brw.Flush()
+		// The tunnel: whatever comes next is captured.
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := http.ReadRequest(brw.Reader); err == nil {
+			captured.Add(1)
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ncaptured")
+		}
+	})
+	plain, secure := httptest.NewServer(handler), httptest.NewTLSServer(handler)
+	defer plain.Close()
+	defer secure.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	for _, up := range []*httptest.Server{plain, secure} {
+		e := newEnv(t, envOptions{upstreams: []string{up.URL}, mutate: func(c *Config) { c.UpstreamRootCAs = roots }})
+		keepAlive := func(path string) string {
+			return strings.Replace(reqText("GET", path, "X-API-Key", e.fix.Token("app")), "Connection: close\r\n", "", 1)
+		}
+		if r := e.do(directPeer, keepAlive("/api/things")); r.status != 200 || string(r.body) != "ok" {
+			t.Fatalf("%s: plain request: %d %s", up.URL, r.status, r.body)
+		}
+		for _, path := range []string{"/api/switch", "/api/hints-switch"} {
+			if r := e.do(directPeer, keepAlive(path)); r.status != 502 || r.reason() != "upstream_unavailable" {
+				t.Errorf("%s%s: %d %s, want 502 upstream_unavailable", up.URL, path, r.status, r.body)
+			}
+			for i := 0; i < 3; i++ {
+				if r := e.do(directPeer, keepAlive("/api/next")); r.status != 200 || string(r.body) != "ok" {
+					t.Errorf("%s: request %d after %s: %d %q", up.URL, i, path, r.status, r.body)
+				}
+			}
+		}
+	}
+	if n := captured.Load(); n != 0 {
+		t.Errorf("%d later requests went into the upstream's tunnel", n)
+	}
+}
+
+// TestUpstreamTricklingHeadersTimeOut: SCOPEGATE_UPSTREAM_TIMEOUT bounds
+// the whole wait for the answer's header block, not each read: an upstream
+// that trickles header bytes (or interim 1xx answers) is 504
+// upstream_timeout.
+func TestUpstreamTricklingHeadersTimeOut(t *testing.T) {
+	addr := connUpstream(t, func(c net.Conn) {
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		for i := 0; i < 50; i++ {
+			time.Sleep(50 * time.Millisecond)
+			if _, err := io.WriteString(c, "X"); err != nil {
+				return
+			}
+		}
+	})
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr}, upstreamTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	r := e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")))
+	if r.status != 504 || r.reason() != "upstream_timeout" {
+		t.Fatalf("trickling headers: %d %s, want 504 upstream_timeout", r.status, r.body)
+	}
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("answered after %v, want about the 300ms timeout", took)
+	}
+}
+
+// TestUpstreamDroppingNewConnectionsMarkedDown: an upstream that accepts
+// connections and drops them before answering (a sidecar whose app is
+// down, a crash loop) fails requests on fresh connections, so it is marked
+// down and the next requests go to the other upstream.
+func TestUpstreamDroppingNewConnectionsMarkedDown(t *testing.T) {
+	addr := connUpstream(t, func(c net.Conn) {
+		bufio.NewReader(c).ReadString('\n')
+		c.Close()
+	})
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr, "http://" + startEcho(t).addr}})
+	var statuses []int
+	for i := 0; i < 6; i++ {
+		statuses = append(statuses, e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"))).status)
+	}
+	failed := 0
+	for _, s := range statuses {
+		if s != 200 {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("statuses %v: want one failure, then the dropping upstream skipped", statuses)
+	}
+}
+
+// connUpstream serves each connection to a loopback listener with handle
+// (closing it afterwards) until the test ends, and returns its address: an
+// upstream that misbehaves at the byte level.
+func connUpstream(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// countingUpstream is an unstarted upstream that counts its requests in
+// hits, reads each body and answers "ok".
+func countingUpstream(hits *atomic.Int64) *httptest.Server {
+	return httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
+}
+
+// unlimitClient drops the rate limit of a fixture client.
+func unlimitClient(key string) func(*storetest.Fixture) {
+	return func(f *storetest.Fixture) {
+		for i := range f.Clients {
+			if f.Clients[i].ClientKey == key {
+				f.Clients[i].RateLimitPerMin = nil
+			}
+		}
+	}
+}
