@@ -221,6 +221,10 @@ type rawResponse struct {
 	header http.Header
 	body   []byte
 	close  bool // the server announced Connection: close
+	// framing as sent: Transfer-Encoding codings (net/http takes them out
+	// of header) and the declared Content-Length (-1: none)
+	te     []string
+	length int64
 }
 
 func (r *rawResponse) reason() string {
@@ -271,7 +275,8 @@ func doRaw(t testing.TB, peer netip.Addr, addr, raw string) *rawResponse {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return &rawResponse{status: resp.StatusCode, header: resp.Header, body: body, close: resp.Close}
+	return &rawResponse{status: resp.StatusCode, header: resp.Header, body: body, close: resp.Close,
+		te: resp.TransferEncoding, length: resp.ContentLength}
 }
 
 func firstLine(s string) string {

@@ -223,11 +223,24 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		p.writeDenial(ctx, st, policy.Denied(reason), false)
 		return
 	}
+	// The gateway answers in HTTP/1.1 whatever version the upstream spoke:
+	// an HTTP/1.0 status line over the chunked framing the answer may get
+	// would be read as a close-delimited body.
+	ctx.Response.Header.SetProtocol(strHTTP11)
 	if ctx.Response.Header.ContentLength() < 0 {
-		// An answer of unknown length (server-sent events, a long poll):
-		// the client gets the status and headers now, not with the first
-		// body bytes. A sized one goes out in one write, as before.
-		ctx.Response.ImmediateHeaderFlush = true
+		if !ctx.Request.Header.IsHTTP11() {
+			// An HTTP/1.0 client has no chunked framing (RFC 9112 §6.1),
+			// and fasthttp has no close-delimited one for a stream: send
+			// the answer whole, with its length, up to MaxBodyBytes.
+			if !p.bufferAnswer(ctx, st, u) {
+				return
+			}
+		} else {
+			// An answer of unknown length (server-sent events, a long
+			// poll): the client gets the status and headers now, not with
+			// the first body bytes. A sized one goes out in one write.
+			ctx.Response.ImmediateHeaderFlush = true
+		}
 	}
 	cleanResponseHeaders(&ctx.Response.Header, st, d.RateLimit.Applied)
 	ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
@@ -235,9 +248,40 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 }
 
 var (
-	strHTTP  = []byte("http")
-	strHTTPS = []byte("https")
+	strHTTP   = []byte("http")
+	strHTTPS  = []byte("https")
+	strHTTP11 = []byte("HTTP/1.1")
 )
+
+// bufferAnswer reads the streamed answer of unknown length whole, for an
+// HTTP/1.0 client, and sets it as the body with its length. One larger than
+// MaxBodyBytes is not sent: 502 upstream_unavailable, and false.
+func (p *Proxy) bufferAnswer(ctx *fasthttp.RequestCtx, st *reqState, u *upstream) bool {
+	bs := ctx.Response.BodyStream()
+	if bs == nil {
+		return true
+	}
+	body, err := io.ReadAll(io.LimitReader(bs, int64(p.cfg.MaxBodyBytes)+1))
+	if err == nil && len(body) > p.cfg.MaxBodyBytes {
+		err = errors.New("an answer of unknown length over SCOPEGATE_MAX_BODY_BYTES for an HTTP/1.0 client")
+	}
+	if err != nil {
+		if rc, ok := bs.(fasthttp.ReadCloserWithError); ok {
+			_ = rc.CloseWithError(err)
+		}
+		p.m.upstreamUnavailable.Inc()
+		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
+			slog.String("upstream", u.url), slog.String("err", err.Error()),
+			slog.String("reason", policy.ReasonUpstreamUnavailable.String()), slog.String("request_id", string(st.reqID)))
+		ctx.Response.Reset()
+		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
+		p.writeDenial(ctx, st, policy.Denied(policy.ReasonUpstreamUnavailable), false)
+		return false
+	}
+	_ = ctx.Response.CloseBodyStream()
+	ctx.Response.SetBody(body)
+	return true
+}
 
 // retryStaleConn is the HostClient's RetryIfErr: see newUpstream.
 func retryStaleConn(req *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {

@@ -391,3 +391,38 @@ func unlimitClient(key string) func(*storetest.Fixture) {
 		}
 	}
 }
+
+// TestAnswerFramingPerClientVersion: an answer of unknown length reaches an
+// HTTP/1.0 client with a Content-Length (it has no chunked framing, RFC 9112
+// §6.1), and an HTTP/1.0 upstream's close-delimited answer reaches an
+// HTTP/1.1 client under an HTTP/1.1 status line, so its chunked framing is
+// read as such.
+func TestAnswerFramingPerClientVersion(t *testing.T) {
+	addr := connUpstream(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		switch req.URL.Path {
+		case "/api/old":
+			io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from 1.0")
+		default:
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n chunk\r\n0\r\n\r\n")
+		}
+	})
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr}})
+	key := e.fix.Token("app")
+
+	r := e.do(directPeer, "GET /api/chunked HTTP/1.0\r\nHost: gw.test\r\nX-API-Key: "+key+"\r\n\r\n")
+	if r.status != 200 || string(r.body) != "hello chunk" {
+		t.Fatalf("HTTP/1.0 client, chunked answer: %d %q", r.status, r.body)
+	}
+	if len(r.te) != 0 || r.length != 11 {
+		t.Errorf("HTTP/1.0 client got Transfer-Encoding %q, Content-Length %d; want no chunking and 11", r.te, r.length)
+	}
+
+	r = e.do(directPeer, reqText("GET", "/api/old", "X-API-Key", key))
+	if r.status != 200 || string(r.body) != "hello from 1.0" {
+		t.Errorf("HTTP/1.1 client, HTTP/1.0 upstream: %d %q", r.status, r.body)
+	}
+}
