@@ -239,8 +239,11 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 // came on never carries another request (it would go into the upstream's
 // tunnel, the next client's identity headers with it).
 func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
-	var captured atomic.Int64
+	var captured, switches atomic.Int64
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "switch") {
+			switches.Add(1)
+		}
 		var answer string
 		switch r.URL.Path {
 		case "/api/switch":
@@ -271,7 +274,11 @@ func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(secure.Certificate())
 	for _, up := range []*httptest.Server{plain, secure} {
-		e := newEnv(t, envOptions{upstreams: []string{up.URL}, mutate: func(c *Config) { c.UpstreamRootCAs = roots }})
+		var logs syncbuf.Buffer
+		e := newEnv(t, envOptions{upstreams: []string{up.URL}, mutate: func(c *Config) {
+			c.UpstreamRootCAs = roots
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		}})
 		keepAlive := func(path string) string {
 			return strings.Replace(reqText("GET", path, "X-API-Key", e.fix.Token("app")), "Connection: close\r\n", "", 1)
 		}
@@ -279,14 +286,21 @@ func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
 			t.Fatalf("%s: plain request: %d %s", up.URL, r.status, r.body)
 		}
 		for _, path := range []string{"/api/switch", "/api/hints-switch"} {
+			before := switches.Load()
 			if r := e.do(directPeer, keepAlive(path)); r.status != 502 || r.reason() != "upstream_unavailable" {
 				t.Errorf("%s%s: %d %s, want 502 upstream_unavailable", up.URL, path, r.status, r.body)
+			}
+			if n := switches.Load() - before; n != 1 {
+				t.Errorf("%s%s: sent %d times, want once (a 101 is not a stale connection to retry)", up.URL, path, n)
 			}
 			for i := 0; i < 3; i++ {
 				if r := e.do(directPeer, keepAlive("/api/next")); r.status != 200 || string(r.body) != "ok" {
 					t.Errorf("%s: request %d after %s: %d %q", up.URL, i, path, r.status, r.body)
 				}
 			}
+		}
+		if !strings.Contains(logs.String(), "101 Switching Protocols") {
+			t.Errorf("%s: the 101 was not logged as such:\n%.600s", up.URL, logs.String())
 		}
 	}
 	if n := captured.Load(); n != 0 {

@@ -66,7 +66,8 @@ func (tlsUpstreamConn) Handshake() error { return nil }
 //     way, like nginx's proxy_read_timeout and proxy_send_timeout: never the
 //     length of an answer that keeps coming (a download, server-sent
 //     events), which the client side's SCOPEGATE_WRITE_TIMEOUT bounds.
-//   - An answer 101 Switching Protocols fails the read (errSwitchedConn):
+//   - An answer 101 Switching Protocols fails the read (errSwitchedConn),
+//     after the first bytes of its status line (see Read):
 //     the gateway never forwards an Upgrade, so the upstream has turned the
 //     connection into something else, and fasthttp, which takes a 101 as an
 //     ordinary answer, would pool it and send the next client's request,
@@ -89,6 +90,7 @@ type upstreamConn struct {
 	statusLen      int
 	tail           [3]byte // the last bytes read, for a terminator across reads
 	tailLen        int
+	failed         error // every later read fails with it
 }
 
 // connPhase is where an upstreamConn is in the answer it reads.
@@ -143,10 +145,21 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 	if err := c.Conn.SetReadDeadline(deadline); err != nil {
 		return 0, err
 	}
+	if c.failed != nil {
+		return 0, c.failed
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.phase != phaseBody {
-		if serr := c.scan(p[:n]); serr != nil {
-			return 0, serr
+		if at, serr := c.scan(p[:n]); serr != nil {
+			c.failed = serr
+			if at < 0 {
+				return 0, serr // fasthttp holds the start of the 101's line
+			}
+			// fasthttp takes an error on an answer's first byte for a
+			// closed connection (and retries an idempotent request): hand
+			// it the 101's line up to "HTTP/1.x 1", never a whole one, so
+			// the error comes on its next read, after the first byte.
+			return at + len("HTTP/1.x 1"), nil
 		}
 	}
 	return n, err
@@ -158,40 +171,44 @@ var (
 )
 
 // scan follows b through status lines and header blocks until the final
-// answer's header block ends.
-func (c *upstreamConn) scan(b []byte) error {
-	for len(b) > 0 {
+// answer's header block ends. On a 101 it returns errSwitchedConn and the
+// index in b where the 101's status line starts, or -1 when it started in
+// an earlier read.
+func (c *upstreamConn) scan(b []byte) (at int, err error) {
+	off := 0 // bytes of b consumed
+	for off < len(b) {
 		switch c.phase {
 		case phaseStatus:
-			k := copy(c.status[c.statusLen:], b)
+			lineStart := off - c.statusLen // negative: begun in an earlier read
+			k := copy(c.status[c.statusLen:], b[off:])
 			c.statusLen += k
-			b = b[k:]
+			off += k
 			if c.statusLen < len(c.status) {
-				return nil
+				return 0, nil
 			}
 			c.phase = phaseHeaders
 			if string(c.status[:7]) == "HTTP/1." && c.status[8] == ' ' && c.status[9] == '1' {
 				if c.status[10] == '0' && c.status[11] == '1' {
-					return errSwitchedConn
+					return max(lineStart, -1), errSwitchedConn
 				}
 				c.phase = phaseInterim // 100, 102, 103: the final answer follows
 			}
 		case phaseInterim, phaseHeaders:
-			i := c.headerEnd(b)
+			i := c.headerEnd(b[off:])
 			if i < 0 {
-				return nil
+				return 0, nil
 			}
-			b = b[i:]
+			off += i
 			if c.phase == phaseHeaders {
 				c.phase = phaseBody
-				return nil
+				return 0, nil
 			}
 			c.phase, c.statusLen, c.tailLen = phaseStatus, 0, 0
 		default:
-			return nil
+			return 0, nil
 		}
 	}
-	return nil
+	return 0, nil
 }
 
 // headerEnd returns the index in b just past the blank line that ends a

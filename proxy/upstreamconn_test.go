@@ -13,7 +13,7 @@ func scanAll(answer string, n int) (err error, bodyAt int) {
 	bodyAt = -1
 	for i := 0; i < len(answer); i += n {
 		piece := answer[i:min(i+n, len(answer))]
-		if err := c.scan([]byte(piece)); err != nil {
+		if _, err := c.scan([]byte(piece)); err != nil {
 			return err, bodyAt
 		}
 		if c.phase == phaseBody && bodyAt < 0 {
@@ -63,7 +63,10 @@ func FuzzUpstreamConnScan(f *testing.F) {
 			return
 		}
 		whole := &upstreamConn{phase: phaseStatus}
-		werr := whole.scan([]byte(answer))
+		wat, werr := whole.scan([]byte(answer))
+		if werr != nil && (wat < 0 || wat+12 > len(answer) || answer[wat:wat+7] != "HTTP/1." || answer[wat+9:wat+12] != "101") {
+			t.Fatalf("%q: the 101 line reported at %d", answer, wat)
+		}
 		err, _ := scanAll(answer, int(n))
 		if errors.Is(werr, errSwitchedConn) != errors.Is(err, errSwitchedConn) {
 			t.Fatalf("%q in pieces of %d: switched %v, whole %v", answer, n, err, werr)
