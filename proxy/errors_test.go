@@ -273,13 +273,17 @@ func TestRoundRobin(t *testing.T) {
 func TestMalformedRequestNotQuotedInLog(t *testing.T) {
 	var logs syncbuf.Buffer
 	e := newEnv(t, envOptions{mutate: func(c *Config) {
-		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}})
 	key := e.fix.Token("app")
 	for _, raw := range []string{
 		"GET /api/things HTTP/1.1\r\nHost: x\r\nX-API-Key: " + key + "\r\nno colon here\r\n\r\n",
 		"GET /api/things?k=" + key + " HTTP/1.1 extra\r\nHost: x\r\n\r\n",
 		"GET /api/things HTTP/1.1\r\nHost: x\r\nX-API-Key: " + key + "\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("p", 1000)+"\r\n", 40) + "\r\n",
+		"GET /" + key + "\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /api/things HTTP/1.1\r\nHost: x\r\nX-API-Key " + key + "\r\n\r\n",
+		"GET /api/things HTTP/1.1\r\nHost: x\r\nX-API-Key: " + key + "\x00\r\n\r\n",
+		"GET /api/things HTTP/1.1\r\nHost: x\r\n X-API-Key: " + key + "\r\n\r\n",
 	} {
 		r := e.do(directPeer, raw)
 		if r.status != 400 && r.status != 431 {

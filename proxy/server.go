@@ -4,6 +4,7 @@ import (
 	"errors"
 	"github.com/VictoriaMetrics/metrics"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -87,7 +88,18 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	p.requestID(ctx, st, ctx.Request.Header.PeekBytes(hdrRequestID))
 	p.writeBadRequest(ctx, st, status, text)
 	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelInfo, "bad request",
-		slog.Int("status", status), slog.String("err", err.Error()), slog.String("request_id", string(st.reqID)))
+		slog.Int("status", status), slog.String("err", unquoted(err.Error())), slog.String("request_id", string(st.reqID)))
+}
+
+// unquoted cuts a fasthttp error message where it starts quoting the
+// offending input ("invalid header value \"...\""): a malformed request
+// line or header field can hold an API key or a token, which must not reach
+// the log. SecureErrorLogMessage only drops fasthttp's buffer dumps.
+func unquoted(msg string) string {
+	if i := strings.IndexByte(msg, '"'); i >= 0 {
+		return msg[:i] + "(input not logged)"
+	}
+	return msg
 }
 
 // writeBadRequest answers a request that is malformed at the HTTP level
@@ -111,5 +123,5 @@ func (p *Proxy) writeBadRequest(ctx *fasthttp.RequestCtx, st *reqState, status i
 type fasthttpLogger struct{ l *slog.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Debug("fasthttp", slog.String("msg", sprintf(format, args...)))
+	f.l.Debug("fasthttp", slog.String("msg", unquoted(sprintf(format, args...))))
 }

@@ -216,7 +216,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			}
 		}
 		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
-			slog.String("upstream", u.url), slog.String("err", err.Error()),
+			slog.String("upstream", u.url), slog.String("err", unquoted(err.Error())),
 			slog.String("reason", reason.String()), slog.String("request_id", string(st.reqID)))
 		ctx.Response.Reset()
 		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
