@@ -59,6 +59,7 @@ func (p *Proxy) NewAdminServer() *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:               p.AdminHandler,
 		Name:                  "scopegate-admin",
+		SecureErrorLogMessage: true,
 		NoDefaultServerHeader: true,
 		ReadTimeout:           10 * time.Second,
 		WriteTimeout:          30 * time.Second,
