@@ -191,7 +191,8 @@ func BenchmarkHandlerForwardAuth(b *testing.B) {
 // BenchmarkBaselinePlainProxy is the twin of BenchmarkGateway/proxy_*: a bare
 // fasthttp reverse proxy with the gateway's own server and upstream client
 // (the same timeouts, body streaming and header settings: Proxy.NewServer
-// and the upstream's HostClient), whose handler only forwards. The
+// and the upstream's HostClient, whose connections carry the deadlines),
+// whose handler only forwards. The
 // difference to proxy_public is what scopegate's own work costs (routing,
 // header hygiene, X-Forwarded-*, request id, metrics); the in-memory
 // listeners make deadlines costlier than on sockets, so the twin carries
@@ -202,7 +203,7 @@ func BenchmarkBaselinePlainProxy(b *testing.B) {
 	u := be.proxy.upstreams[0]
 	srv := be.proxy.NewServer()
 	srv.Handler = func(ctx *fasthttp.RequestCtx) {
-		if err := u.hc.DoDeadline(&ctx.Request, &ctx.Response, time.Now().Add(30*time.Second)); err != nil {
+		if err := u.hc.Do(&ctx.Request, &ctx.Response); err != nil {
 			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
 		}
 	}
