@@ -113,9 +113,9 @@ func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState, rep
 // names) from the upstream's response before it goes to the client,
 // whatever their case, and the fields the gateway sets itself (X-Request-Id;
 // the RateLimit ones when rateLimit). Transfer-Encoding stays with fasthttp,
-// which frames the answer; a Connection: close from the upstream is kept.
+// which frames the answer; a Connection: close from the upstream closes the
+// upstream connection only.
 func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bool) {
-	close := h.ConnectionClose()
 	st.names, st.keys = st.names[:0], st.keys[:0]
 	for k, v := range h.All() {
 		st.connectionField(k, v)
@@ -129,9 +129,12 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bo
 	for _, n := range st.names[tokens:] {
 		h.DelBytes(n)
 	}
-	if close {
-		h.SetConnectionClose()
-	}
+	// An upstream's Connection: close (Connection is hop-by-hop) closes the
+	// upstream connection only: fasthttp decided that when the answer
+	// arrived. The client's keep-alive connection stays open, as with
+	// nginx; a close-delimited body reaches it chunked (or whole, with its
+	// length, for an HTTP/1.0 client).
+	h.ResetConnectionClose()
 	st.names, st.keys = st.names[:0], st.keys[:0]
 }
 

@@ -440,3 +440,47 @@ func TestAnswerFramingPerClientVersion(t *testing.T) {
 		t.Errorf("HTTP/1.1 client, HTTP/1.0 upstream: %d %q", r.status, r.body)
 	}
 }
+
+// TestUpstreamCloseKeepsClientConnection: an upstream answering with
+// Connection: close (or a close-delimited body) closes its own connection,
+// never reused, while the client's keep-alive connection stays open for its
+// next request, as nginx and Envoy do.
+func TestUpstreamCloseKeepsClientConnection(t *testing.T) {
+	var conns atomic.Int64
+	addr := connUpstream(t, func(c net.Conn) {
+		conns.Add(1)
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		if req.URL.Path == "/api/old" {
+			io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\nold") // ended by the close
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+	})
+	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr}})
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	key := e.fix.Token("app")
+	for i, path := range []string{"/api/a", "/api/old", "/api/b"} {
+		io.WriteString(c, strings.Replace(reqText("GET", path, "X-API-Key", key), "Connection: close\r\n", "", 1))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d (%s) on the kept connection: %v", i, path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("request %d (%s): %d %q, close %v; want 200 and the connection kept", i, path, resp.StatusCode, body, resp.Close)
+		}
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("the upstream saw %d connections for 3 requests it closed after each, want 3", n)
+	}
+}
