@@ -47,7 +47,7 @@ type Config struct {
 	// headers (decision-only mode).
 	Upstreams []string
 	// UpstreamTimeout bounds the wait for the upstream's response header
-	// block from the request's first byte (SCOPEGATE_UPSTREAM_TIMEOUT), and
+	// block from the request's last byte (SCOPEGATE_UPSTREAM_TIMEOUT), and
 	// also waiting for a free pooled connection, connecting (at most
 	// maxConnectTimeout) and each pause while a body streams either way;
 	// not the length of a response that keeps coming. Default 30s. Past it

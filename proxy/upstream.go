@@ -206,7 +206,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		} else {
 			p.m.upstreamUnavailable.Inc()
 			if !errors.Is(err, fasthttp.ErrNoFreeConns) && !reusedConn(&ctx.Response) &&
-				!errors.As(err, new(*fasthttp.ErrSmallBuffer)) && !errors.Is(err, errSwitchedConn) && !isDialError(err) {
+				!errors.As(err, new(*fasthttp.ErrSmallBuffer)) && !errors.Is(err, errSwitchedConn) && !errors.Is(err, errRetiredConn) && !isDialError(err) {
 				// Passive health check: skip it for a while (a dial error
 				// already did in the loop). Not for a full pool (load),
 				// a failure on a pooled keep-alive connection the upstream
@@ -223,6 +223,20 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		p.writeDenial(ctx, st, policy.Denied(reason), false)
 		return
 	}
+	if ctx.Response.StatusCode() == fasthttp.StatusSwitchingProtocols {
+		// A 101 the connection's scan did not recognise (it fails the
+		// read of those it does): fasthttp has pooled the connection, so
+		// retire it before another request draws it.
+		retireConn(&ctx.Response)
+		p.m.upstreamUnavailable.Inc()
+		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
+			slog.String("upstream", u.url), slog.String("err", errSwitchedConn.Error()),
+			slog.String("reason", policy.ReasonUpstreamUnavailable.String()), slog.String("request_id", string(st.reqID)))
+		ctx.Response.Reset()
+		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
+		p.writeDenial(ctx, st, policy.Denied(policy.ReasonUpstreamUnavailable), false)
+		return
+	}
 	// The gateway answers in HTTP/1.1 whatever version the upstream spoke:
 	// an HTTP/1.0 status line over the chunked framing the answer may get
 	// would be read as a close-delimited body.
@@ -232,7 +246,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			// An HTTP/1.0 client has no chunked framing (RFC 9112 §6.1),
 			// and fasthttp has no close-delimited one for a stream: send
 			// the answer whole, with its length, up to MaxBodyBytes.
-			if !p.bufferAnswer(ctx, st, u) {
+			if ctx.Response.BodyStream() == nil {
+				// No body (HEAD): no length to give, and no
+				// Transfer-Encoding either.
+				ctx.Response.Header.SetContentLength(-2)
+			} else if !p.bufferAnswer(ctx, st, u) {
 				return
 			}
 		} else {
@@ -255,15 +273,35 @@ var (
 
 // bufferAnswer reads the streamed answer of unknown length whole, for an
 // HTTP/1.0 client, and sets it as the body with its length. One larger than
-// MaxBodyBytes is not sent: 502 upstream_unavailable, and false.
+// MaxBodyBytes, or not over within UpstreamTimeout (an event stream, a long
+// poll: nothing could reach the client before its end), is not sent: 502
+// upstream_unavailable, and false.
 func (p *Proxy) bufferAnswer(ctx *fasthttp.RequestCtx, st *reqState, u *upstream) bool {
 	bs := ctx.Response.BodyStream()
-	if bs == nil {
-		return true
-	}
-	body, err := io.ReadAll(io.LimitReader(bs, int64(p.cfg.MaxBodyBytes)+1))
-	if err == nil && len(body) > p.cfg.MaxBodyBytes {
-		err = errors.New("an answer of unknown length over SCOPEGATE_MAX_BODY_BYTES for an HTTP/1.0 client")
+	deadline := time.Now().Add(p.cfg.UpstreamTimeout)
+	var (
+		body []byte
+		err  error
+	)
+	for {
+		if len(body) == cap(body) {
+			body = append(body, make([]byte, 32<<10)...)[:len(body)]
+		}
+		var n int
+		n, err = bs.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		switch {
+		case err == io.EOF:
+			err = nil
+		case err != nil:
+		case len(body) > p.cfg.MaxBodyBytes:
+			err = errors.New("an answer of unknown length over SCOPEGATE_MAX_BODY_BYTES for an HTTP/1.0 client")
+		case time.Now().After(deadline):
+			err = errors.New("an answer of unknown length not over within SCOPEGATE_UPSTREAM_TIMEOUT for an HTTP/1.0 client")
+		default:
+			continue
+		}
+		break
 	}
 	if err != nil {
 		if rc, ok := bs.(fasthttp.ReadCloserWithError); ok {
@@ -271,7 +309,7 @@ func (p *Proxy) bufferAnswer(ctx *fasthttp.RequestCtx, st *reqState, u *upstream
 		}
 		p.m.upstreamUnavailable.Inc()
 		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
-			slog.String("upstream", u.url), slog.String("err", err.Error()),
+			slog.String("upstream", u.url), slog.String("err", unquoted(err.Error())),
 			slog.String("reason", policy.ReasonUpstreamUnavailable.String()), slog.String("request_id", string(st.reqID)))
 		ctx.Response.Reset()
 		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
@@ -293,7 +331,9 @@ func retryStaleConn(req *fasthttp.Request, attempts int, err error) (resetTimeou
 	default:
 		return false, false
 	}
-	return false, errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF)
+	// errRetiredConn is a write refused on a connection retired after a
+	// 101 (retireConn): nothing was sent.
+	return false, errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) || errors.Is(err, errRetiredConn)
 }
 
 // isDialError reports whether err happened while opening the connection,

@@ -250,6 +250,14 @@ func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
 			answer = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-tunnel\r\n\r\n"
 		case "/api/hints-switch":
 			answer = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: x-tunnel\r\n\r\n"
+		case "/api/crlf-switch": // fasthttp skips empty lines before a status line
+			answer = "\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n"
+		case "/api/spaces-switch": // and takes several spaces before the code
+			answer = "HTTP/1.1  101 Switching Protocols\r\n\r\n"
+		case "/api/wide-switch": // past what the scan reads: forward's fallback
+			answer = "HTTP/1.1" + strings.Repeat(" ", 40) + "101 Switching Protocols\r\n\r\n"
+		case "/api/stray-switch":
+			answer = "HTTP/1.1 103 Early Hints\r\n\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n"
 		default:
 			io.WriteString(w, "ok")
 			return
@@ -285,7 +293,7 @@ func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
 		if r := e.do(directPeer, keepAlive("/api/things")); r.status != 200 || string(r.body) != "ok" {
 			t.Fatalf("%s: plain request: %d %s", up.URL, r.status, r.body)
 		}
-		for _, path := range []string{"/api/switch", "/api/hints-switch"} {
+		for _, path := range []string{"/api/switch", "/api/hints-switch", "/api/crlf-switch", "/api/spaces-switch", "/api/stray-switch", "/api/wide-switch"} {
 			before := switches.Load()
 			if r := e.do(directPeer, keepAlive(path)); r.status != 502 || r.reason() != "upstream_unavailable" {
 				t.Errorf("%s%s: %d %s, want 502 upstream_unavailable", up.URL, path, r.status, r.body)
@@ -491,5 +499,73 @@ func TestUpstreamCloseKeepsClientConnection(t *testing.T) {
 	}
 	if n := conns.Load(); n != 3 {
 		t.Errorf("the upstream saw %d connections for 3 requests it closed after each, want 3", n)
+	}
+}
+
+// TestSlowUploadThenPromptAnswer: SCOPEGATE_UPSTREAM_TIMEOUT counts the wait
+// for the answer from the request's last byte, so an upload that takes
+// longer than the timeout, answered at once, is not a 504.
+func TestSlowUploadThenPromptAnswer(t *testing.T) {
+	var hits atomic.Int64
+	up := countingUpstream(&hits)
+	up.Start()
+	defer up.Close()
+	e := newEnv(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 300 * time.Millisecond, fixture: unlimitClient("limited")})
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	const chunk, chunks = 20 << 10, 10
+	io.WriteString(c, strings.Replace(reqText("POST", "/api/upload", "X-API-Key", e.fix.Token("limited")),
+		"Connection: close\r\n", "Content-Length: "+strconv.Itoa(chunk*chunks)+"\r\n", 1))
+	for i := 0; i < chunks; i++ { // 600 ms in all, twice the timeout
+		time.Sleep(60 * time.Millisecond)
+		c.Write(make([]byte, chunk))
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || hits.Load() != 1 {
+		t.Fatalf("slow upload: %d, upstream hits %d; want 200 and 1", resp.StatusCode, hits.Load())
+	}
+}
+
+// TestHTTP10EndlessStream: an answer of unknown length that does not end
+// (an event stream) cannot be buffered for an HTTP/1.0 client: 502 after
+// SCOPEGATE_UPSTREAM_TIMEOUT, not a request held for as long as it runs.
+// HEAD gets no Transfer-Encoding either.
+func TestHTTP10EndlessStream(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < 100 && r.Context().Err() == nil; i++ {
+			io.WriteString(w, ": ping\n\n")
+			w.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}))
+	defer up.Close()
+	e := newEnv(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 400 * time.Millisecond})
+	start := time.Now()
+	r := e.do(directPeer, "GET /api/events HTTP/1.0\r\nHost: gw.test\r\nX-API-Key: "+e.fix.Token("app")+"\r\n\r\n")
+	if r.status != 502 || r.reason() != "upstream_unavailable" {
+		t.Errorf("HTTP/1.0 client, endless stream: %d %s, want 502", r.status, r.body)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("answered after %v, want about the 400ms timeout", took)
+	}
+
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "HEAD /api/events HTTP/1.0\r\nHost: gw.test\r\nX-API-Key: "+e.fix.Token("app")+"\r\n\r\n")
+	head, _ := io.ReadAll(c) // HTTP/1.0: the gateway closes after the answer
+	if !strings.HasPrefix(string(head), "HTTP/1.1 200") || strings.Contains(strings.ToLower(string(head)), "transfer-encoding") {
+		t.Errorf("HEAD from an HTTP/1.0 client: %q", head)
 	}
 }

@@ -60,7 +60,7 @@ func (tlsUpstreamConn) Handshake() error { return nil }
 // upstreamConn is one upstream connection with the gateway's timeouts and a
 // look at each answer's status line and header block:
 //
-//   - SCOPEGATE_UPSTREAM_TIMEOUT bounds, from the first write of a request,
+//   - SCOPEGATE_UPSTREAM_TIMEOUT bounds, from the last write of a request,
 //     the wait for the whole header block of its answer (interim 1xx
 //     answers included), and then each pause while the body streams either
 //     way, like nginx's proxy_read_timeout and proxy_send_timeout: never the
@@ -86,11 +86,12 @@ type upstreamConn struct {
 
 	phase          connPhase
 	headerDeadline time.Time
-	status         [12]byte // "HTTP/1.1 200" being read
+	status         [32]byte // the start of the status line being read
 	statusLen      int
 	tail           [3]byte // the last bytes read, for a terminator across reads
 	tailLen        int
-	failed         error // every later read fails with it
+	failed         error       // every later read fails with it
+	retired        atomic.Bool // forward saw a 101 scan missed: never write again
 }
 
 // connPhase is where an upstreamConn is in the answer it reads.
@@ -116,20 +117,31 @@ func newUpstreamConn(c net.Conn, timeout time.Duration) *upstreamConn {
 	return u
 }
 
-// errSwitchedConn fails the read of an answer 101 Switching Protocols.
-var errSwitchedConn = errors.New("proxy: the upstream answered 101 Switching Protocols to a request without Upgrade")
+var (
+	// errSwitchedConn fails the read of an answer 101 Switching Protocols.
+	errSwitchedConn = errors.New("proxy: the upstream answered 101 Switching Protocols to a request without Upgrade")
+	// errRetiredConn refuses a request, unsent, on a connection retired
+	// after a 101 scan missed (retireConn); it is retried like a stale one.
+	errRetiredConn = errors.New("proxy: the connection was retired after a 101 Switching Protocols")
+)
 
 // LocalAddr returns the local address with a link to c (see reusedConn).
 func (c *upstreamConn) LocalAddr() net.Addr { return &c.addr }
 
 func (c *upstreamConn) Write(p []byte) (int, error) {
+	if c.retired.Load() {
+		return 0, errRetiredConn
+	}
 	now := time.Now()
 	if c.phase == phaseBody {
-		// The first write of a request: its answer's header block is due
-		// within the timeout from now.
+		// The first write of a request.
 		c.phase, c.statusLen, c.tailLen = phaseStatus, 0, 0
-		c.headerDeadline = now.Add(c.timeout)
 		c.requests.Add(1)
+	}
+	if c.phase == phaseStatus {
+		// The answer's header block is due within the timeout from the
+		// request's last byte: an upload may take longer than that.
+		c.headerDeadline = now.Add(c.timeout)
 	}
 	if err := c.Conn.SetWriteDeadline(now.Add(c.timeout)); err != nil {
 		return 0, err
@@ -157,9 +169,9 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 			}
 			// fasthttp takes an error on an answer's first byte for a
 			// closed connection (and retries an idempotent request): hand
-			// it the 101's line up to "HTTP/1.x 1", never a whole one, so
-			// the error comes on its next read, after the first byte.
-			return at + len("HTTP/1.x 1"), nil
+			// it the 101's line up to the code's first digit, never a
+			// whole line, so the error comes on its next read.
+			return at + 1, nil
 		}
 	}
 	return n, err
@@ -172,26 +184,39 @@ var (
 
 // scan follows b through status lines and header blocks until the final
 // answer's header block ends. On a 101 it returns errSwitchedConn and the
-// index in b where the 101's status line starts, or -1 when it started in
-// an earlier read.
+// index in b of the status code's first digit, or -1 when that came in an
+// earlier read. The status line is read as fasthttp's parser reads it:
+// empty lines before it are skipped, and any number of spaces may precede
+// the code.
 func (c *upstreamConn) scan(b []byte) (at int, err error) {
 	off := 0 // bytes of b consumed
 	for off < len(b) {
 		switch c.phase {
 		case phaseStatus:
-			lineStart := off - c.statusLen // negative: begun in an earlier read
-			k := copy(c.status[c.statusLen:], b[off:])
-			c.statusLen += k
-			off += k
+			ch := b[off]
+			off++
+			if c.statusLen == 0 && (ch == '\r' || ch == '\n') {
+				continue // an empty line before the status line
+			}
 			if c.statusLen < len(c.status) {
-				return 0, nil
+				c.status[c.statusLen] = ch
+			}
+			c.statusLen++
+			code, done := statusCode(c.status[:min(c.statusLen, len(c.status))], ch == '\n' || c.statusLen > len(c.status))
+			if !done {
+				continue
 			}
 			c.phase = phaseHeaders
-			if string(c.status[:7]) == "HTTP/1." && c.status[8] == ' ' && c.status[9] == '1' {
-				if c.status[10] == '0' && c.status[11] == '1' {
-					return max(lineStart, -1), errSwitchedConn
-				}
+			switch {
+			case code == 101:
+				return max(off-3, -1), errSwitchedConn
+			case code >= 100 && code < 200:
 				c.phase = phaseInterim // 100, 102, 103: the final answer follows
+			}
+			if ch == '\n' {
+				// A line that ended before a code: its header block
+				// starts here.
+				c.tail[0], c.tailLen = '\n', 1
 			}
 		case phaseInterim, phaseHeaders:
 			i := c.headerEnd(b[off:])
@@ -209,6 +234,40 @@ func (c *upstreamConn) scan(b []byte) (at int, err error) {
 		}
 	}
 	return 0, nil
+}
+
+// statusCode reads the code of a status line's start: "HTTP/" digit "."
+// digit, one or more spaces, three digits. done is false while more bytes
+// could complete it; a start that cannot (or one cut by end) is done with
+// code 0.
+func statusCode(line []byte, end bool) (code int, done bool) {
+	const proto = "HTTP/0.0"
+	for i := 0; i < len(proto); i++ {
+		if i == len(line) {
+			return 0, end
+		}
+		c := line[i]
+		if proto[i] == '0' && (c < '0' || c > '9') || proto[i] != '0' && c != proto[i] {
+			return 0, true
+		}
+	}
+	i := len(proto)
+	if i < len(line) && line[i] != ' ' {
+		return 0, true
+	}
+	for i < len(line) && line[i] == ' ' {
+		i++
+	}
+	if i == len(proto) || len(line)-i < 3 {
+		return 0, end
+	}
+	for _, c := range line[i : i+3] {
+		if c < '0' || c > '9' {
+			return 0, true
+		}
+		code = code*10 + int(c-'0')
+	}
+	return code, true
 }
 
 // headerEnd returns the index in b just past the blank line that ends a
@@ -248,6 +307,16 @@ func terminatorEnd(b []byte) int {
 		end = i + len(lflf)
 	}
 	return end
+}
+
+// retireConn marks the connection resp was read from as never to carry
+// another request, and closes it: forward's fallback for a 101 that scan
+// did not recognise, after fasthttp has pooled the connection.
+func retireConn(resp *fasthttp.Response) {
+	if a, ok := resp.LocalAddr().(*connAddr); ok {
+		a.conn.retired.Store(true)
+		_ = a.conn.Conn.Close()
+	}
 }
 
 // reusedConn reports whether the connection resp was read from (or its
