@@ -384,8 +384,7 @@ func TestFileReloadKeepsUnchangedClients(t *testing.T) {
 func TestFileWatchReloads(t *testing.T) {
 	fx := storetest.Basic()
 	path := writeFile(t, fx.YAML())
-	reloads := make(chan error, 10)
-	f := openFile(t, path, store.FileConfig{Debounce: 50 * time.Millisecond, OnReload: func(err error) { reloads <- err }})
+	f, reloads := openWatched(t, path)
 	now := time.Now()
 
 	// waitFor waits up to 1s for a reload whose result satisfies ok. An
@@ -522,23 +521,12 @@ func TestFileWatchFollowsSymlink(t *testing.T) {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	reloads := make(chan error, 10)
-	f := openFile(t, link, store.FileConfig{Debounce: 50 * time.Millisecond, OnReload: func(err error) { reloads <- err }})
+	f, reloads := openWatched(t, link)
 	fx.Clients = fx.Clients[1:] // "app" goes
 	if err := os.WriteFile(target, fx.YAML(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.After(2 * time.Second)
-	for {
-		if c, _ := f.LookupClient("app", time.Now()); c == nil {
-			return
-		}
-		select {
-		case <-reloads:
-		case <-deadline:
-			t.Fatal("an in-place edit of the symlink's target was not reloaded within 2s")
-		}
-	}
+	waitClientGone(t, f, reloads, "app", "an in-place edit of the symlink's target")
 }
 
 // TestFileWatchFollowsDirectoryLinkFlip: a store file reached through a
@@ -562,8 +550,7 @@ func TestFileWatchFollowsDirectoryLinkFlip(t *testing.T) {
 	if err := os.Symlink(filepath.Join("releases", "v1"), filepath.Join(root, "current")); err != nil {
 		t.Fatal(err)
 	}
-	reloads := make(chan error, 10)
-	f := openFile(t, filepath.Join(root, "current", "store.yaml"), store.FileConfig{Debounce: 50 * time.Millisecond, OnReload: func(err error) { reloads <- err }})
+	f, reloads := openWatched(t, filepath.Join(root, "current", "store.yaml"))
 	if c, _ := f.LookupClient("app", time.Now()); c == nil {
 		t.Fatal("app missing before the flip")
 	}
@@ -574,15 +561,31 @@ func TestFileWatchFollowsDirectoryLinkFlip(t *testing.T) {
 	if err := os.Rename(filepath.Join(root, "current.new"), filepath.Join(root, "current")); err != nil {
 		t.Fatal(err)
 	}
+	waitClientGone(t, f, reloads, "app", "the flip of the directory link")
+}
+
+// openWatched opens the file store at path with a short debounce, and
+// returns it with a channel of its watcher's reload results.
+func openWatched(t *testing.T, path string) (*store.File, <-chan error) {
+	t.Helper()
+	reloads := make(chan error, 10)
+	f := openFile(t, path, store.FileConfig{Debounce: 50 * time.Millisecond, OnReload: func(err error) { reloads <- err }})
+	return f, reloads
+}
+
+// waitClientGone waits up to 2s, reload by reload, until f no longer
+// knows client key: what changed on disk has been reloaded.
+func waitClientGone(t *testing.T, f *store.File, reloads <-chan error, key, what string) {
+	t.Helper()
 	deadline := time.After(2 * time.Second)
 	for {
-		if c, _ := f.LookupClient("app", time.Now()); c == nil {
+		if c, _ := f.LookupClient(key, time.Now()); c == nil {
 			return
 		}
 		select {
 		case <-reloads:
 		case <-deadline:
-			t.Fatal("the flip of the directory link was not reloaded within 2s")
+			t.Fatalf("%s was not reloaded within 2s", what)
 		}
 	}
 }
