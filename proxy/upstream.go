@@ -181,16 +181,14 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	}
 	p.m.upstreamSeconds.UpdateDuration(sent)
 	if err != nil && st.body.exceeded {
-		ctx.Response.Reset()
-		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
+		restartAnswer(ctx, st)
 		p.writeBadRequest(ctx, st, fasthttp.StatusRequestEntityTooLarge, "the request body is too large")
 		return
 	}
 	if err != nil && st.body.readErr != nil {
 		// The client's body failed (framing, or not sent within
 		// SCOPEGATE_READ_TIMEOUT): the client's fault, not the upstream's.
-		ctx.Response.Reset()
-		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
+		restartAnswer(ctx, st)
 		if isTimeout(st.body.readErr) {
 			p.writeBadRequest(ctx, st, fasthttp.StatusRequestTimeout, "the request body was not sent in time")
 		} else {
@@ -215,12 +213,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 				u.markDown(p.cfg.UpstreamFailTimeout)
 			}
 		}
-		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
-			slog.String("upstream", u.url), slog.String("err", unquoted(err.Error())),
-			slog.String("reason", reason.String()), slog.String("request_id", string(st.reqID)))
-		ctx.Response.Reset()
-		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
-		p.writeDenial(ctx, st, policy.Denied(reason), false)
+		p.upstreamFailed(ctx, st, u, reason, err)
 		return
 	}
 	if ctx.Response.StatusCode() == fasthttp.StatusSwitchingProtocols {
@@ -229,12 +222,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		// retire it before another request draws it.
 		retireConn(&ctx.Response)
 		p.m.upstreamUnavailable.Inc()
-		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
-			slog.String("upstream", u.url), slog.String("err", errSwitchedConn.Error()),
-			slog.String("reason", policy.ReasonUpstreamUnavailable.String()), slog.String("request_id", string(st.reqID)))
-		ctx.Response.Reset()
-		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
-		p.writeDenial(ctx, st, policy.Denied(policy.ReasonUpstreamUnavailable), false)
+		p.upstreamFailed(ctx, st, u, policy.ReasonUpstreamUnavailable, errSwitchedConn)
 		return
 	}
 	// The gateway answers in HTTP/1.1 whatever version the upstream spoke:
@@ -263,6 +251,24 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	cleanResponseHeaders(&ctx.Response.Header, st, d.RateLimit.Applied)
 	ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
+}
+
+// upstreamFailed logs why u failed the request (err without the input
+// fasthttp quotes) and answers the denial for reason in place of whatever
+// the upstream's answer had begun.
+func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, st *reqState, u *upstream, reason policy.Reason, err error) {
+	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
+		slog.String("upstream", u.url), slog.String("err", unquoted(err.Error())),
+		slog.String("reason", reason.String()), slog.String("request_id", string(st.reqID)))
+	restartAnswer(ctx, st)
+	p.writeDenial(ctx, st, policy.Denied(reason), false)
+}
+
+// restartAnswer drops what the upstream's answer put in ctx.Response,
+// keeping the request id.
+func restartAnswer(ctx *fasthttp.RequestCtx, st *reqState) {
+	ctx.Response.Reset()
+	ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
 }
 
 var (
@@ -308,12 +314,7 @@ func (p *Proxy) bufferAnswer(ctx *fasthttp.RequestCtx, st *reqState, u *upstream
 			_ = rc.CloseWithError(err)
 		}
 		p.m.upstreamUnavailable.Inc()
-		p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "upstream request failed",
-			slog.String("upstream", u.url), slog.String("err", unquoted(err.Error())),
-			slog.String("reason", policy.ReasonUpstreamUnavailable.String()), slog.String("request_id", string(st.reqID)))
-		ctx.Response.Reset()
-		ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
-		p.writeDenial(ctx, st, policy.Denied(policy.ReasonUpstreamUnavailable), false)
+		p.upstreamFailed(ctx, st, u, policy.ReasonUpstreamUnavailable, err)
 		return false
 	}
 	_ = ctx.Response.CloseBodyStream()
