@@ -84,7 +84,7 @@ func TestTraefikConfig(t *testing.T) {
 		t.Errorf("router app middlewares %q, want %q (the check first)", got, want)
 	}
 	strip := doc.HTTP.Middlewares["scopegate-strip"].Headers
-	for _, h := range append([]string{"X-API-Key", "X-Client-Key"}, overrideHeaders...) {
+	for _, h := range strippedAfterCheck {
 		if strip == nil || strip.CustomRequestHeaders[h] == nil || *strip.CustomRequestHeaders[h] != "" {
 			t.Errorf("scopegate-strip does not remove %s", h)
 		}
@@ -128,7 +128,7 @@ func TestEnvoyConfig(t *testing.T) {
 	if !strings.Contains(string(raw), "headers_with_underscores_action: DROP_HEADER") {
 		t.Errorf("underscore header names are not dropped")
 	}
-	for _, h := range append([]string{"X-API-Key", "X-Client-Key"}, overrideHeaders...) {
+	for _, h := range strippedAfterCheck {
 		if !slices.Contains(remove, strings.ToLower(h)) {
 			t.Errorf("request_headers_to_remove lacks %s", strings.ToLower(h))
 		}
@@ -153,6 +153,11 @@ func walkMaps(v any, fn func(map[string]any)) {
 // overrideHeaders are the method and URL overrides the shipped front-end
 // configs remove on the way to the app: the proxy mode's own list.
 var overrideHeaders = requestOverrides[:]
+
+// strippedAfterCheck are the fields the shipped front-end configs remove on
+// the way to the app once scopegate has checked the request: the API key
+// fields and the overrides.
+var strippedAfterCheck = append([]string{"X-API-Key", "X-Client-Key"}, overrideHeaders...)
 
 // TestForwardAuthEnvoyRemovesUnsetIdentity: the Envoy answer names the
 // identity headers it has no value for in x-envoy-auth-headers-to-remove.

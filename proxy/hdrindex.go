@@ -55,19 +55,19 @@ func (x *headerIndex) scan(h *fasthttp.RequestHeader, apiKeyHeader string) {
 				}
 				x.xffLines++
 			} else if equalFoldASCII(k, "X-Forwarded-Uri") {
-				x.repeatedRequestField = !first(&x.xfURI, v) || x.repeatedRequestField
+				x.requestField(&x.xfURI, v)
 			}
 		case 18: // X-Forwarded-Method
 			if equalFoldASCII(k, "X-Forwarded-Method") {
-				x.repeatedRequestField = !first(&x.xfMethod, v) || x.repeatedRequestField
+				x.requestField(&x.xfMethod, v)
 			}
 		case 17: // X-Original-Method
 			if equalFoldASCII(k, "X-Original-Method") {
-				x.repeatedRequestField = !first(&x.xOrigMethod, v) || x.repeatedRequestField
+				x.requestField(&x.xOrigMethod, v)
 			}
 		case 14: // X-Original-Uri
 			if equalFoldASCII(k, "X-Original-Uri") {
-				x.repeatedRequestField = !first(&x.xOrigURI, v) || x.repeatedRequestField
+				x.requestField(&x.xOrigURI, v)
 			}
 		}
 	}
@@ -104,4 +104,12 @@ func equalFoldASCII(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// requestField keeps v in *dst as first does, and notes a second line of a
+// forward-auth request field.
+func (x *headerIndex) requestField(dst *[]byte, v []byte) {
+	if !first(dst, v) {
+		x.repeatedRequestField = true
+	}
 }

@@ -86,10 +86,9 @@ func (st *reqState) hopField(k []byte, tokens int, identityPrefix string) bool {
 
 // cleanRequestHeaders removes from the request to be forwarded the
 // hop-by-hop fields, the fields Connection names, every field with the
-// identity prefix and, when replaceForwarded (an untrusted peer), every
-// Forwarded, X-Real-IP and X-Forwarded-For/-Proto/-Host field, which
-// setForwarded then sets afresh. The caller keeps Connection: close
-// semantics for the client connection.
+// identity prefix, and every field dropBeforeForwarding names (see there;
+// replaceForwarded: the peer is untrusted). The caller keeps
+// Connection: close semantics for the client connection.
 func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState, replaceForwarded bool) {
 	st.names, st.keys = st.names[:0], st.keys[:0]
 	for k, v := range h.All() {

@@ -98,28 +98,15 @@ func (v *valueSource) Query(name string) (string, int) {
 		v.args.ParseBytes(v.rawQuery)
 		v.parsed = true
 	}
-	var first, firstAlias []byte
+	var first []byte
 	n := 0
 	for k, val := range v.args.All() {
-		switch {
-		case b2s(k) == name:
-			if first == nil {
+		if b2s(k) == name || policy.SameQueryKey(b2s(k), name) {
+			if n == 0 {
 				first = val
-				if first == nil {
-					first = []byte{}
-				}
 			}
-		case policy.SameQueryKey(b2s(k), name):
-			if firstAlias == nil {
-				firstAlias = val
-			}
-		default:
-			continue
+			n++
 		}
-		n++
-	}
-	if first == nil {
-		first = firstAlias
 	}
 	return b2s(first), n
 }

@@ -2,11 +2,11 @@ package proxy
 
 import (
 	"errors"
-	"github.com/VictoriaMetrics/metrics"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 )
 

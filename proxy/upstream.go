@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -203,13 +204,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 			p.m.upstreamTimeouts.Inc()
 		} else {
 			p.m.upstreamUnavailable.Inc()
-			if !errors.Is(err, fasthttp.ErrNoFreeConns) && !reusedConn(&ctx.Response) &&
-				!errors.As(err, new(*fasthttp.ErrSmallBuffer)) && !errors.Is(err, errSwitchedConn) && !errors.Is(err, errRetiredConn) && !isDialError(err) {
-				// Passive health check: skip it for a while (a dial error
-				// already did in the loop). Not for a full pool (load),
-				// a failure on a pooled keep-alive connection the upstream
-				// had closed (a crashed upstream fails the next dial), or one
-				// answer a request could provoke (headers too large, a 101).
+			if marksDown(err, &ctx.Response) {
 				u.markDown(p.cfg.UpstreamFailTimeout)
 			}
 		}
@@ -253,6 +248,18 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
 }
 
+// marksDown reports whether err, a failed exchange whose answer (if any)
+// is resp, is the upstream's ill health (passive health check), so it is
+// skipped for a while. A dial error already did in forward's loop. Not
+// for a full pool (load), a failure on a pooled keep-alive connection the
+// upstream had closed (a crashed upstream fails the next dial), or an
+// answer a request could provoke (headers too large, a 101).
+func marksDown(err error, resp *fasthttp.Response) bool {
+	return !errors.Is(err, fasthttp.ErrNoFreeConns) && !reusedConn(resp) &&
+		!errors.As(err, new(*fasthttp.ErrSmallBuffer)) && !errors.Is(err, errSwitchedConn) &&
+		!errors.Is(err, errRetiredConn) && !isDialError(err)
+}
+
 // upstreamFailed logs why u failed the request (err without the input
 // fasthttp quotes) and answers the denial for reason in place of whatever
 // the upstream's answer had begun.
@@ -291,7 +298,7 @@ func (p *Proxy) bufferAnswer(ctx *fasthttp.RequestCtx, st *reqState, u *upstream
 	)
 	for {
 		if len(body) == cap(body) {
-			body = append(body, make([]byte, 32<<10)...)[:len(body)]
+			body = slices.Grow(body, 32<<10)
 		}
 		var n int
 		n, err = bs.Read(body[len(body):cap(body)])
@@ -301,9 +308,9 @@ func (p *Proxy) bufferAnswer(ctx *fasthttp.RequestCtx, st *reqState, u *upstream
 			err = nil
 		case err != nil:
 		case len(body) > p.cfg.MaxBodyBytes:
-			err = errors.New("an answer of unknown length over SCOPEGATE_MAX_BODY_BYTES for an HTTP/1.0 client")
+			err = errAnswerTooLarge
 		case time.Now().After(deadline):
-			err = errors.New("an answer of unknown length not over within SCOPEGATE_UPSTREAM_TIMEOUT for an HTTP/1.0 client")
+			err = errAnswerTooSlow
 		default:
 			continue
 		}
@@ -353,6 +360,12 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// bufferAnswer's failures.
+var (
+	errAnswerTooLarge = errors.New("an answer of unknown length over SCOPEGATE_MAX_BODY_BYTES for an HTTP/1.0 client")
+	errAnswerTooSlow  = errors.New("an answer of unknown length not over within SCOPEGATE_UPSTREAM_TIMEOUT for an HTTP/1.0 client")
+)
+
 // errBodyTooLarge stops a chunked request body past MaxBodyBytes.
 var errBodyTooLarge = errors.New("proxy: request body too large")
 
@@ -388,7 +401,7 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		l.readErr = err
 	}
-	if err == io.EOF && l.h != nil {
+	if err == io.EOF {
 		if keys := l.h.PeekTrailerKeys(); len(keys) > 0 {
 			// Copies (deleting moves the fields), in the request's reused
 			// name buffers, as the header passes make them.

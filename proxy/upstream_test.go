@@ -29,7 +29,6 @@ import (
 // stale; idempotent requests are retried once on a new connection.
 func TestStaleKeepAliveRetried(t *testing.T) {
 	addr := connUpstream(t, func(c net.Conn) {
-		defer c.Close()
 		buf := make([]byte, 4096)
 		c.Read(buf)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -85,7 +84,6 @@ func TestUpstreamShortKeepAlive(t *testing.T) {
 func TestClosedKeepAliveNotMarkedDown(t *testing.T) {
 	var hits atomic.Int64
 	addr := connUpstream(t, func(c net.Conn) { // one answer per connection, without saying so
-		defer c.Close()
 		buf := make([]byte, 4096)
 		c.Read(buf)
 		hits.Add(1)
@@ -135,7 +133,6 @@ func TestClosedKeepAliveNotMarkedDown(t *testing.T) {
 func TestUpstreamLargeResponseHeaders(t *testing.T) {
 	var hits atomic.Int64
 	addr := connUpstream(t, func(c net.Conn) {
-		defer c.Close()
 		br := bufio.NewReader(c)
 		for {
 			req, err := http.ReadRequest(br)
@@ -322,7 +319,6 @@ func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
 // upstream_timeout.
 func TestUpstreamTricklingHeadersTimeOut(t *testing.T) {
 	addr := connUpstream(t, func(c net.Conn) {
-		defer c.Close()
 		bufio.NewReader(c).ReadString('\n')
 		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
 		for i := 0; i < 50; i++ {
@@ -350,7 +346,6 @@ func TestUpstreamTricklingHeadersTimeOut(t *testing.T) {
 func TestUpstreamDroppingNewConnectionsMarkedDown(t *testing.T) {
 	addr := connUpstream(t, func(c net.Conn) {
 		bufio.NewReader(c).ReadString('\n')
-		c.Close()
 	})
 	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr, "http://" + startEcho(t).addr}})
 	var statuses []int
