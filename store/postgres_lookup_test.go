@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -505,11 +506,13 @@ func TestPostgresUserLoadAfterKilledConnections(t *testing.T) {
 		// Use every pooled connection, so none is idle long enough for
 		// pgxpool to check it before handing it out.
 		var wg sync.WaitGroup
-		for range 4 {
+		for i := range 4 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, _ = b.store.LookupUser(ctx, "warm-"+sub, time.Now())
+				// Distinct names: concurrent loads of one name share one
+				// query (and one connection).
+				_, _ = b.store.LookupUser(ctx, fmt.Sprint("warm-", sub, i), time.Now())
 			}()
 		}
 		wg.Wait()

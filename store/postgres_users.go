@@ -137,10 +137,11 @@ func (s *Postgres) loadUser(ctx context.Context, sub string, now time.Time) (*po
 		grants []policy.GrantRecord
 		err    error
 	)
-	// The batch only reads, so it can run again: once, when the pooled
-	// connection it got had been killed while the database stays up (a
-	// failover, pg_terminate_backend, a pooler's idle timeout). pgxpool
-	// only checks connections idle for a while before handing them out.
+	// The batch only reads, so it can run again: once, on a fresh
+	// connection, when the pooled one it got had been killed while the
+	// database stays up (a failover, pg_terminate_backend, a pooler's idle
+	// timeout). pgxpool only checks connections idle for a while before
+	// handing them out.
 	// A fresh batch each time: a sent one keeps the statement descriptions
 	// of the connection it went out on.
 	for attempt := 0; attempt < 2; attempt++ {
@@ -155,9 +156,13 @@ func (s *Postgres) loadUser(ctx context.Context, sub string, now time.Time) (*po
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
-		if err == nil || !connectionLost(ctx, err) {
+		if err == nil || !connectionLost(ctx, err) || attempt > 0 {
 			break
 		}
+		// What killed this connection (a failover, a restart, a pooler)
+		// likely killed its pooled siblings too: start the retry, and
+		// later loads, on fresh ones.
+		s.pool.Reset()
 	}
 	if err != nil {
 		s.m.storeErrors.Inc()
