@@ -222,8 +222,7 @@ func TestAuthorizeClientRateLimit(t *testing.T) {
 // secret, successes and failures apart, until the TTL passes; the gate
 // counts every slow verification that ran.
 func TestSlowHashCache(t *testing.T) {
-	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
-	c := mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
+	c := bcryptClient(t)
 	g := newSlowHashGate(1)
 	check := func(secret string, at time.Duration, want bool, wantChecks int64) {
 		t.Helper()
@@ -277,6 +276,7 @@ func burstThroughGate(t *testing.T, c *Client, tokens []string) (*Engine, []Deci
 
 // bcryptClient is a client whose key hash is bcrypt("good").
 func bcryptClient(t *testing.T) *Client {
+	t.Helper()
 	bc, _ := bcrypt.GenerateFromPassword([]byte("good"), bcrypt.MinCost)
 	return mustClient(t, ClientRecord{ID: "1", ClientKey: "k", Status: "active", APIKeyHash: string(bc)})
 }

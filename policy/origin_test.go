@@ -99,8 +99,7 @@ func TestCompileOriginErrors(t *testing.T) {
 }
 
 // FuzzOriginPattern checks that patterns compile or fail cleanly, that an
-// exact pattern matches itself unless it is too long for the exact lookup,
-// and that a parsed Origin holds brackets only around a bracketed host.
+// exact pattern matches itself, and that a parsed Origin holds brackets only around a bracketed host.
 func FuzzOriginPattern(f *testing.F) {
 	// Seed corpus: exact, default port, wildcard, IPv6, star.
 	for _, s := range []string{"https://app.example.com", "https://app.example.com:443", "https://*.example.com", "http://[::1]:8080", "*", "null"} {

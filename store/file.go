@@ -290,7 +290,8 @@ func (f *File) Close(ctx context.Context) error {
 
 // startWatcher watches the file's directory rather than the file itself, so
 // editors that write a new file and rename it over the old one, and
-// Kubernetes ConfigMap symlink swaps, are seen too. Any event in the
+// Kubernetes ConfigMap symlink swaps, are seen too; followTarget adds the
+// directories on the file's symlink path. Any event in the
 // directory schedules a debounced check; the file is reloaded only when its
 // content changed.
 func (f *File) startWatcher() error {
@@ -370,7 +371,7 @@ func (f *File) followTarget() {
 // parent of each symlinked directory on the way, and the file's own
 // directory. At most 40 links are followed, as the kernel does.
 func watchDirs(path string) map[string]bool {
-	dirs := map[string]bool{filepath.Dir(path): true}
+	dirs := map[string]bool{} // the loop's first pass adds the path's own
 	p := filepath.Clean(path)
 	for hops := 0; hops < 40; hops++ {
 		dir := filepath.Dir(p)

@@ -322,8 +322,9 @@ func (s *Postgres) sleep(d time.Duration) bool {
 var _ Store = (*Postgres)(nil)
 
 // Reload reloads every client and the directory now, expires every cached
-// user (each reloads on its next lookup) and returns when done (SIGHUP). Unchanged clients keep their compiled
-// form. The change feed keeps applying changes meanwhile.
+// user (each reloads on its next lookup) and returns when done (SIGHUP).
+// Unchanged clients keep their compiled form. The change feed keeps
+// applying changes meanwhile.
 func (s *Postgres) Reload() error {
 	done := make(chan error, 1)
 	select {

@@ -295,8 +295,8 @@ func (s *Postgres) loadFull(base *clientSnap) fullLoad {
 // swapFull serves a finished full load: the new snapshot (keeping the usage
 // slots of the one it replaces), then the clients changed while it loaded
 // re-read, the directory unless it changed meanwhile (the newer one stays),
-// and, when asked, an empty user cache.
-func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, flushUsers bool) error {
+// and, when asked, every cached user expired (kept to fall back on).
+func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, expireUsers bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	cur := s.clients.Load()
@@ -323,7 +323,7 @@ func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, f
 	if !dirDirty || s.dir.Load() == nil {
 		s.dir.Store(res.dir)
 	}
-	if flushUsers {
+	if expireUsers {
 		// Notifications may have been missed: reload each user on its next
 		// lookup, but keep the entries to fall back on while the database
 		// still fails (a flapping connection must not deny cached users).

@@ -469,6 +469,7 @@ func setupUserLoadTimeout(t *testing.T, timeout time.Duration) *pgBundle {
 	return setup(t, func(c *store.PostgresConfig) {
 		c.ConnectTimeout = 60 * time.Second
 		c.UserLoadTimeout = timeout
+		c.StaleTTL = 5 * time.Minute // the bound TestPostgresFallbackBounds steps past
 	})
 }
 

@@ -47,7 +47,9 @@ func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*
 	if v, ok := s.users.Get(sub); ok {
 		e := v.(*userEntry)
 		current := e.epoch == s.userEpoch.Load()
-		if now.UnixNano() < e.fresh && current || s.down.Load() && (current || s.withinStale(e, now)) {
+		fresh := current && now.UnixNano() < e.fresh
+		fallback := s.down.Load() && (current || s.withinStale(e, now))
+		if fresh || fallback {
 			s.m.userHits.Inc()
 			return s.serveEntry(sub, e), nil
 		}
@@ -58,7 +60,7 @@ func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*
 		return nil, ErrUnavailable
 	}
 	u, err := s.loadShared(ctx, sub, now)
-	if err != nil && known != nil && errors.Is(err, ErrUnavailable) && s.withinStale(known, now) {
+	if err != nil && known != nil && s.withinStale(known, now) { // every load error is ErrUnavailable
 		// A database that blips (a reconnect, then a failed reload) must
 		// not deny what it was known to allow, unless a notification
 		// evicted the entry meanwhile (it is known to have changed).
