@@ -80,7 +80,8 @@ type ConfigError struct {
 	Msg string
 }
 
-// Error is one line, whatever Msg holds (a library's error may span lines).
+// Error is one line, whatever Msg holds (a library's error, a routes file's
+// list of errors may span lines).
 func (e *ConfigError) Error() string {
 	return "invalid configuration: " + e.Var + ": " + strings.ReplaceAll(e.Msg, "\n", "; ")
 }
@@ -133,7 +134,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.JWTCookie != "" && !isToken(c.JWTCookie) {
-		return &ConfigError{Var: "SCOPEGATE_JWT_COOKIE", Msg: fmt.Sprintf("%q is not a cookie name (letters, digits and !#$%%&'*+-.^_`|~)", c.JWTCookie)}
+		return &ConfigError{Var: "SCOPEGATE_JWT_COOKIE", Msg: fmt.Sprintf("%q is not a cookie name (letters, digits and %s)", c.JWTCookie, tokenSymbols)}
 	}
 	if c.JWTJWKSURL != "" {
 		if err := checkHTTPURL(c.JWTJWKSURL); err != nil {
@@ -151,7 +152,7 @@ func (c *Config) validate() error {
 	}
 	for _, h := range []struct{ name, v string }{{"IDENTITY_HEADER_PREFIX", c.IdentityHeaderPrefix}, {"API_KEY_HEADER", c.APIKeyHeader}} {
 		if !isToken(h.v) {
-			return &ConfigError{Var: "SCOPEGATE_" + h.name, Msg: fmt.Sprintf("%q is not a header field name (letters, digits and !#$%%&'*+-.^_`|~)", h.v)}
+			return &ConfigError{Var: "SCOPEGATE_" + h.name, Msg: fmt.Sprintf("%q is not a header field name (letters, digits and %s)", h.v, tokenSymbols)}
 		}
 	}
 	if !policy.ForwardedHeaderName(c.APIKeyHeader) {
@@ -202,6 +203,10 @@ func checkHTTPURL(s string) error {
 	return nil
 }
 
+// tokenSymbols are the characters besides letters and digits an HTTP token
+// may hold.
+const tokenSymbols = "!#$%&'*+-.^_`|~"
+
 // isToken reports whether s is an HTTP token (RFC 9110 §5.6.2), as a header
 // field name must be.
 func isToken(s string) bool {
@@ -212,7 +217,7 @@ func isToken(s string) bool {
 		c := s[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		case strings.IndexByte(tokenSymbols, c) >= 0:
 		default:
 			return false
 		}

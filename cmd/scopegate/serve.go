@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -242,7 +241,7 @@ func loadRoutes(path string, logger *slog.Logger) (*policy.Routes, error) {
 	}
 	r, warnings, err := policy.ParseRoutes(data)
 	if err != nil {
-		return nil, &ConfigError{Var: "SCOPEGATE_ROUTES_FILE", Msg: fmt.Sprintf("%s: %s", path, oneLine(err))}
+		return nil, &ConfigError{Var: "SCOPEGATE_ROUTES_FILE", Msg: fmt.Sprintf("%s: %v", path, err)}
 	}
 	for _, w := range warnings {
 		logger.Warn("routes file warning", slog.String("file", path), slog.Int("line", w.Line), slog.String("msg", w.Msg))
@@ -269,11 +268,6 @@ func reload(cfg *Config, logger *slog.Logger, engine *policy.Engine, st *openedS
 			logger.Info("store reloaded")
 		}
 	}
-}
-
-// oneLine joins a multi-line error into one line.
-func oneLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 // listenError is a listener serve could not open: which variable named the

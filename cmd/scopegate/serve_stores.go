@@ -44,7 +44,7 @@ func openFileStore(_ context.Context, cfg *Config, logger *slog.Logger) (*opened
 	// SIGHUP: one line each.
 	f, err := store.OpenFile(cfg.StoreFile, store.FileConfig{Logger: logger})
 	if err != nil {
-		return nil, &ConfigError{Var: "SCOPEGATE_STORE_FILE", Msg: oneLine(err)}
+		return nil, &ConfigError{Var: "SCOPEGATE_STORE_FILE", Msg: err.Error()}
 	}
 	return &openedStore{store: f}, nil
 }

@@ -152,7 +152,7 @@ func TestServeReloadAndGracefulShutdown(t *testing.T) {
 	defer up.Close()
 	routesPath := serveEnv(t, up.URL)
 	r := startServe(t)
-	base := "http://" + r.traffic
+	base := r.base
 	tok := storetest.Basic().Token("app")
 
 	if s, body := httpGet(t, base+"/api/things", "X-API-Key", tok); s != 200 || !strings.Contains(body, `key="app"`) {
@@ -179,7 +179,9 @@ func TestServeReloadAndGracefulShutdown(t *testing.T) {
 	os.WriteFile(routesPath, []byte(serveRoutes), 0o600)
 	r.sigs <- syscall.SIGHUP
 	waitLogCount(t, r.logs, "routes reloaded", 2)
-	// Each SIGHUP reloaded the store file too, logged once.
+	// Each SIGHUP reloaded the store file too, logged once (after the
+	// routes, so wait for the third).
+	waitLogCount(t, r.logs, "store reloaded", 3)
 	storeLines := 0
 	for _, l := range strings.Split(r.logs.String(), "\n") {
 		if strings.Contains(l, "store") && strings.Contains(l, "reload") {
