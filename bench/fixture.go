@@ -8,6 +8,10 @@ import (
 	"github.com/scopegate/scopegate/policy"
 )
 
+// fixtureID is the id of the benchmark fixture's row n of a kind (1
+// modules, 2 companies, 3 sites, 4 users, 5 API clients).
+func fixtureID(kind, n int) string { return fmt.Sprintf("%08d-0000-4000-8000-%012d", kind, n) }
+
 // benchFixture is the benchmark's data, written as a declarative store file
 // (-store file) or copied into PostgreSQL (-store pg, copyFixture): 1,000 API
 // clients, 10,000 users, 100 companies of 10 sites, 10 modules. User 1 (the
@@ -15,7 +19,7 @@ import (
 // user holds 5 company grants over several modules and 5 site grants.
 func benchFixture() storetest.Fixture {
 	f := storetest.Fixture{Secrets: map[string]string{}}
-	id := func(kind, n int) string { return fmt.Sprintf("%08d-0000-4000-8000-%012d", kind, n) }
+	id := fixtureID
 	modules := []string{"inventory", "billing", "stock", "reports", "hr", "crm", "fleet", "orders", "payroll", "audit"}
 	for i, m := range modules {
 		f.Modules = append(f.Modules, policy.ModuleRecord{ID: id(1, i+1), Key: m, Status: "active"})

@@ -33,10 +33,13 @@ var upstreamBody = []byte(`{"ok":true}`)
 // into the benchmark upstream child.
 const upstreamEnv = "SCOPEGATE_BENCH_SERVE_UPSTREAM"
 
-// bareProxyEnv names the variable ("listen,upstream" or
-// "listen,upstream,safe") that turns this binary into a reference fasthttp
-// reverse proxy child: serveBareProxy or, with ",safe", serveSafeProxy.
-const bareProxyEnv = "SCOPEGATE_BENCH_SERVE_BAREPROXY"
+// bareProxyEnv and safeProxyEnv name the variables ("listen,upstream")
+// that turn this binary into a reference fasthttp reverse proxy child:
+// serveBareProxy and serveSafeProxy.
+const (
+	bareProxyEnv = "SCOPEGATE_BENCH_SERVE_BAREPROXY"
+	safeProxyEnv = "SCOPEGATE_BENCH_SERVE_SAFEPROXY"
+)
 
 // bareAuthEnv names the variable (a listen address) that turns this binary
 // into the reference forward-auth answer child.
@@ -50,11 +53,10 @@ func maybeServeUpstream() {
 		err = serveUpstream(addr)
 	} else if spec := os.Getenv(bareProxyEnv); spec != "" {
 		listen, up, _ := strings.Cut(spec, ",")
-		if up, ok := strings.CutSuffix(up, ",safe"); ok {
-			err = serveSafeProxy(listen, up)
-		} else {
-			err = serveBareProxy(listen, up)
-		}
+		err = serveBareProxy(listen, up)
+	} else if spec := os.Getenv(safeProxyEnv); spec != "" {
+		listen, up, _ := strings.Cut(spec, ",")
+		err = serveSafeProxy(listen, up)
 	} else if addr := os.Getenv(bareAuthEnv); addr != "" {
 		err = serveBareAuth(addr)
 	} else {
@@ -131,8 +133,8 @@ func serveBareAuth(addr string) error {
 		{"X-Request-Id", "d58248e584782828-1"},
 		{"Cache-Control", "no-store"},
 		{"X-Auth-Type", "api_key"},
-		{"X-Auth-Client-Id", "00000005-0000-4000-8000-000000000001"},
-		{"X-Auth-Client-Key", "bench-0001"},
+		{"X-Auth-Client-Id", fixtureID(5, 1)},
+		{"X-Auth-Client-Key", clientKey(1)},
 	}
 	s := proxy.Config{}.ListenerServer(func(ctx *fasthttp.RequestCtx) {
 		for _, f := range fields {
@@ -169,15 +171,12 @@ func startUpstream(ctx context.Context, dir string) (addr string, p *process, er
 	return addr, p, err
 }
 
-// startBareProxy runs a reference fasthttp proxy in front of upstream as a
-// child process: serveBareProxy, or serveSafeProxy when safe.
-func startBareProxy(ctx context.Context, dir, upstream string, safe bool) (addr string, p *process, err error) {
+// startProxyChild runs a reference fasthttp proxy in front of upstream as a
+// child process: serveBareProxy (bareProxyEnv) or serveSafeProxy
+// (safeProxyEnv).
+func startProxyChild(ctx context.Context, dir, name, envVar, upstream string) (addr string, p *process, err error) {
 	addr = freeAddr()
-	name, spec := "bare-proxy", addr+","+upstream
-	if safe {
-		name, spec = "safe-proxy", spec+",safe"
-	}
-	p, err = startChild(ctx, dir, name, bareProxyEnv, spec, "http://"+addr+"/")
+	p, err = startChild(ctx, dir, name, envVar, addr+","+upstream, "http://"+addr+"/")
 	return addr, p, err
 }
 

@@ -175,14 +175,14 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		}
 	}
 	if slices.Contains(want, "fasthttp-proxy") {
-		e.bareProxyAddr, e.bareProxy, err = startBareProxy(ctx, dir, e.upstream, false)
+		e.bareProxyAddr, e.bareProxy, err = startProxyChild(ctx, dir, "bare-proxy", bareProxyEnv, e.upstream)
 		if err != nil {
 			return nil, err
 		}
 		defer e.bareProxy.stop()
 	}
 	if slices.Contains(want, "fasthttp-proxy-safe") {
-		e.safeProxyAddr, e.safeProxy, err = startBareProxy(ctx, dir, e.upstream, true)
+		e.safeProxyAddr, e.safeProxy, err = startProxyChild(ctx, dir, "safe-proxy", safeProxyEnv, e.upstream)
 		if err != nil {
 			return nil, err
 		}

@@ -34,7 +34,9 @@ type FileConfig struct {
 	// the watcher) with its result: nil when the new data is in use, else the
 	// error that kept the old data. Watcher reloads that find the content
 	// unchanged are not reported. It runs on the watcher's goroutine for
-	// watcher reloads and must not call Reload or Close.
+	// watcher reloads and must not call Reload or Close. The store logs
+	// watcher reloads itself, so serve does not set it; tests use it to wait
+	// for reloads.
 	OnReload func(err error)
 }
 

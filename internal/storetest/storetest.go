@@ -194,10 +194,11 @@ func (f Fixture) Tables() []Table {
 		return s
 	}
 	ids := map[string]string{} // "company:acme" -> id
-	var tables []Table
+	var tables []*Table // each its own, so a *Table stays valid as more are added
 	add := func(name string, cols ...string) *Table {
-		tables = append(tables, Table{Name: name, Cols: cols})
-		return &tables[len(tables)-1]
+		t := &Table{Name: name, Cols: cols}
+		tables = append(tables, t)
+		return t
 	}
 	t := add("companies", "id", "company_key", "name", "status")
 	for _, c := range f.Companies {
@@ -240,7 +241,11 @@ func (f Fixture) Tables() []Table {
 		}
 		t.Rows = append(t.Rows, []any{ids["user:"+g.User], ids["module:"+g.Module], g.Action, scope, company, site})
 	}
-	return tables
+	out := make([]Table, len(tables))
+	for i, t := range tables {
+		out[i] = *t
+	}
+	return out
 }
 
 // SQL returns the fixture (Tables) as INSERT statements, one string of
