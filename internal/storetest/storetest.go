@@ -194,7 +194,7 @@ func (f Fixture) Tables() []Table {
 		return s
 	}
 	ids := map[string]string{} // "company:acme" -> id
-	var tables []*Table // each its own, so a *Table stays valid as more are added
+	var tables []*Table        // each its own, so a *Table stays valid as more are added
 	add := func(name string, cols ...string) *Table {
 		t := &Table{Name: name, Cols: cols}
 		tables = append(tables, t)
