@@ -128,6 +128,23 @@ func deny(r Reason, route int) Decision { return Decision{Verdict: Deny, Reason:
 // It does not allocate when the path has no escapes or req.Scratch is large
 // enough.
 func (e *Engine) Match(req *Request) (Match, Decision) {
+	m, d := e.matchRoute(req, e.routes.Load())
+	if d.Reason != ReasonNone || m.Public {
+		return m, d
+	}
+	accept := acceptAll
+	if m.rule != nil {
+		accept = m.rule.accept
+	}
+	return m, needCredential(req, accept, m.Route)
+}
+
+// matchRoute runs the steps of [Engine.Match] before the credential check
+// against rs: raw path screening, the forwarded-header verdict, route match.
+// A Decision with a Reason denies; a public route allows with m.Public set;
+// otherwise the Decision is empty and m.rule is the matched route (nil with
+// no routes file or under default: authenticated).
+func (e *Engine) matchRoute(req *Request, rs *Routes) (Match, Decision) {
 	m := Match{Route: -1}
 	d := screenPath(req.RawPath)
 	if d&pathBad != 0 {
@@ -145,13 +162,12 @@ func (e *Engine) Match(req *Request) (Match, Decision) {
 		}
 	}
 	m.Path = path
-	rs := e.routes.Load()
 	m.routes = rs
 	if rs == nil {
 		if encSlash {
 			return m, deny(ReasonPathInvalid, -1)
 		}
-		return m, needCredential(req, acceptAll, -1)
+		return m, Decision{Route: -1}
 	}
 	if i := rs.index.first(req.Method, path, &m.caps); i >= 0 {
 		m.Route, m.rule = i, &rs.rules[i]
@@ -163,7 +179,7 @@ func (e *Engine) Match(req *Request) (Match, Decision) {
 		if !rs.defaultAuthenticated {
 			return m, deny(ReasonNoRoute, -1)
 		}
-		return m, needCredential(req, acceptAll, -1)
+		return m, Decision{Route: -1}
 	}
 	if encSlash && !m.rule.allowEncodedSlash {
 		return m, deny(ReasonPathInvalid, m.Route)
@@ -172,7 +188,7 @@ func (e *Engine) Match(req *Request) (Match, Decision) {
 		m.Public = true
 		return m, Decision{Verdict: Allow, Route: m.Route}
 	}
-	return m, needCredential(req, m.rule.accept, m.Route)
+	return m, Decision{Route: m.Route}
 }
 
 // needCredential checks that a credential is present and of a kind the route

@@ -32,6 +32,7 @@ const (
 	ReasonStoreUnavailable             // 503 store_unavailable
 	ReasonUpstreamUnavailable          // 502 upstream_unavailable
 	ReasonUpstreamTimeout              // 504 upstream_timeout
+	ReasonCORSRejected                 // 403 cors_rejected
 	ReasonInternal                     // 500 internal_error
 	reasonCount
 )
@@ -67,6 +68,7 @@ var reasonInfo = [reasonCount]struct {
 	ReasonStoreUnavailable:      {"store_unavailable", 503, "the credential store is unavailable"},
 	ReasonUpstreamUnavailable:   {"upstream_unavailable", 502, "the upstream is unavailable"},
 	ReasonUpstreamTimeout:       {"upstream_timeout", 504, "the upstream did not answer in time"},
+	ReasonCORSRejected:          {"cors_rejected", 403, "the CORS preflight is not allowed"},
 	ReasonInternal:              {"internal_error", 500, "internal error"},
 }
 

@@ -14,6 +14,7 @@ type Routes struct {
 	superuser            []string
 	rules                []route
 	index                globIndex // rules[i].glob, in order, for matching
+	cors                 *CORS     // the cors: block, nil when absent
 }
 
 // Len returns the number of route rules.

@@ -172,6 +172,8 @@ func (p *routesParser) file(root *yaml.Node) {
 				acts = append(acts, a.Value)
 			}
 			p.r.superuser = acts
+		case "cors":
+			p.r.cors = p.cors(v)
 		case "routes":
 			sawRoutes = true
 			if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {

@@ -122,6 +122,13 @@ type UsageRecorder interface {
 	MarkUsed(clientID string, at time.Time)
 }
 
+// OriginSource gives the allowed_origins of the active clients, for a
+// routes file whose cors: block says allow_origins: clients; store.Store
+// satisfies it.
+type OriginSource interface {
+	ClientOrigins() *policy.ClientOrigins
+}
+
 // Store is everything the handler needs from a credential store. It is the
 // request-path subset of store.Store.
 type Store interface {
@@ -129,6 +136,7 @@ type Store interface {
 	UserLookup
 	DirectorySource
 	UsageRecorder
+	OriginSource
 	// Ready reports whether the store is reachable or serving from a warm
 	// cache within the stale TTL (/readyz).
 	Ready(now time.Time) bool

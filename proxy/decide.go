@@ -25,6 +25,11 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 	}
 	req.Scratch = st.pathBuf[:0]
 
+	if p.isPreflight(st) {
+		if d, ok := p.preflight(st); ok {
+			return d
+		}
+	}
 	m, d := p.engine.Match(req)
 	if d.Reason != policy.ReasonNone {
 		return withRoute(d, m.Route)

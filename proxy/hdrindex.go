@@ -15,6 +15,8 @@ type headerIndex struct {
 	xRealIP, xfMethod, xfURI, xOrigMethod, xOrigURI     []byte
 	xff                                                 []byte // the first X-Forwarded-For line
 	xffLines                                            int    // how many lines there are
+	acrMethod, acrHeaders                               []byte // Access-Control-Request-Method/-Headers (first lines)
+	acrHeadersLines                                     int    // how many -Headers lines there are
 	// repeatedRequestField: X-Forwarded-Method/-Uri or X-Original-Method/
 	// -URI came in more than one line. A proxy sets each once, so a second
 	// line was added by its client, and which one names the original
@@ -64,6 +66,17 @@ func (x *headerIndex) scan(h *fasthttp.RequestHeader, apiKeyHeader string) {
 		case 17: // X-Original-Method
 			if equalFoldASCII(k, "X-Original-Method") {
 				x.requestField(&x.xOrigMethod, v)
+			}
+		case 29: // Access-Control-Request-Method
+			if equalFoldASCII(k, "Access-Control-Request-Method") {
+				first(&x.acrMethod, v)
+			}
+		case 30: // Access-Control-Request-Headers
+			if equalFoldASCII(k, "Access-Control-Request-Headers") {
+				if x.acrHeadersLines == 0 {
+					x.acrHeaders = v
+				}
+				x.acrHeadersLines++
 			}
 		case 14: // X-Original-Uri
 			if equalFoldASCII(k, "X-Original-Uri") {

@@ -102,6 +102,8 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	st := p.pool.Get().(*reqState)
 	defer p.release(st)
+	// Every answer, a panic's included, gets its CORS headers last.
+	defer p.corsAnswer(ctx, st)
 	defer func() {
 		if r := recover(); r != nil {
 			p.log.LogAttrs(p.cfg.BaseContext, slog.LevelError, "panic serving request",
@@ -117,6 +119,7 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	}()
 	st.hdr.scan(&ctx.Request.Header, p.cfg.APIKeyHeader)
 	p.requestID(ctx, st, st.hdr.requestID)
+	p.corsPrepare(st)
 	// A request with both Content-Length and Transfer-Encoding is framed by
 	// Transfer-Encoding and its connection closed after the answer (fasthttp,
 	// RFC 9112 §6.3); Content-Length is dropped, so nothing is smuggled.

@@ -33,6 +33,14 @@ type reqState struct {
 	hdr     headerIndex // the fields the decision reads (scanned once)
 	names   [][]byte    // header names to delete (copied)
 	keys    []byte      // backing store for names
+
+	// CORS (SPEC §11), set by corsPrepare when the routes have a cors:
+	// block and answered by corsAnswer.
+	cors        *policy.CORS
+	corsOrigin  []byte // the request's Origin, copied
+	corsAllowed bool   // the Origin may read answers
+	preflightOK bool   // this front end answers preflights itself
+	preflight   bool   // the request was decided as a preflight
 }
 
 func (st *reqState) reset() {
@@ -45,6 +53,9 @@ func (st *reqState) reset() {
 	st.hdr = headerIndex{}
 	st.names = st.names[:0]
 	st.keys = st.keys[:0]
+	st.cors = nil
+	st.corsOrigin = st.corsOrigin[:0]
+	st.corsAllowed, st.preflightOK, st.preflight = false, false, false
 }
 
 // valueSource serves the request headers and query parameters a route's

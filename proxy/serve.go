@@ -77,6 +77,7 @@ func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
 		d = policy.Denied(policy.ReasonPathInvalid)
 	} else {
 		p.fill(ctx, st, ctx.Method(), path, query)
+		st.preflightOK = true
 		var xff, xri string
 		trusted, xff, xri = p.trustedForwarded(ctx, st, peer)
 		d = p.decide(st, peer, xff, xri, start)
@@ -85,6 +86,10 @@ func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
 	p.observe(ctx, st, &d, decided.Sub(start), false)
 	if !d.Allowed() {
 		p.writeDenial(ctx, st, d, false)
+		return
+	}
+	if st.preflight {
+		p.writePreflight(ctx, st)
 		return
 	}
 	if len(p.upstreams) == 0 {
@@ -105,6 +110,12 @@ func (p *Proxy) serveForwardAuth(ctx *fasthttp.RequestCtx, st *reqState, mode au
 	p.observe(ctx, st, &d, time.Since(start), true)
 	if !d.Allowed() {
 		p.writeDenial(ctx, st, d, true)
+		return
+	}
+	if st.preflight {
+		// Envoy passes any answer but 200 to the client: the 204 is the
+		// browser's answer, and the preflight goes no further.
+		p.writePreflight(ctx, st)
 		return
 	}
 	p.writeAllow(ctx, st, &d)
@@ -175,6 +186,7 @@ func (p *Proxy) forwardAuthDecision(ctx *fasthttp.RequestCtx, st *reqState, mode
 		return policy.Denied(policy.ReasonNoRoute)
 	}
 	p.fill(ctx, st, method, path, query)
+	st.preflightOK = mode == modeEnvoy
 	return p.decide(st, peer, xff, xri, now)
 }
 
@@ -237,6 +249,9 @@ func (p *Proxy) observe(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 	}
 	decision, reason := "allow", ""
 	status := 200
+	if st.preflight {
+		status = fasthttp.StatusNoContent
+	}
 	if !allowed {
 		decision, reason = "deny", d.Reason.String()
 		if reason == "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -72,6 +73,7 @@ type File struct {
 type fileSnapshot struct {
 	clients map[string]*policy.Client // by client_key
 	users   map[string]*policy.User   // by authentik_sub
+	origins *policy.ClientOrigins     // the active clients' allowed_origins
 	dir     *policy.Directory
 	data    *FileData
 }
@@ -196,6 +198,7 @@ func (f *File) compile(raw []byte) (*fileSnapshot, error) {
 	for _, u := range data.Users {
 		s.users[u.Sub] = policy.CompileUser(u, data.Grants[u.ID], s.dir)
 	}
+	s.origins = policy.NewClientOrigins(maps.Values(s.clients))
 	return s, nil
 }
 
@@ -247,6 +250,10 @@ func (f *File) LookupUser(ctx context.Context, sub string, now time.Time) (*poli
 func (f *File) Directory(now time.Time) (*policy.Directory, error) {
 	return f.snap.Load().dir, nil
 }
+
+// ClientOrigins returns the allowed_origins of the active clients of the
+// current file (SPEC §11 allow_origins: clients). It does not allocate.
+func (f *File) ClientOrigins() *policy.ClientOrigins { return f.snap.Load().origins }
 
 // Data returns the rows of the current file, as validated. The caller must
 // not modify them.

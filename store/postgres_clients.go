@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -20,8 +21,26 @@ import (
 // new snapshot (copy on write) and swaps it in; the usage slots carry over by
 // pointer so no mark is lost across a swap.
 type clientSnap struct {
-	byKey map[string]*policy.Client
-	byID  map[string]*clientEntry
+	byKey   map[string]*policy.Client
+	byID    map[string]*clientEntry
+	origins *policy.ClientOrigins // the active clients' allowed_origins (sealed)
+}
+
+// seal compiles the snapshot's derived values once its clients are final.
+func (s *clientSnap) seal() *clientSnap {
+	s.origins = policy.NewClientOrigins(maps.Values(s.byKey))
+	return s
+}
+
+// ClientOrigins returns the allowed_origins of the active clients (SPEC §11
+// allow_origins: clients), rebuilt with every change of the client
+// snapshot. It never touches the database and does not allocate; nil before
+// the first load.
+func (s *Postgres) ClientOrigins() *policy.ClientOrigins {
+	if snap := s.clients.Load(); snap != nil {
+		return snap.origins
+	}
+	return nil
 }
 
 type clientEntry struct {
@@ -233,7 +252,7 @@ func (s *Postgres) buildClientSnap(ctx context.Context, old *clientSnap) (*clien
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("loading api_clients: %w", err)
 	}
-	return next, nil
+	return next.seal(), nil
 }
 
 // reloadClients re-reads the rows with these ids (change feed): changed rows
@@ -282,7 +301,7 @@ func (s *Postgres) reloadClients(ctx context.Context, ids []string, also *client
 		next.byID[rec.ID] = e
 		next.byKey[rec.ClientKey] = e.client
 	}
-	s.clients.Store(next)
+	s.clients.Store(next.seal())
 	return nil
 }
 

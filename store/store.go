@@ -29,6 +29,10 @@ type Store interface {
 	// LookupUser returns the user with this authentik_sub (nil when unknown,
 	// negatively cached), from the cache when warm, else from the database.
 	LookupUser(ctx context.Context, sub string, now time.Time) (*policy.User, error)
+	// ClientOrigins returns the allowed_origins of the active clients
+	// (SPEC §11 allow_origins: clients), current with the client snapshot.
+	// It never touches the database and does not allocate.
+	ClientOrigins() *policy.ClientOrigins
 	// Directory returns the current modules, companies and sites.
 	Directory(now time.Time) (*policy.Directory, error)
 	// MarkUsed records a use of the client for the batched last_used_at

@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// chromiumBinary finds headless Chromium on PATH. Without it the test
+// skips loudly, and fails under CI=true (.ci/run installs it).
+func chromiumBinary(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not found on PATH and CI=true")
+	}
+	t.Skip("SKIPPING: chromium not found on PATH (apt-get install -y chromium); the browser-level CORS test did not run")
+	return ""
+}
+
+// browserPage is the script the page runs: three fetch() calls with an API
+// key to the gateway (a cross-origin request with a custom header, so the
+// browser sends a preflight first), then it POSTs what the script could
+// read to /result on its own origin.
+const browserPage = `<!doctype html>
+<html><body><script>
+(async () => {
+  const out = {calls: []};
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await fetch(%q + "/api/things", {headers: {"X-API-Key": %q}});
+      out.calls.push({status: r.status, body: await r.text(),
+        retry_after: r.headers.get("Retry-After"), request_id: r.headers.get("X-Request-Id")});
+    }
+  } catch (e) {
+    out.error = String(e);
+  }
+  await fetch("/result", {method: "POST", body: JSON.stringify(out)});
+})();
+</script></body></html>`
+
+type browserResult struct {
+	Calls []struct {
+		Status     int     `json:"status"`
+		Body       string  `json:"body"`
+		RetryAfter *string `json:"retry_after"`
+		RequestID  *string `json:"request_id"`
+	} `json:"calls"`
+	Error string `json:"error"`
+}
+
+// runBrowser serves the page on pageLn, loads it at pageURL in a fresh
+// headless Chromium (stopped by PID afterwards) and returns what the page
+// posted back.
+func runBrowser(t *testing.T, bin string, pageLn net.Listener, pageURL, gateway, key string) browserResult {
+	t.Helper()
+	results := make(chan []byte, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, browserPage, gateway, key)
+	})
+	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case results <- b:
+		default:
+		}
+	})
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(pageLn) }()
+	defer srv.Close()
+
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "chromium.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+filepath.Join(dir, "profile"), pageURL)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	defer func() {
+		_ = cmd.Process.Kill() // this Chromium only, by its PID
+		<-exited
+	}()
+	var raw []byte
+	select {
+	case raw = <-results:
+	case <-exited:
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("chromium exited before the page reported:\n%s", b)
+	case <-time.After(60 * time.Second):
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("no result from the page within 60 s; chromium log:\n%s", b)
+	}
+	var res browserResult
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatalf("page result %s: %v", raw, err)
+	}
+	return res
+}
+
+// TestCORSBrowser loads a page from one loopback origin in headless Chromium
+// that calls the gateway, on another origin, with fetch() and an API key:
+// the browser's own preflight and CORS checks pass, and the script reads a
+// 200 body and a 429's Retry-After. A page on an origin no client lists
+// cannot read anything (fetch fails).
+func TestCORSBrowser(t *testing.T) {
+	bin := chromiumBinary(t)
+	pageLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageOrigin := "http://" + pageLn.Addr().String()
+	up, seen := corsUpstream(t)
+	e := newEnv(t, envOptions{routes: corsRoutes, upstreams: []string{"http://" + up}, fixture: addCORSClients(pageOrigin)})
+	gateway := "http://" + e.addr
+	tok := e.fix.Token("browser") // rate limit 2 per minute
+
+	res := runBrowser(t, bin, pageLn, pageOrigin+"/", gateway, tok)
+	if res.Error != "" || len(res.Calls) != 3 {
+		t.Fatalf("page result: %+v", res)
+	}
+	if c := res.Calls[0]; c.Status != 200 || c.Body != `{"ok":true}` || c.RequestID == nil || *c.RequestID == "" {
+		t.Errorf("first call: %+v", c)
+	}
+	if c := res.Calls[2]; c.Status != 429 || c.RetryAfter == nil || *c.RetryAfter == "" || *c.RetryAfter == "0" ||
+		!strings.Contains(c.Body, `"reason":"rate_limited"`) {
+		t.Errorf("third call: %+v (want a readable 429 with Retry-After)", res.Calls[2])
+	}
+	if n := seen.Load(); n != 2 {
+		t.Errorf("the upstream saw %d requests, want the 2 allowed ones (preflights are answered by the gateway)", n)
+	}
+
+	// The same page from http://localhost:port, an origin nobody lists.
+	otherLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(otherLn.Addr().String())
+	res = runBrowser(t, bin, otherLn, "http://localhost:"+port+"/", gateway, e.fix.Token("app"))
+	if res.Error == "" || len(res.Calls) != 0 {
+		t.Errorf("a page on an unlisted origin read answers: %+v", res)
+	}
+}
