@@ -29,6 +29,9 @@ type JWTConfig struct {
 	// MaxTokenBytes caps the size of a token; larger ones are token_invalid
 	// before any parsing. Default 8 KiB.
 	MaxTokenBytes int
+	// Profile makes verification also map the claims user sync needs
+	// (SPEC §14) to Claims.Profile. Zero: they are not read.
+	Profile ProfileConfig
 }
 
 // KeySet resolves the verification key of a token, normally by its kid. It
@@ -44,6 +47,9 @@ type KeySet interface {
 type Claims struct {
 	Subject   string
 	ExpiresAt time.Time // zero when the token has no exp
+	// Profile is what user sync writes for this token, mapped once when it
+	// was verified; nil unless JWTConfig.Profile is enabled.
+	Profile *UserProfile
 }
 
 var knownAlgs = map[string]bool{
@@ -217,6 +223,10 @@ func (v *jwtVerifier) verify(tok string, now time.Time) (Claims, Reason) {
 	c := Claims{Subject: sub}
 	if exp, err := mc.GetExpirationTime(); err == nil && exp != nil {
 		c.ExpiresAt = exp.Time
+	}
+	if v.cfg.Profile.Enabled {
+		p := ProfileFromClaims(mc, v.cfg.Profile.TrustEmail)
+		c.Profile = &p
 	}
 	return c, ReasonNone
 }

@@ -4,12 +4,15 @@ package policy
 // action) holding company and site id sets, so a permission check is a few map
 // lookups. Immutable and safe for concurrent use.
 type User struct {
-	ID     string
-	Sub    string
-	Email  string
-	Active bool // status 'active' and is_active
-	grants []GrantRecord
-	index  map[grantKey]*grantSet
+	ID    string
+	Sub   string
+	Email string
+	// DisplayName is users.display_name ("" when NULL); user sync compares
+	// it with the token's name.
+	DisplayName string
+	Active      bool // status 'active' and is_active
+	grants      []GrantRecord
+	index       map[grantKey]*grantSet
 }
 
 // grantKey is (module_key, action).
@@ -27,7 +30,7 @@ type grantSet struct {
 // match (a non-legacy scope id is kept as given). A nil dir resolves nothing.
 func CompileUser(u UserRecord, grants []GrantRecord, dir *Directory) *User {
 	usr := &User{
-		ID: u.ID, Sub: u.Sub, Email: u.Email,
+		ID: u.ID, Sub: u.Sub, Email: u.Email, DisplayName: u.DisplayName,
 		Active: u.Status == "active" && u.IsActive,
 		grants: grants,
 		index:  make(map[grantKey]*grantSet),

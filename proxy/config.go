@@ -142,10 +142,20 @@ type Store interface {
 	Ready(now time.Time) bool
 }
 
+// UserSyncer creates and refreshes users from verified token claims (SPEC
+// §14); *store.Postgres satisfies it. SyncUser gets what LookupUser answered
+// for the token's subject and returns the user to decide with (nil:
+// unknown).
+type UserSyncer interface {
+	SyncUser(ctx context.Context, u *policy.User, c policy.Claims, now time.Time) (*policy.User, error)
+}
+
 // Deps are the collaborators of a [Proxy].
 type Deps struct {
 	Engine *policy.Engine
 	Store  Store
+	// UserSync is nil unless user sync is on (SCOPEGATE_USER_SYNC=claims).
+	UserSync UserSyncer
 }
 
 func (c *Config) setDefaults() {

@@ -63,6 +63,9 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 		// made: a warm cache never reads it, and the store bounds a miss
 		// itself (store.PostgresConfig.UserLoadTimeout).
 		u, err := p.store.LookupUser(p.cfg.BaseContext, claims.Subject, now)
+		if err == nil && p.users != nil { // SPEC §14: create or refresh from the claims
+			u, err = p.users.SyncUser(p.cfg.BaseContext, u, claims, now)
+		}
 		if err != nil {
 			p.storeError(err)
 			return withRoute(policy.Denied(policy.ReasonStoreUnavailable), m.Route)

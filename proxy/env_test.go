@@ -77,6 +77,7 @@ type envOptions struct {
 	mutate          func(*Config)
 	listen          string                   // "": 127.0.0.1:0
 	fixture         func(*storetest.Fixture) // edits storetest.Basic before the file store opens
+	userSync        UserSyncer               // nil: user sync off; else the engine maps profiles too
 }
 
 // env is a running gateway on a loopback socket with an echo upstream.
@@ -119,7 +120,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	eng, err := policy.NewEngine(policy.EngineConfig{
 		Routes:         routes,
 		TrustedProxies: o.trusted,
-		JWT:            policy.JWTConfig{HS256Secret: []byte(testHS256Secret), Algorithms: []string{"HS256"}},
+		JWT: policy.JWTConfig{HS256Secret: []byte(testHS256Secret), Algorithms: []string{"HS256"},
+			Profile: policy.ProfileConfig{Enabled: o.userSync != nil}},
 	})
 	if err != nil {
 		t.Fatalf("NewEngine: %v", err)
@@ -141,7 +143,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.mutate != nil {
 		o.mutate(&cfg)
 	}
-	p, err := New(cfg, Deps{Engine: eng, Store: o.store})
+	p, err := New(cfg, Deps{Engine: eng, Store: o.store, UserSync: o.userSync})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -23,6 +23,7 @@ type Proxy struct {
 	cfg    Config
 	engine *policy.Engine
 	store  Store
+	users  UserSyncer // nil: user sync off
 	log    *slog.Logger
 	m      *proxyMetrics
 
@@ -68,6 +69,7 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 		cfg:       cfg,
 		engine:    deps.Engine,
 		store:     deps.Store,
+		users:     deps.UserSync,
 		log:       cfg.Logger,
 		authPath:  cfg.AuthPath,
 		envoyPath: cfg.AuthPath + "/envoy",

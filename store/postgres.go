@@ -97,6 +97,9 @@ type PostgresConfig struct {
 	LegacyPermissions bool
 	// MaxConns bounds the pool (0: the pgxpool default).
 	MaxConns int32
+	// UserSync creates and refreshes users from verified token claims
+	// (SPEC §14); the zero value is off. See [Postgres.SyncUser].
+	UserSync UserSyncConfig
 }
 
 func (c *PostgresConfig) setDefaults() {
@@ -151,6 +154,7 @@ type Postgres struct {
 	userEpoch atomic.Uint64
 	idToSub   map[string]string
 	loads     singleflight.Group // in-flight user loads by subject
+	sync      *userSync          // nil: user sync off
 	events    chan feedEvent
 	// connectFailed receives the first failed listener connection attempt.
 	connectFailed chan error
@@ -208,6 +212,10 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	}
 	s.m = newStoreMetrics(cfg.Metrics, s)
 	s.down.Store(true)
+	if s.sync = newUserSync(cfg.UserSync, newSyncMetrics(cfg.Metrics)); s.sync != nil {
+		s.wg.Add(1)
+		go s.syncLoop()
+	}
 
 	// The listener LISTENs before the first load so no change falls in
 	// between; it then asks the applier for a full load, which OpenPostgres
@@ -271,13 +279,17 @@ func (s *Postgres) touch() {
 	}
 }
 
-// Close stops the background work, flushes last_used_at (bounded by ctx)
-// and closes the pool. Later calls return nil.
+// Close stops the background work, flushes last_used_at and writes the
+// queued user sync updates (bounded by ctx), and closes the pool. Later
+// calls return nil.
 func (s *Postgres) Close(ctx context.Context) error {
 	var err error
 	s.closeOne.Do(func() {
 		s.cancel()
 		s.wg.Wait()
+		if s.sync != nil {
+			s.drainSync(ctx)
+		}
 		err = s.flush(ctx)
 		s.pool.Close()
 	})

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -58,6 +59,11 @@ func (s *Postgres) LookupUser(ctx context.Context, sub string, now time.Time) (*
 	s.m.userMisses.Inc()
 	if s.down.Load() {
 		return nil, ErrUnavailable
+	}
+	if strings.IndexByte(sub, 0) >= 0 || !utf8.ValidString(sub) {
+		// PostgreSQL text holds neither: no row can match, and the query
+		// would fail (a 503 for what is an unknown subject).
+		return nil, nil
 	}
 	u, err := s.loadShared(ctx, sub, now)
 	if err != nil && known != nil && s.withinStale(known, now) { // every load error is ErrUnavailable

@@ -69,6 +69,11 @@ type Config struct {
 	ClientReloadInterval   time.Duration `envconfig:"SCOPEGATE_CLIENT_RELOAD_INTERVAL" default:"5m"`
 	DatabaseConnectTimeout time.Duration `envconfig:"SCOPEGATE_DATABASE_CONNECT_TIMEOUT" default:"5s"`
 
+	// Users from token claims (SPEC §14).
+	UserSync           string        `envconfig:"SCOPEGATE_USER_SYNC" default:"off"`
+	UserSyncInterval   time.Duration `envconfig:"SCOPEGATE_USER_SYNC_INTERVAL" default:"1h"`
+	UserSyncTrustEmail bool          `envconfig:"SCOPEGATE_USER_SYNC_TRUST_EMAIL" default:"false"`
+
 	// jwtAlgorithmsSet: SCOPEGATE_JWT_ALGORITHMS was set (not its default),
 	// so it is the whole allow-list, HS256 not added for a secret.
 	jwtAlgorithmsSet bool
@@ -174,8 +179,30 @@ func (c *Config) validate() error {
 	if c.DatabaseURL != "" && c.StoreFile != "" {
 		return &ConfigError{Var: "SCOPEGATE_STORE_FILE", Msg: "set either SCOPEGATE_DATABASE_URL or SCOPEGATE_STORE_FILE, not both"}
 	}
+	return c.validateUserSync()
+}
+
+// validateUserSync checks SCOPEGATE_USER_SYNC and its interval. Sync needs
+// PostgreSQL: the file store is declarative and never written.
+func (c *Config) validateUserSync() error {
+	switch c.UserSync {
+	case "off":
+		return nil
+	case "claims":
+	default:
+		return &ConfigError{Var: "SCOPEGATE_USER_SYNC", Msg: fmt.Sprintf("%q is not off or claims", c.UserSync)}
+	}
+	if c.UserSyncInterval <= 0 {
+		return &ConfigError{Var: "SCOPEGATE_USER_SYNC_INTERVAL", Msg: "must be positive"}
+	}
+	if c.DatabaseURL == "" {
+		return &ConfigError{Var: "SCOPEGATE_USER_SYNC", Msg: "claims needs SCOPEGATE_DATABASE_URL: the file store (SCOPEGATE_STORE_FILE) is declarative and never written"}
+	}
 	return nil
 }
+
+// userSyncOn reports whether users are created and refreshed from claims.
+func (c *Config) userSyncOn() bool { return c.UserSync == "claims" }
 
 // checkListenAddr reports whether addr is a listen address: [host]:port
 // with a port number (or service name). Whether it can be bound is found

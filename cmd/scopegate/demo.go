@@ -109,7 +109,7 @@ func runDemo(cfg *Config, logger *slog.Logger, out io.Writer, sigs <-chan os.Sig
 	for _, v := range []struct{ name, val string }{
 		{"SCOPEGATE_DATABASE_URL", cfg.DatabaseURL}, {"SCOPEGATE_STORE_FILE", cfg.StoreFile},
 		{"SCOPEGATE_ROUTES_FILE", cfg.RoutesFile}, {"SCOPEGATE_UPSTREAM_URL", cfg.UpstreamURL},
-		{"SCOPEGATE_JWT_JWKS_URL", cfg.JWTJWKSURL},
+		{"SCOPEGATE_JWT_JWKS_URL", cfg.JWTJWKSURL}, {"SCOPEGATE_USER_SYNC", demoIgnoredSync(cfg)},
 	} {
 		if v.val != "" {
 			logger.Warn("the demo ignores this variable and uses its own", slog.String("var", v.name))
@@ -117,6 +117,7 @@ func runDemo(cfg *Config, logger *slog.Logger, out io.Writer, sigs <-chan os.Sig
 	}
 	cfg.DatabaseURL = ""
 	cfg.StoreFile = storePath
+	cfg.UserSync = "off" // the demo's store is a file, never written
 	cfg.RoutesFile = routesPath
 	cfg.UpstreamURL = echo.url
 	cfg.JWTJWKSURL = idp.url + demoJWKSPath
@@ -233,4 +234,13 @@ func (s *demoServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = s.srv.Shutdown(ctx)
+}
+
+// demoIgnoredSync is SCOPEGATE_USER_SYNC when it asks for sync, which the
+// demo's file store never does, else "".
+func demoIgnoredSync(cfg *Config) string {
+	if cfg.userSyncOn() {
+		return cfg.UserSync
+	}
+	return ""
 }

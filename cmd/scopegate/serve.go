@@ -83,6 +83,7 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 	if err != nil {
 		return err
 	}
+	jwtCfg.Profile = policy.ProfileConfig{Enabled: cfg.userSyncOn(), TrustEmail: cfg.UserSyncTrustEmail}
 	engine, err := policy.NewEngine(policy.EngineConfig{
 		Routes:                 routes,
 		DefaultRateLimitPerMin: cfg.DefaultRateLimitPerMin,
@@ -123,7 +124,7 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		IdleTimeout:          cfg.IdleTimeout,
 		MaxConns:             cfg.MaxConns,
 		ExtraMetrics:         st.metrics,
-	}, proxy.Deps{Engine: engine, Store: st.store})
+	}, proxy.Deps{Engine: engine, Store: st.store, UserSync: st.users})
 	if err != nil {
 		closeStore()
 		return &ConfigError{Var: "SCOPEGATE_AUTH_PATH", Msg: err.Error()}

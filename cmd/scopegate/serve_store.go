@@ -21,6 +21,7 @@ type servingStore interface {
 type openedStore struct {
 	store   servingStore
 	metrics []*metrics.Set
+	users   proxy.UserSyncer // nil: user sync off (SCOPEGATE_USER_SYNC)
 }
 
 // openStore opens the PostgreSQL store (SCOPEGATE_DATABASE_URL) or the

@@ -27,6 +27,7 @@ func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*opene
 		ReloadInterval:    cfg.ClientReloadInterval,
 		ConnectTimeout:    cfg.DatabaseConnectTimeout,
 		LegacyPermissions: cfg.LegacyPermissions,
+		UserSync:          store.UserSyncConfig{Enabled: cfg.userSyncOn(), Interval: cfg.UserSyncInterval},
 	})
 	if errors.Is(err, store.ErrInvalidDatabaseURL) {
 		return nil, &ConfigError{Var: "SCOPEGATE_DATABASE_URL", Msg: "cannot be parsed as a PostgreSQL connection string"}
@@ -34,7 +35,11 @@ func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*opene
 	if err != nil {
 		return nil, fmt.Errorf("opening the PostgreSQL store (SCOPEGATE_DATABASE_URL): %w", err)
 	}
-	return &openedStore{store: s, metrics: []*metrics.Set{set}}, nil
+	o := &openedStore{store: s, metrics: []*metrics.Set{set}}
+	if cfg.userSyncOn() {
+		o.users = s
+	}
+	return o, nil
 }
 
 // openFileStore opens the declarative file store (SCOPEGATE_STORE_FILE),
