@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,6 +95,9 @@ func (e *ConfigError) Error() string {
 
 // loadConfig reads the environment. A bad value is a *ConfigError.
 func loadConfig() (*Config, error) {
+	if err := checkEnv(os.Environ()); err != nil {
+		return nil, err
+	}
 	var c Config
 	if err := envconfig.Process("", &c); err != nil {
 		var pe *envconfig.ParseError
@@ -282,4 +287,83 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// testEnvPrefixes name variables that only the test harness and the
+// benchmarks read (internal/pgtest's SCOPEGATE_TEST_DATABASE_URL, bench's
+// SCOPEGATE_BENCH_*): checkEnv lets them through. The gateway reads no
+// variable with these prefixes.
+var testEnvPrefixes = []string{"SCOPEGATE_TEST_", "SCOPEGATE_BENCH_"}
+
+// knownVars returns every variable Config reads, from its envconfig tags
+// (nested structs included), sorted.
+func knownVars() []string {
+	var out []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if name := f.Tag.Get("envconfig"); name != "" {
+				out = append(out, name)
+			} else if f.Type.Kind() == reflect.Struct && f.IsExported() {
+				walk(f.Type)
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}))
+	slices.Sort(out)
+	return out
+}
+
+// checkEnv refuses a SCOPEGATE_ variable in environ that no setting reads:
+// in a gateway a misspelled SCOPEGATE_TRUSTED_PROXIES must not silently mean
+// the default. The error names the variable and the closest known name.
+func checkEnv(environ []string) error {
+	known := knownVars()
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "SCOPEGATE_") || slices.Contains(known, name) ||
+			slices.ContainsFunc(testEnvPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		msg := "unknown variable"
+		if near := closest(name, known); near != "" {
+			msg += "; did you mean " + near + "?"
+		}
+		return &ConfigError{Var: name, Msg: msg + " (every variable: docs/configuration.md)"}
+	}
+	return nil
+}
+
+// closest returns the name in names nearest to s by edit distance, or ""
+// when none is within a third of s's length.
+func closest(s string, names []string) string {
+	best, bestD := "", len(s)/3+1
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -169,6 +170,16 @@ func TestKeysRotateRevokeList(t *testing.T) {
 	if r := readClient(t, conn, "app"); r.status != "revoked" {
 		t.Errorf("after revoke status = %q, want revoked", r.status)
 	}
+	updated := readUpdatedAt(t, conn, "app")
+	if code, out, errOut = runKeys(t, "revoke", "app"); code != exitOK || out != "" || !strings.Contains(errOut, `client "app" was already revoked: nothing changed`) {
+		t.Errorf("second revoke = %d, %q, %q; want 0 and already revoked", code, out, errOut)
+	}
+	if code, _, errOut = runKeys(t, "activate", "app"); code != exitFail || !strings.Contains(errOut, "revocation is final") {
+		t.Errorf("activate of a revoked key = %d, %q; want 1, revocation is final", code, errOut)
+	}
+	if readUpdatedAt(t, conn, "app") != updated {
+		t.Error("a second revoke or a refused activate touched updated_at")
+	}
 	code, _, errOut = runKeys(t, "rotate", "app")
 	if code != exitOK || !strings.Contains(errOut, `status is "revoked"`) {
 		t.Errorf("rotate of a revoked key = %d, stderr %q; want 0 and a warning", code, errOut)
@@ -204,6 +215,59 @@ func TestKeysRotateRevokeList(t *testing.T) {
 	}
 }
 
+func readUpdatedAt(t *testing.T, conn *pgx.Conn, key string) time.Time {
+	t.Helper()
+	var u time.Time
+	if err := conn.QueryRow(context.Background(), `SELECT updated_at FROM api_clients WHERE client_key = $1`, key).Scan(&u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestKeysSuspendActivateShow: suspend and activate move the status both
+// ways (saying when nothing changed); show and list --json print the row's
+// settings and never the hash; --expires-in takes days.
+func TestKeysSuspendActivateShow(t *testing.T) {
+	conn := keysDB(t)
+	if code, _, errOut := runKeys(t, "create", "--client-key", "svc", "--name", "Svc", "--ip", "10.0.0.0/8", "--expires-in", "30d"); code != exitOK {
+		t.Fatalf("create --expires-in 30d = %d, %q", code, errOut)
+	}
+	if r := readClient(t, conn, "svc"); r.expiresAt == nil || r.expiresAt.Sub(time.Now().Add(30*24*time.Hour)).Abs() > time.Minute {
+		t.Errorf("expires_at = %v, want 30 days from now", r.expiresAt)
+	}
+	steps := []struct {
+		verb, status, stderr string
+	}{
+		{"suspend", "suspended", `suspended client "svc" (was active)`},
+		{"suspend", "suspended", `client "svc" was already suspended: nothing changed`},
+		{"activate", "active", `client "svc" is active again (was suspended)`},
+		{"activate", "active", `client "svc" was already active: nothing changed`},
+	}
+	for _, s := range steps {
+		code, out, errOut := runKeys(t, s.verb, "svc")
+		if code != exitOK || out != "" || !strings.Contains(errOut, s.stderr) {
+			t.Errorf("keys %s = %d, %q, %q; want 0 and %q", s.verb, code, out, errOut, s.stderr)
+		}
+		if got := readClient(t, conn, "svc").status; got != s.status {
+			t.Errorf("after keys %s status = %q, want %q", s.verb, got, s.status)
+		}
+	}
+	code, out, errOut := runKeys(t, "show", "svc")
+	if code != exitOK || !strings.Contains(out, "allowed_ips:        10.0.0.0/8") || !strings.Contains(out, "allowed_paths:      any (no restriction)") ||
+		strings.Contains(out, "sha256") {
+		t.Errorf("keys show = %d\n%s%s", code, out, errOut)
+	}
+	var list []keyRow
+	_, out, _ = runKeys(t, "list", "--json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 || list[0].ClientKey != "svc" || list[0].Status != "active" ||
+		len(list[0].AllowedIPs) != 1 || list[0].ExpiresAt == nil || strings.Contains(out, "sha256") {
+		t.Errorf("keys list --json = %v\n%s", err, out)
+	}
+	if code, _, errOut := runKeys(t, "show", "ghost"); code != exitFail || !strings.Contains(errOut, `no client with client_key "ghost"`) {
+		t.Errorf("keys show ghost = %d, %q", code, errOut)
+	}
+}
+
 func TestKeysErrors(t *testing.T) {
 	keysDB(t)
 	tests := []struct {
@@ -222,7 +286,7 @@ func TestKeysErrors(t *testing.T) {
 		{"create bad origin", []string{"create", "--client-key", "x", "--name", "x", "--origin", "not an origin"}, exitConfig, `--origin "not an origin"`},
 		{"create bad glob", []string{"create", "--client-key", "x", "--name", "x", "--path", "api/x"}, exitConfig, `--path "api/x"`},
 		{"create negative rate", []string{"create", "--client-key", "x", "--name", "x", "--rate-per-min", "-1"}, exitConfig, "--rate-per-min must be 0"},
-		{"create bad duration", []string{"create", "--client-key", "x", "--name", "x", "--expires-in", "30d"}, exitConfig, "expires-in"},
+		{"create bad duration", []string{"create", "--client-key", "x", "--name", "x", "--expires-in", "30x"}, exitConfig, `"30x" is not a duration such as 720h or 30d`},
 		{"create zero duration", []string{"create", "--client-key", "x", "--name", "x", "--expires-in", "0s"}, exitConfig, "--expires-in must be a positive duration"},
 		{"rotate without key", []string{"rotate"}, exitConfig, "usage: scopegate keys rotate CLIENT_KEY"},
 		{"revoke two keys", []string{"revoke", "a", "b"}, exitConfig, "usage: scopegate keys revoke CLIENT_KEY"},

@@ -32,6 +32,9 @@ func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*opene
 	if errors.Is(err, store.ErrInvalidDatabaseURL) {
 		return nil, &ConfigError{Var: "SCOPEGATE_DATABASE_URL", Msg: "cannot be parsed as a PostgreSQL connection string"}
 	}
+	if missingSchema(err) {
+		return nil, errors.New("opening the PostgreSQL store (SCOPEGATE_DATABASE_URL): " + errNoSchema)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening the PostgreSQL store (SCOPEGATE_DATABASE_URL): %w", err)
 	}
