@@ -18,6 +18,14 @@ package policy
 // scope's kind and key (the key even when the request named the id). It does
 // not allocate.
 func (e *Engine) AuthorizeUser(req *Request, m *Match, u *User, dir *Directory) Decision {
+	d := e.authorizeUser(req, m, u, dir)
+	if e.trace != nil {
+		e.traceUser(req, m, u, dir, d)
+	}
+	return d
+}
+
+func (e *Engine) authorizeUser(req *Request, m *Match, u *User, dir *Directory) Decision {
 	route := m.Route
 	if u == nil {
 		return deny(ReasonUserUnknown, route)

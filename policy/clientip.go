@@ -27,6 +27,14 @@ func (e *Engine) IsTrustedProxy(peer netip.Addr) bool {
 // misconfiguration worth surfacing. IPv4-mapped IPv6 addresses are unmapped.
 // It does not allocate.
 func (e *Engine) ClientIP(peer netip.Addr, xff, xRealIP string) (netip.Addr, Reason) {
+	a, r := e.clientIP(peer, xff, xRealIP)
+	if e.trace != nil {
+		e.traceClientIP(peer, xff, xRealIP, a, r)
+	}
+	return a, r
+}
+
+func (e *Engine) clientIP(peer netip.Addr, xff, xRealIP string) (netip.Addr, Reason) {
 	peer = peer.Unmap()
 	if !e.IsTrustedProxy(peer) {
 		return peer, ReasonNone

@@ -65,6 +65,10 @@ type EngineConfig struct {
 	// running at once (outcomes not yet remembered). Default: half of
 	// GOMAXPROCS, at least 1, so guesses can never take every core.
 	SlowHashConcurrency int
+	// Trace, when set, receives every step of every decision with its
+	// outcome (`scopegate explain`). Leave it nil when serving: each engine
+	// call then costs one nil check and nothing is described.
+	Trace Tracer
 }
 
 // Engine decides. It is safe for concurrent use. Its token buckets and
@@ -79,6 +83,7 @@ type Engine struct {
 	buckets bucketTable
 	jwt     *jwtVerifier
 	slow    *slowHashGate
+	trace   Tracer // nil when serving
 }
 
 // NewEngine builds an Engine. It fails on a negative rate limit or an
@@ -93,7 +98,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.SlowHashConcurrency <= 0 {
 		cfg.SlowHashConcurrency = max(1, runtime.GOMAXPROCS(0)/2)
 	}
-	e := &Engine{cfg: cfg, slow: newSlowHashGate(cfg.SlowHashConcurrency)}
+	e := &Engine{cfg: cfg, slow: newSlowHashGate(cfg.SlowHashConcurrency), trace: cfg.Trace}
 	for _, p := range cfg.TrustedProxies {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
@@ -128,6 +133,14 @@ func deny(r Reason, route int) Decision { return Decision{Verdict: Deny, Reason:
 // It does not allocate when the path has no escapes or req.Scratch is large
 // enough.
 func (e *Engine) Match(req *Request) (Match, Decision) {
+	m, d := e.match(req)
+	if e.trace != nil {
+		e.traceMatch(req, &m, d)
+	}
+	return m, d
+}
+
+func (e *Engine) match(req *Request) (Match, Decision) {
 	m, d := e.matchRoute(req, e.routes.Load())
 	if d.Reason != ReasonNone || m.Public {
 		return m, d
@@ -218,6 +231,14 @@ func needCredential(req *Request, accept acceptMask, route int) Decision {
 // a module the key is still authorized by its own allowed_paths only.
 // It does not allocate for a SHA-256 hash or a cached slow-hash token.
 func (e *Engine) AuthorizeClient(req *Request, m *Match, c *Client) Decision {
+	d := e.authorizeClient(req, m, c)
+	if e.trace != nil {
+		e.traceClient(req, m, c, d)
+	}
+	return d
+}
+
+func (e *Engine) authorizeClient(req *Request, m *Match, c *Client) Decision {
 	route := m.Route
 	cred := &req.Cred
 	if cred.Kind != CredentialAPIKey || cred.Malformed || c == nil || c.ClientKey != cred.ClientKey ||

@@ -165,6 +165,14 @@ func (v *jwtVerifier) key(t *jwt.Token) (any, error) {
 // past exp (plus leeway) and otherwise valid, token_invalid for everything
 // else, a future nbf included. A cache hit does not allocate.
 func (e *Engine) VerifyToken(req *Request) (Claims, Decision) {
+	c, d := e.verifyToken(req)
+	if e.trace != nil {
+		e.traceToken(req, c, d)
+	}
+	return c, d
+}
+
+func (e *Engine) verifyToken(req *Request) (Claims, Decision) {
 	v := e.jwt
 	tok := req.Cred.Token
 	if req.Cred.Kind != CredentialJWT || tok == "" || len(tok) > v.cfg.MaxTokenBytes {

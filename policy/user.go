@@ -92,28 +92,48 @@ const (
 	scopeSite
 )
 
+// grantHit says which grant satisfied a permission check.
+type grantHit uint8
+
+const (
+	grantNone        grantHit = iota
+	grantAny                  // scope any: a grant on some company or site
+	grantCompany              // a company grant on the route's company
+	grantSite                 // a site grant on the route's site
+	grantSiteCompany          // a company grant on the site's company
+)
+
 // hasGrant reports whether the user holds (module, action) on the scope:
 // a company grant on company; a site grant on site or a company grant on the
 // site's company; for scopeAny any grant. It does not allocate.
 func (u *User) hasGrant(module, action string, kind scopeKind, company *Company, site *Site) bool {
+	return u.grantFor(module, action, kind, company, site) != grantNone
+}
+
+// grantFor is hasGrant telling which grant holds.
+func (u *User) grantFor(module, action string, kind scopeKind, company *Company, site *Site) grantHit {
 	set := u.index[grantKey{module, action}]
 	if set == nil {
-		return false
+		return grantNone
 	}
 	switch kind {
 	case scopeAny:
-		return len(set.companies) > 0 || len(set.sites) > 0
+		if len(set.companies) > 0 || len(set.sites) > 0 {
+			return grantAny
+		}
 	case scopeCompany:
-		_, ok := set.companies[company.ID]
-		return ok
+		if _, ok := set.companies[company.ID]; ok {
+			return grantCompany
+		}
 	case scopeSite:
 		if _, ok := set.sites[site.ID]; ok {
-			return true
+			return grantSite
 		}
 		if site.Company != nil {
-			_, ok := set.companies[site.Company.ID]
-			return ok
+			if _, ok := set.companies[site.Company.ID]; ok {
+				return grantSiteCompany
+			}
 		}
 	}
-	return false
+	return grantNone
 }

@@ -44,6 +44,7 @@ func commands() []topCommand {
 		{name: "demo", summary: "run a self-contained demo (file store, echo upstream)", run: cmdDemo},
 		{name: "migrate", usage: "[status]", summary: "apply or list database migrations", run: cmdMigrate},
 		{name: "routes", usage: "check [FILE] [--strict]", summary: "validate a routes file (no database needed)", run: cmdRoutes},
+		{name: "explain", usage: "[flags] METHOD PATH", summary: "run the real decision for a described request and print every step", ownHelp: true, run: cmdExplain},
 		{name: "keys", usage: "create|rotate|revoke|suspend|activate|list|show", summary: "manage API keys", ownHelp: true, run: cmdKeys},
 		{name: "users", usage: "list|show|add", summary: "list and show users and their grants", ownHelp: true, run: cmdUsers},
 		{name: "grants", usage: "list|add|remove", summary: "grant users an action on a module, on a company or a site", ownHelp: true, run: cmdGrants},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -83,15 +84,9 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 	if err != nil {
 		return err
 	}
-	jwtCfg.Profile = policy.ProfileConfig{Enabled: cfg.userSyncOn(), TrustEmail: cfg.UserSyncTrustEmail}
-	engine, err := policy.NewEngine(policy.EngineConfig{
-		Routes:                 routes,
-		DefaultRateLimitPerMin: cfg.DefaultRateLimitPerMin,
-		JWT:                    jwtCfg,
-		TrustedProxies:         trusted,
-	})
+	engine, err := newEngine(engineConfig(cfg, routes, jwtCfg, trusted))
 	if err != nil {
-		return &ConfigError{Var: "SCOPEGATE_JWT_ALGORITHMS", Msg: err.Error()}
+		return err
 	}
 	st, err := openStore(baseCtx, cfg, logger)
 	if err != nil {
@@ -213,6 +208,28 @@ loop:
 		return serveErr
 	}
 	return nil
+}
+
+// engineConfig is the policy configuration serve decides with (explain
+// adds its tracer to it).
+func engineConfig(cfg *Config, routes *policy.Routes, jwtCfg policy.JWTConfig, trusted []netip.Prefix) policy.EngineConfig {
+	jwtCfg.Profile = policy.ProfileConfig{Enabled: cfg.userSyncOn(), TrustEmail: cfg.UserSyncTrustEmail}
+	return policy.EngineConfig{
+		Routes:                 routes,
+		DefaultRateLimitPerMin: cfg.DefaultRateLimitPerMin,
+		JWT:                    jwtCfg,
+		TrustedProxies:         trusted,
+	}
+}
+
+// newEngine builds the engine; its only failure is an unusable JWT
+// configuration.
+func newEngine(ec policy.EngineConfig) (*policy.Engine, error) {
+	e, err := policy.NewEngine(ec)
+	if err != nil {
+		return nil, &ConfigError{Var: "SCOPEGATE_JWT_ALGORITHMS", Msg: err.Error()}
+	}
+	return e, nil
 }
 
 // sweepRateLimits drops idle token buckets every minute so the bucket table
