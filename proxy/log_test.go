@@ -56,8 +56,9 @@ func TestDecisionLog(t *testing.T) {
 				t.Errorf("%s = %v, want %v (line %v)", k, first[k], v, first)
 			}
 		}
-		if _, ok := first["route"]; !ok {
-			t.Errorf("no route attribute")
+		// The route by its pattern, never an index.
+		if r, ok := first["route"].(string); !ok || !strings.HasPrefix(r, "/") {
+			t.Errorf("route = %#v, want the matched route's pattern", first["route"])
 		}
 		if lines[1]["reason"] != "permission_denied" || lines[1]["user_sub"] != "carol" {
 			t.Errorf("user denial line: %v", lines[1])

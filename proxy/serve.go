@@ -276,10 +276,16 @@ func (p *Proxy) observe(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		slog.String("path", strings.Clone(st.req.RawPath)),
 		slog.String("client_ip", clientIPString(st.req.ClientIP)),
 		slog.String("request_id", string(st.reqID)),
-		slog.Int("route", d.Route),
-		{},
+		{}, // route
+		{}, // user_sub or client_key
 	}
-	n := len(attrs) - 1
+	n := len(attrs) - 2
+	if d.Route >= 0 {
+		// The route by its pattern as written in the routes file; absent
+		// when no route matched.
+		attrs[n] = slog.String("route", p.engine.Routes().Path(d.Route))
+		n++
+	}
 	switch {
 	case d.Identity.UserSub != "":
 		attrs[n] = slog.String("user_sub", d.Identity.UserSub)

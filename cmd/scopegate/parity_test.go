@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -46,7 +45,10 @@ func startGateway(t *testing.T, env map[string]string) *gateway {
 func runGateway(t *testing.T, cfg *Config) *gateway {
 	t.Helper()
 	g := &gateway{sigs: make(chan os.Signal, 4), exited: make(chan struct{}), logs: &syncbuf.Buffer{}}
-	logger := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, err := newLogger("debug", g.logs) // serve's own logger
+	if err != nil {
+		t.Fatal(err)
+	}
 	started := make(chan struct{})
 	go func() {
 		defer close(g.exited)

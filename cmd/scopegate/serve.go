@@ -50,7 +50,16 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, &ConfigError{Var: "SCOPEGATE_LOG_LEVEL", Msg: fmt.Sprintf("%q is not debug, info, warn or error", level)}
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: durationText})), nil
+}
+
+// durationText writes durations as Go duration strings ("15s"), not the
+// integer nanoseconds slog's JSON handler writes, on every log line.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // serveStarted reports the bound addresses once both listeners accept
