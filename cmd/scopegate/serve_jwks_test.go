@@ -26,6 +26,7 @@ type fakeIdP struct {
 	current  atomic.Value // the kid the JWKS serves
 	down     atomic.Bool
 	jwksHits atomic.Int64
+	discHits atomic.Int64 // discovery documents served
 }
 
 // newFakeIdP starts a fakeIdP with an RSA key per kid, serving the first.
@@ -48,6 +49,7 @@ func newFakeIdP(t *testing.T, delay time.Duration, kids ...string) *fakeIdP {
 		}
 		switch r.URL.Path {
 		case "/.well-known/openid-configuration":
+			p.discHits.Add(1)
 			json.NewEncoder(w).Encode(map[string]string{"issuer": p.url, "jwks_uri": p.url + "/jwks"})
 		case "/jwks":
 			p.jwksHits.Add(1)
@@ -180,5 +182,40 @@ func TestServeJWKSKeyRotation(t *testing.T) {
 	idp.current.Store("new")
 	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+idp.sign(t, "new", "")); s != 200 || body != "sub=alice" {
 		t.Errorf("first token of the rotated key: %d %s, want 200 after the unknown-kid refetch", s, body)
+	}
+}
+
+// TestServeHS256IssuerNoDiscovery: with SCOPEGATE_JWT_HS256_SECRET and
+// SCOPEGATE_JWT_ISSUER (no JWKS URL, default algorithms) serve fetches no
+// discovery document: the issuer is for the iss check, which still holds.
+func TestServeHS256IssuerNoDiscovery(t *testing.T) {
+	idp := newFakeIdP(t, 0, "k1")
+	g := startGateway(t, map[string]string{
+		"SCOPEGATE_STORE_FILE":       basicStoreFile(t),
+		"SCOPEGATE_JWT_HS256_SECRET": paritySecret,
+		"SCOPEGATE_JWT_ISSUER":       idp.url,
+	})
+	sign := func(iss string) string {
+		claims := jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}
+		if iss != "" {
+			claims["iss"] = iss
+		}
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(paritySecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if status, body := httpGet(t, g.base+"/anything", "Authorization", "Bearer "+sign(idp.url)); status != 200 {
+		t.Errorf("HS256 token with the issuer: %d %s, want 200", status, body)
+	}
+	if status, body := httpGet(t, g.base+"/anything", "Authorization", "Bearer "+sign("https://other.example.com")); status != 401 || !strings.Contains(body, "token_invalid") {
+		t.Errorf("HS256 token from another issuer: %d %s, want 401 token_invalid", status, body)
+	}
+	if n := idp.discHits.Load() + idp.jwksHits.Load(); n != 0 {
+		t.Errorf("%d requests reached the issuer, want none", n)
+	}
+	if !strings.Contains(g.logs.String(), "no OpenID discovery") {
+		t.Errorf("start-up does not say the issuer is checked in iss only:\n%s", g.logs)
 	}
 }

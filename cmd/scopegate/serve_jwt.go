@@ -68,6 +68,14 @@ func buildJWT(ctx context.Context, cfg *Config, logger *slog.Logger) (policy.JWT
 	if cfg.JWTIssuer == "" {
 		return jc, nil
 	}
+	if cfg.JWTHS256Secret != "" && !cfg.jwtAlgorithmsSet {
+		// The shared secret verifies the tokens; the issuer is there for
+		// the iss check only. Discovery (and its retries against an issuer
+		// that may not serve OpenID metadata) happens only when asked for:
+		// a JWKS URL, or an explicit SCOPEGATE_JWT_ALGORITHMS.
+		logger.Info("SCOPEGATE_JWT_HS256_SECRET is set and SCOPEGATE_JWT_JWKS_URL is not: SCOPEGATE_JWT_ISSUER is checked in iss only, no OpenID discovery")
+		return jc, nil
+	}
 	discoveryURL, err := discoveryURLOf(cfg.JWTIssuer)
 	if err != nil {
 		return jc, &ConfigError{Var: "SCOPEGATE_JWT_ISSUER", Msg: err.Error()}
