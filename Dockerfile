@@ -38,7 +38,10 @@ ENV SCOPEGATE_LISTEN_ADDR=:8080 \
 EXPOSE 8080 9090
 USER nonroot:nonroot
 # There is no curl in a distroless image: `scopegate healthcheck` GETs
-# /healthz on SCOPEGATE_ADMIN_ADDR (on loopback) and exits 0 on 200, else 1.
+# /readyz on SCOPEGATE_ADMIN_ADDR (on loopback) and exits 0 on 200, else 1,
+# so a gateway that cannot reach its database past SCOPEGATE_STALE_TTL (and
+# answers 503) is unhealthy. (`scopegate healthcheck --live` asks /healthz,
+# process up, for orchestrators that restart on a failed check.)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/scopegate", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/scopegate"]

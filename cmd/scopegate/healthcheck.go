@@ -17,20 +17,26 @@ import (
 // allows 3 s).
 const healthcheckTimeout = 2 * time.Second
 
-// cmdHealthcheck runs `scopegate healthcheck`, the Dockerfile's HEALTHCHECK
-// (a distroless image has no curl): GET /healthz on SCOPEGATE_ADMIN_ADDR,
-// exit 0 on 200, else exit 1 with one line. It reads only
-// SCOPEGATE_ADMIN_ADDR, so an unrelated bad variable does not mark a running
-// gateway unhealthy.
+// cmdHealthcheck runs `scopegate healthcheck [--live]`, the Dockerfile's
+// HEALTHCHECK (a distroless image has no curl): GET /readyz (with --live,
+// /healthz) on SCOPEGATE_ADMIN_ADDR, exit 0 on 200, else exit 1 with one
+// line. Readiness is the default because a gateway that cannot reach its
+// store past the stale TTL answers every request 503: the container is not
+// healthy. It reads only SCOPEGATE_ADMIN_ADDR, so an unrelated bad variable
+// does not mark a running gateway unhealthy.
 func cmdHealthcheck(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		return &usageError{msg: "healthcheck takes no arguments (it checks SCOPEGATE_ADMIN_ADDR)"}
+	path := "/readyz"
+	switch {
+	case len(args) == 1 && (args[0] == "--live" || args[0] == "-live"):
+		path = "/healthz"
+	case len(args) > 0:
+		return &usageError{msg: "usage: scopegate healthcheck [--live] (it checks SCOPEGATE_ADMIN_ADDR)"}
 	}
 	addr := os.Getenv("SCOPEGATE_ADMIN_ADDR")
 	if addr == "" {
 		addr = adminAddrDefault()
 	}
-	url, err := healthzURL(addr)
+	url, err := adminURL(addr, path)
 	if err != nil {
 		return &ConfigError{Var: "SCOPEGATE_ADMIN_ADDR", Msg: err.Error()}
 	}
@@ -54,15 +60,15 @@ func cmdHealthcheck(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// healthzURL builds the /healthz URL of an admin listen address; an empty or
+// adminURL builds the URL of path on an admin listen address; an empty or
 // unspecified host (":9090", "0.0.0.0:9090", "[::]:9090") is checked on
 // loopback.
-func healthzURL(addr string) (string, error) {
+func adminURL(addr, path string) (string, error) {
 	hp, err := loopbackHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("%q is not host:port", addr)
 	}
-	return "http://" + hp + "/healthz", nil
+	return "http://" + hp + path, nil
 }
 
 // loopbackHostPort rewrites a listen address whose host is empty or

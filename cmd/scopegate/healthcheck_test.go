@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-func runHealthcheck(t *testing.T, adminAddr string) (code int, stdout, stderr string) {
+func runHealthcheck(t *testing.T, adminAddr string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	t.Setenv("SCOPEGATE_ADMIN_ADDR", adminAddr)
 	var out, errOut bytes.Buffer
-	code = run([]string{"healthcheck"}, &out, &errOut)
+	code = run(append([]string{"healthcheck"}, args...), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -26,8 +26,11 @@ func TestHealthcheckRealAdminListener(t *testing.T) {
 	_, port, _ := net.SplitHostPort(g.admin)
 	for _, addr := range []string{g.admin, "0.0.0.0:" + port, ":" + port} {
 		code, stdout, stderr := runHealthcheck(t, addr)
-		if code != exitOK || !strings.Contains(stdout, "127.0.0.1:"+port+"/healthz: 200") {
+		if code != exitOK || !strings.Contains(stdout, "127.0.0.1:"+port+"/readyz: 200") {
 			t.Errorf("healthcheck %s: exit %d, stdout %q, stderr %q", addr, code, stdout, stderr)
+		}
+		if code, stdout, stderr := runHealthcheck(t, addr, "--live"); code != exitOK || !strings.Contains(stdout, "127.0.0.1:"+port+"/healthz: 200") {
+			t.Errorf("healthcheck --live %s: exit %d, stdout %q, stderr %q", addr, code, stdout, stderr)
 		}
 	}
 }
@@ -43,7 +46,7 @@ func TestHealthcheckFailures(t *testing.T) {
 	closed.Close()
 
 	unhealthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" {
+		if r.URL.Path != "/readyz" {
 			t.Errorf("path %q", r.URL.Path)
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -99,7 +102,7 @@ func TestHealthcheckBadAddr(t *testing.T) {
 	}
 }
 
-func TestHealthzURL(t *testing.T) {
+func TestAdminURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"127.0.0.1:9090": "http://127.0.0.1:9090/healthz",
 		":9090":          "http://127.0.0.1:9090/healthz",
@@ -108,8 +111,8 @@ func TestHealthzURL(t *testing.T) {
 		"[::1]:9090":     "http://[::1]:9090/healthz",
 		"admin:9090":     "http://admin:9090/healthz",
 	} {
-		if got, err := healthzURL(in); err != nil || got != want {
-			t.Errorf("healthzURL(%q) = %q, %v; want %q", in, got, err, want)
+		if got, err := adminURL(in, "/healthz"); err != nil || got != want {
+			t.Errorf("adminURL(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 	if adminAddrDefault() != "127.0.0.1:9090" {
