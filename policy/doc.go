@@ -21,7 +21,9 @@
 //     a Decision with a Reason denies, m.Public allows without credentials;
 //  4. for an API key, looks the client up by Cred.ClientKey and calls
 //     [Engine.AuthorizeClient]; for a JWT, calls [Engine.VerifyToken], looks
-//     the user up by Claims.Subject and calls [Engine.AuthorizeUser].
+//     the user up by Claims.Subject and calls [Engine.AuthorizeUser]. With
+//     user sync on (JWTConfig.Profile), Claims.Profile is the token's
+//     [UserProfile] ([ProfileFromClaims]), which the store writes (SPEC §14).
 //
 // Compiled values are immutable and safe for concurrent use; the Engine's
 // token buckets and verified-token cache are internally synchronised. The

@@ -1,7 +1,8 @@
 // Package store adapts PostgreSQL and the declarative file store to what the
 // policy engine needs: compiled clients, users and the directory of modules,
-// companies and sites. It owns the caches, the change feed and the
-// last_used_at writer.
+// companies and sites. It owns the caches, the change feed, the
+// last_used_at writer and, when asked, user sync from token claims
+// ([Postgres.SyncUser]).
 package store
 
 import (

@@ -153,10 +153,11 @@ func newUserSync(cfg UserSyncConfig, m *syncMetrics) *userSync {
 // an unknown subject it creates the row (one insert per subject at a time,
 // bounded in rate and concurrency) and returns the user as loaded after it,
 // so the request is decided as a known user; the negative cache entry is
-// dropped first. A subject that cannot be created (the database refused the
-// write, the bound was reached, a subject too long to store) gives nil: the
-// request is decided as unknown. A database that cannot be reached gives
-// [ErrUnavailable], as LookupUser does.
+// dropped first. A subject that cannot be created (the database answered
+// with an error: read-only, a privilege, a constraint, a trigger; the bound
+// was reached; a subject too long to store) gives nil: the request is
+// decided as unknown. A database that cannot be reached (connection lost,
+// timeout) gives [ErrUnavailable], as LookupUser does.
 func (s *Postgres) SyncUser(ctx context.Context, u *policy.User, c policy.Claims, now time.Time) (*policy.User, error) {
 	y := s.sync
 	if y == nil || c.Profile == nil {
@@ -214,7 +215,7 @@ func (s *Postgres) create(ctx context.Context, sub string, p *policy.UserProfile
 		created, err := s.insertUser(qctx, sub, p)
 		if err != nil {
 			var pe *pgconn.PgError
-			if errors.As(err, &pe) {
+			if errors.As(err, &pe) && !connectionLost(qctx, err) {
 				// The database answered and refused: decided as unknown,
 				// not tried again for a while.
 				y.createFailures.Inc()

@@ -264,6 +264,62 @@ func TestUserSyncRace(t *testing.T) {
 	}
 }
 
+// TestUserSyncEmailRace: two new subjects with one verified email, created
+// at once on two gateways: both rows exist, one holds the email, the other
+// has NULL and says why in last_error.
+func TestUserSyncEmailRace(t *testing.T) {
+	t.Parallel()
+	db, a, b := twoGateways(t, nil)
+	for round := range 5 {
+		email := fmt.Sprint("shared-", round, "@example.com")
+		subs := []string{fmt.Sprint("twin-a-", round), fmt.Sprint("twin-b-", round)}
+		var wg sync.WaitGroup
+		for i, s := range []*store.Postgres{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				u, err := lookupAndSync(t, s, claimsFor(subs[i], map[string]any{"email": email, "email_verified": true}, false))
+				if err != nil || u == nil {
+					t.Errorf("%s: %v, %v", subs[i], u, err)
+				}
+			}()
+		}
+		wg.Wait()
+		ra, _ := readUser(t, db, subs[0])
+		rb, _ := readUser(t, db, subs[1])
+		holder, other := ra, rb
+		if rb.email == email {
+			holder, other = rb, ra
+		}
+		if holder.email != email || holder.lastError != "<NULL>" || other.email != "<NULL>" || other.lastError != "email: held by another user" {
+			t.Errorf("round %d: %+v and %+v; want one holding %s, the other NULL with the reason", round, ra, rb, email)
+		}
+	}
+}
+
+// TestUserSyncUpdateRefused: a database that refuses the background update
+// counts and logs it; the request never saw it, and the row is unchanged.
+func TestUserSyncUpdateRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withSync(nil))
+	pgtest.Exec(t, b.db, `CREATE FUNCTION refuse_updates() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'no updates here'; END $$;
+CREATE TRIGGER refuse_updates BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION refuse_updates();`)
+	u, err := lookupAndSync(t, b.store, claimsFor("alice", map[string]any{"name": "Alicia"}, false))
+	if err != nil || u == nil || u.DisplayName != "Alice" {
+		t.Fatalf("SyncUser = %+v, %v", u, err)
+	}
+	eventually(t, 5*time.Second, "the update failure counted", func() bool {
+		return metricValue(t, b.store, store.MetricSyncUpdateFailures) == 1
+	})
+	if !strings.Contains(b.logs.String(), "no updates here") {
+		t.Errorf("the failure was not logged; logs:\n%s", b.logs)
+	}
+	if r, _ := readUser(t, b.db, "alice"); r.name != "Alice" || r.synced {
+		t.Errorf("alice = %+v; want unchanged, no auth_sync_state", r)
+	}
+}
+
 // TestUserSyncFeed: a row one gateway creates reaches the other through
 // the change feed (LISTEN scopegate_changes): its negative cache entry is
 // dropped and the next lookup finds the user, without a restart.
@@ -295,7 +351,7 @@ func TestUserSyncFeed(t *testing.T) {
 // subject per interval, and is not asked again within the negative TTL.
 func TestUserSyncRefusedWrite(t *testing.T) {
 	t.Parallel()
-	b := setup(t, edits(withSync(nil), func(c *store.PostgresConfig) { c.NegativeCacheTTL = time.Hour }))
+	b := setup(t, edits(withSync(nil), func(c *store.PostgresConfig) { c.NegativeCacheTTL = 300 * time.Millisecond }))
 	pgtest.Exec(t, b.db, `CREATE FUNCTION refuse_users() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'users are read-only here'; END $$;
 CREATE TRIGGER refuse_users BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION refuse_users();`)
@@ -309,8 +365,17 @@ CREATE TRIGGER refuse_users BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION
 	if got := metricValue(t, b.store, store.MetricSyncCreateFailures); got != 1 {
 		t.Errorf("%s = %v, want 1 (later attempts wait for the negative TTL)", store.MetricSyncCreateFailures, got)
 	}
+	// Past the negative TTL it is tried again, and refused again, but the
+	// error is not logged again within the interval.
+	eventually(t, 5*time.Second, "a second attempt", func() bool {
+		u, err := lookupAndSync(t, b.store, c)
+		if u != nil || err != nil {
+			t.Fatalf("retry: %v, %v; want unknown", u, err)
+		}
+		return metricValue(t, b.store, store.MetricSyncCreateFailures) == 2
+	})
 	if n := strings.Count(b.logs.String(), "users are read-only here"); n != 1 {
-		t.Errorf("the refusal was logged %d times, want once; logs:\n%s", n, b.logs)
+		t.Errorf("the refusal was logged %d times, want once per interval; logs:\n%s", n, b.logs)
 	}
 	if n := countUsers(t, b.db, "authentik_sub = 'refused'"); n != 0 {
 		t.Errorf("%d rows", n)
@@ -467,4 +532,28 @@ func TestLookupUserUnstorableSubject(t *testing.T) {
 			t.Errorf("LookupUser(%q) = %v, %v; want unknown", sub, u, err)
 		}
 	}
+}
+
+// TestUserSyncCreateUnavailable: an insert that cannot finish (the table
+// locked past UserLoadTimeout, as a database that stopped answering) is
+// ErrUnavailable (503 store_unavailable), not a refusal: nothing is
+// remembered as failed, and the next attempt creates the user.
+func TestUserSyncCreateUnavailable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, edits(withSync(nil), func(c *store.PostgresConfig) { c.UserLoadTimeout = time.Second }))
+	c := claimsFor("late", map[string]any{"name": "Late"}, false)
+	release := lockUsers(t, b)
+	if u, err := b.store.SyncUser(context.Background(), nil, c, time.Now()); u != nil || !isUnavailable(err) {
+		t.Errorf("SyncUser with users locked = %v, %v; want ErrUnavailable", u, err)
+	}
+	release()
+	if got := metricValue(t, b.store, store.MetricSyncCreateFailures); got != 0 {
+		t.Errorf("%s = %v, want 0 (not a refusal)", store.MetricSyncCreateFailures, got)
+	}
+	// A loaded machine may time a lookup out too: only a refusal would be
+	// remembered, so some attempt creates the user.
+	eventually(t, 10*time.Second, "the user created after the lock", func() bool {
+		u, err := lookupAndSync(t, b.store, c)
+		return err == nil && u != nil
+	})
 }

@@ -187,8 +187,7 @@ func (c *Config) validate() error {
 	return c.validateUserSync()
 }
 
-// validateUserSync checks SCOPEGATE_USER_SYNC and its interval. Sync needs
-// PostgreSQL: the file store is declarative and never written.
+// validateUserSync checks SCOPEGATE_USER_SYNC and its interval.
 func (c *Config) validateUserSync() error {
 	switch c.UserSync {
 	case "off":
@@ -200,11 +199,13 @@ func (c *Config) validateUserSync() error {
 	if c.UserSyncInterval <= 0 {
 		return &ConfigError{Var: "SCOPEGATE_USER_SYNC_INTERVAL", Msg: "must be positive"}
 	}
-	if c.DatabaseURL == "" {
-		return &ConfigError{Var: "SCOPEGATE_USER_SYNC", Msg: "claims needs SCOPEGATE_DATABASE_URL: the file store (SCOPEGATE_STORE_FILE) is declarative and never written"}
-	}
 	return nil
 }
+
+// errSyncFileStore refuses user sync without PostgreSQL (serve checks it
+// once the store is settled: the demo replaces the store and turns sync
+// off).
+var errSyncFileStore = &ConfigError{Var: "SCOPEGATE_USER_SYNC", Msg: "claims needs SCOPEGATE_DATABASE_URL: the file store (SCOPEGATE_STORE_FILE) is declarative and never written"}
 
 // userSyncOn reports whether users are created and refreshed from claims.
 func (c *Config) userSyncOn() bool { return c.UserSync == "claims" }

@@ -75,6 +75,9 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 	if cfg.DatabaseURL == "" && cfg.StoreFile == "" {
 		return errNoStore
 	}
+	if cfg.userSyncOn() && cfg.DatabaseURL == "" {
+		return errSyncFileStore
+	}
 	routes, err := loadRoutes(cfg.RoutesFile, logger)
 	if err != nil {
 		return err

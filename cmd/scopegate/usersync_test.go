@@ -100,3 +100,12 @@ FROM users u JOIN auth_sync_state a ON a.user_id = u.id WHERE u.authentik_sub = 
 		}
 	}
 }
+
+// TestDemoIgnoresUserSync: the demo's store is a file, so it runs with sync
+// off and says it ignores SCOPEGATE_USER_SYNC, where serve would refuse.
+func TestDemoIgnoresUserSync(t *testing.T) {
+	d := startDemo(t, map[string]string{"SCOPEGATE_USER_SYNC": "claims"})
+	if !strings.Contains(d.logs.String(), `"var":"SCOPEGATE_USER_SYNC"`) {
+		t.Errorf("no warning that SCOPEGATE_USER_SYNC is ignored:\n%s", d.logs)
+	}
+}
