@@ -200,10 +200,13 @@ func BenchmarkHandlerForwardAuth(b *testing.B) {
 func BenchmarkBaselinePlainProxy(b *testing.B) {
 	be := newBenchEnv(b, true)
 	defer be.stop()
-	u := be.proxy.upstreams[0]
+	hc, err := be.proxy.cfg.UpstreamClient(be.proxy.cfg.Upstreams[0])
+	if err != nil {
+		b.Fatal(err)
+	}
 	srv := be.proxy.NewServer()
 	srv.Handler = func(ctx *fasthttp.RequestCtx) {
-		if err := u.hc.Do(&ctx.Request, &ctx.Response); err != nil {
+		if err := hc.Do(&ctx.Request, &ctx.Response); err != nil {
 			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
 		}
 	}

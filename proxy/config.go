@@ -171,18 +171,7 @@ func (c *Config) setDefaults() {
 	if c.APIKeyHeader == "" {
 		c.APIKeyHeader = "X-API-Key"
 	}
-	if c.UpstreamTimeout <= 0 {
-		c.UpstreamTimeout = 30 * time.Second
-	}
-	if c.UpstreamFailTimeout <= 0 {
-		c.UpstreamFailTimeout = 10 * time.Second
-	}
-	if c.UpstreamMaxConns <= 0 {
-		c.UpstreamMaxConns = 1024
-	}
-	if c.UpstreamIdleTimeout <= 0 {
-		c.UpstreamIdleTimeout = time.Second
-	}
+	// The Upstream* defaults are the upstream package's (upstream.Config).
 	if c.BaseContext == nil {
 		c.BaseContext = context.Background()
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/scopegate/scopegate/policy"
+	"github.com/scopegate/scopegate/proxy/upstream"
 )
 
 // Proxy is the traffic handler: reverse proxy, forward-auth endpoint and
@@ -38,8 +38,7 @@ type Proxy struct {
 	hdrEmail   string
 	hdrScope   string
 
-	upstreams []*upstream
-	rr        atomic.Uint64
+	upstreams *upstream.Pool // nil: decision-only mode
 
 	idPrefix [17]byte // 16 hex chars + '-' : per-process random request-id prefix
 	idSeq    atomic.Uint64
@@ -80,12 +79,12 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 	pre := canonicalHeaderName(cfg.IdentityHeaderPrefix)
 	p.hdrType, p.hdrClient, p.hdrCKey = pre+"Type", pre+"Client-Id", pre+"Client-Key"
 	p.hdrUserID, p.hdrUserSub, p.hdrEmail, p.hdrScope = pre+"User-Id", pre+"User-Sub", pre+"User-Email", pre+"Scope"
-	for _, raw := range cfg.Upstreams {
-		u, err := newUpstream(raw, &cfg)
+	if len(cfg.Upstreams) > 0 {
+		ups, err := upstream.New(cfg.upstreamConfig())
 		if err != nil {
 			return nil, err
 		}
-		p.upstreams = append(p.upstreams, u)
+		p.upstreams = ups
 	}
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -110,13 +109,12 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 		if r := recover(); r != nil {
 			p.log.LogAttrs(p.cfg.BaseContext, slog.LevelError, "panic serving request",
 				slog.String("panic", fmt.Sprint(r)), slog.String("request_id", string(st.reqID)))
-			ctx.Response.Reset()
 			if len(st.reqID) == 0 {
 				st.reqID = append(st.reqID, "unknown"...)
 			}
-			ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
-			ctx.Response.SetConnectionClose()
-			p.writeDenial(ctx, st, policy.Denied(policy.ReasonInternal), false)
+			a := denial(&policy.Decision{Reason: policy.ReasonInternal}, false)
+			a.restart, a.close = true, true
+			p.writeAnswer(ctx, st, a)
 		}
 	}()
 	st.hdr.scan(&ctx.Request.Header, p.cfg.APIKeyHeader)
@@ -126,7 +124,7 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	// Transfer-Encoding and its connection closed after the answer (fasthttp,
 	// RFC 9112 §6.3); Content-Length is dropped, so nothing is smuggled.
 	if max := int64(p.cfg.MaxBodyBytes); int64(ctx.Request.Header.ContentLength()) > max {
-		p.writeBadRequest(ctx, st, fasthttp.StatusRequestEntityTooLarge, "the request body is too large")
+		p.writeAnswer(ctx, st, malformed(fasthttp.StatusRequestEntityTooLarge, "the request body is too large"))
 		return
 	}
 	// The mode comes from the target up to any '#', so a forward-auth call
@@ -184,28 +182,7 @@ func validRequestID(b []byte) bool {
 // ValidateUpstream reports whether raw is a usable upstream URL: http or
 // https, a host, and no path or query (the request's own path and query are
 // forwarded unchanged).
-func ValidateUpstream(raw string) error {
-	_, err := validateUpstreamURL(raw)
-	return err
-}
-
-// validateUpstreamURL checks one SCOPEGATE_UPSTREAM_URL entry.
-func validateUpstreamURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: upstream %q: %w", raw, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("proxy: upstream %q: scheme must be http or https", raw)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("proxy: upstream %q: no host", raw)
-	}
-	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		return nil, fmt.Errorf("proxy: upstream %q: a path or query is not supported (the request path is forwarded unchanged)", raw)
-	}
-	return u, nil
-}
+func ValidateUpstream(raw string) error { return upstream.Validate(raw) }
 
 // canonicalHeaderName spells name the way fasthttp normalizes header names
 // (the first letter and every letter after '-' upper case, the rest lower).

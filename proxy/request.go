@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/scopegate/scopegate/policy"
+	"github.com/scopegate/scopegate/proxy/upstream"
 )
 
 // Pre-declared header names and values (fasthttp strings.go style).
@@ -27,12 +28,12 @@ type reqState struct {
 	values  valueSource
 	reqID   []byte
 	scratch []byte
-	pathBuf []byte // policy.Request.Scratch: the decoded path
-	body    limitedBody
-	sub     string      // the verified JWT subject, for the decision log
-	hdr     headerIndex // the fields the decision reads (scanned once)
-	names   [][]byte    // header names to delete (copied)
-	keys    []byte      // backing store for names
+	pathBuf []byte            // policy.Request.Scratch: the decoded path
+	up      upstream.Exchange // the exchange with the upstream (proxy mode)
+	sub     string            // the verified JWT subject, for the decision log
+	hdr     headerIndex       // the fields the decision reads (scanned once)
+	names   [][]byte          // header names to delete (copied)
+	keys    []byte            // backing store for names
 
 	// CORS (SPEC §11), set by corsPrepare when the routes have a cors:
 	// block and answered by corsAnswer.
@@ -48,7 +49,7 @@ func (st *reqState) reset() {
 	st.values.reset()
 	st.reqID = st.reqID[:0]
 	st.scratch = st.scratch[:0]
-	st.body = limitedBody{}
+	st.up.Reset()
 	st.sub = ""
 	st.hdr = headerIndex{}
 	st.names = st.names[:0]

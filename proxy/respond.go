@@ -28,12 +28,36 @@ var (
 	valOne           = []byte("1")
 )
 
-// writeDenial answers d (a denial) with the JSON body
-// {"error","reason","request_id"}, WWW-Authenticate for token failures, and
-// the rate-limit headers when the request reached a bucket. In forward-auth
-// mode the 400-class reasons are answered 403 (nginx turns any other 4xx
-// into 500), and the reason is repeated in headers for nginx.
-func (p *Proxy) writeDenial(ctx *fasthttp.RequestCtx, st *reqState, d policy.Decision, forwardAuth bool) {
+// answer is a response scopegate writes itself: a decision's denial, a
+// malformed request, an upstream's failure, a panic. Each is built as one
+// value (denial, malformed) and written by writeAnswer; the decision log and
+// the metrics read the same value, so the log never disagrees with what the
+// client got.
+type answer struct {
+	status int
+	reason policy.Reason // the denial's reason; ReasonNone for a malformed request
+	code   string        // the body's reason code
+	text   string        // the body's error text
+	// forwardAuth: a forward-auth answer, which repeats the reason in
+	// headers for nginx (auth_request discards the body).
+	forwardAuth bool
+	// restart drops what the response held (an upstream's answer begun).
+	restart bool
+	// close closes the client connection after the answer.
+	close bool
+	// rateLimit is the client's bucket (Applied: the request reached it).
+	rateLimit policy.RateLimitState
+}
+
+// reasonBadRequest is the reason code of a request malformed at the HTTP
+// level (not a policy decision).
+const reasonBadRequest = "bad_request"
+
+// denial builds the answer to d, a denial (ReasonNone reads as
+// internal_error). This is the one place where the forward-auth status
+// mapping lives: there the 400-class reasons are answered 403 (nginx turns
+// any other 4xx into 500).
+func denial(d *policy.Decision, forwardAuth bool) answer {
 	r := d.Reason
 	if r == policy.ReasonNone {
 		r = policy.ReasonInternal
@@ -42,24 +66,52 @@ func (p *Proxy) writeDenial(ctx *fasthttp.RequestCtx, st *reqState, d policy.Dec
 	if forwardAuth && status == fasthttp.StatusBadRequest {
 		status = fasthttp.StatusForbidden
 	}
+	return answer{status: status, reason: r, code: r.String(), text: r.Text(), forwardAuth: forwardAuth, rateLimit: d.RateLimit}
+}
+
+// malformed builds the answer to a request that is malformed at the HTTP
+// level: status, reason "bad_request", text, and Connection: close.
+func malformed(status int, text string) answer {
+	return answer{status: status, code: reasonBadRequest, text: text, close: true}
+}
+
+// writeAnswer writes a: its status, the JSON body
+// {"error","reason","request_id"}, X-Request-Id, WWW-Authenticate for token
+// failures, the rate-limit headers when the request reached a bucket (and
+// Retry-After on a 429), the reason headers of a forward-auth denial, and
+// Connection: close when asked. A malformed request is counted here.
+func (p *Proxy) writeAnswer(ctx *fasthttp.RequestCtx, st *reqState, a answer) {
 	resp := &ctx.Response
-	resp.SetStatusCode(status)
+	if a.restart {
+		resp.Reset()
+		resp.Header.SetCanonical(hdrRequestID, st.reqID)
+	}
+	if a.reason == policy.ReasonNone {
+		p.m.badRequests.Inc()
+	}
+	resp.SetStatusCode(a.status)
 	resp.Header.SetCanonical(hdrContentType, valJSON)
-	resp.Header.SetCanonical(hdrCacheControl, valNoStore)
-	if r == policy.ReasonTokenExpired || r == policy.ReasonTokenInvalid {
+	if a.close {
+		resp.SetConnectionClose()
+	}
+	if a.reason != policy.ReasonNone {
+		resp.Header.SetCanonical(hdrCacheControl, valNoStore)
+	}
+	if a.reason == policy.ReasonTokenExpired || a.reason == policy.ReasonTokenInvalid {
 		resp.Header.SetCanonical(hdrWWWAuthenticate, valBearerInvalid)
 	}
-	if forwardAuth {
-		resp.Header.SetCanonical(hdrDenyReason, s2b(r.String()))
-		resp.Header.SetCanonical(hdrDenyError, s2b(r.Text()))
+	if a.forwardAuth {
+		resp.Header.SetCanonical(hdrDenyReason, s2b(a.code))
+		resp.Header.SetCanonical(hdrDenyError, s2b(a.text))
 	}
-	p.setRateLimitHeaders(ctx, st, &d.RateLimit, r == policy.ReasonRateLimited)
+	p.setRateLimitHeaders(ctx, st, &a.rateLimit, a.reason == policy.ReasonRateLimited)
 	// The request id holds no '"', '\\' or control character
-	// (validRequestID), and reason texts are constant ASCII without quotes.
+	// (validRequestID), and reason codes and texts are constant ASCII
+	// without quotes.
 	b := append(st.scratch[:0], `{"error":"`...)
-	b = append(b, r.Text()...)
+	b = append(b, a.text...)
 	b = append(b, `","reason":"`...)
-	b = append(b, r.String()...)
+	b = append(b, a.code...)
 	b = append(b, `","request_id":"`...)
 	b = append(b, st.reqID...)
 	b = append(b, "\"}\n"...)

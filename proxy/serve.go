@@ -83,16 +83,14 @@ func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
 		d = p.decide(st, peer, xff, xri, start)
 	}
 	decided := time.Now() // the decision's end and the upstream call's start
-	p.observe(ctx, st, &d, decided.Sub(start), false)
-	if !d.Allowed() {
-		p.writeDenial(ctx, st, d, false)
+	if !p.settle(ctx, st, &d, decided.Sub(start), false) {
 		return
 	}
 	if st.preflight {
 		p.writePreflight(ctx, st)
 		return
 	}
-	if len(p.upstreams) == 0 {
+	if p.upstreams == nil {
 		p.writeAllow(ctx, st, &d)
 		return
 	}
@@ -107,9 +105,7 @@ func (p *Proxy) serveForwardAuth(ctx *fasthttp.RequestCtx, st *reqState, mode au
 	start := requestTime(ctx)
 	peer := peerAddr(ctx)
 	d := p.forwardAuthDecision(ctx, st, mode, target, peer, start)
-	p.observe(ctx, st, &d, time.Since(start), true)
-	if !d.Allowed() {
-		p.writeDenial(ctx, st, d, true)
+	if !p.settle(ctx, st, &d, time.Since(start), true) {
 		return
 	}
 	if st.preflight {
@@ -228,39 +224,45 @@ func requestTime(ctx *fasthttp.RequestCtx) time.Time {
 	return time.Now()
 }
 
-// observe records metrics and the decision log line for d, which took took.
-func (p *Proxy) observe(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, took time.Duration, forwardAuth bool) {
+// settle records d (which took took) and, when it denies, answers it; it
+// reports whether d allows, so the caller goes on.
+func (p *Proxy) settle(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, took time.Duration, forwardAuth bool) bool {
+	if d.Allowed() {
+		p.observe(st, d, nil, took, forwardAuth)
+		return true
+	}
+	a := denial(d, forwardAuth)
+	p.observe(st, d, &a, took, forwardAuth)
+	p.writeAnswer(ctx, st, a)
+	return false
+}
+
+// observe records the metrics and the decision log line for d, which took
+// took; a is the answer to a denial (nil when d allows), so the log's status
+// and reason are those the client gets.
+func (p *Proxy) observe(st *reqState, d *policy.Decision, a *answer, took time.Duration, forwardAuth bool) {
 	p.m.decisionSeconds.Update(took.Seconds())
-	allowed := d.Allowed()
-	if allowed {
+	if a == nil {
 		p.m.allowed.Inc()
 	} else {
-		p.m.denied(d.Reason).Inc()
-		if d.Reason == policy.ReasonRateLimited {
+		p.m.denied(a.reason).Inc()
+		if a.reason == policy.ReasonRateLimited {
 			p.m.rateLimited.Inc()
 		}
 	}
-	if allowed && !p.cfg.LogAllowed {
+	if a == nil && !p.cfg.LogAllowed {
 		return
 	}
 	level := slog.LevelInfo
 	if !p.log.Enabled(p.cfg.BaseContext, level) {
 		return
 	}
-	decision, reason := "allow", ""
-	status := 200
+	decision, reason, status := "allow", "", fasthttp.StatusOK
 	if st.preflight {
 		status = fasthttp.StatusNoContent
 	}
-	if !allowed {
-		decision, reason = "deny", d.Reason.String()
-		if reason == "" {
-			reason = policy.ReasonInternal.String()
-		}
-		status = d.Status()
-		if forwardAuth && status == fasthttp.StatusBadRequest {
-			status = fasthttp.StatusForbidden
-		}
+	if a != nil {
+		decision, reason, status = "deny", a.code, a.status
 	}
 	mode := "proxy"
 	if forwardAuth {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -87,7 +88,7 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	st := p.pool.Get().(*reqState)
 	defer p.release(st)
 	p.requestID(ctx, st, ctx.Request.Header.PeekBytes(hdrRequestID))
-	p.writeBadRequest(ctx, st, status, text)
+	p.writeAnswer(ctx, st, malformed(status, text))
 	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelInfo, "bad request",
 		slog.Int("status", status), slog.String("err", unquoted(err.Error())), slog.String("request_id", string(st.reqID)))
 }
@@ -103,21 +104,9 @@ func unquoted(msg string) string {
 	return msg
 }
 
-// writeBadRequest answers a request that is malformed at the HTTP level
-// (not a policy decision): status, a JSON body with reason "bad_request",
-// and Connection: close.
-func (p *Proxy) writeBadRequest(ctx *fasthttp.RequestCtx, st *reqState, status int, text string) {
-	p.m.badRequests.Inc()
-	ctx.Response.SetStatusCode(status)
-	ctx.Response.Header.SetCanonical(hdrContentType, valJSON)
-	ctx.Response.SetConnectionClose()
-	b := append(st.scratch[:0], `{"error":"`...)
-	b = append(b, text...)
-	b = append(b, `","reason":"bad_request","request_id":"`...)
-	b = append(b, st.reqID...)
-	b = append(b, "\"}\n"...)
-	ctx.Response.SetBody(b)
-	st.scratch = b[:0]
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // fasthttpLogger routes fasthttp's own messages to slog.

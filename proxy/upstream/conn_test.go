@@ -1,15 +1,16 @@
-package proxy
+package upstream
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
-// scanAll feeds answer to a fresh upstreamConn (as after a request) in
+// scanAll feeds answer to a fresh conn (as after a request) in
 // pieces of size n and returns the error, how many bytes were read when the
 // final header block ended (-1: never) and the phase it ended in.
 func scanAll(answer string, n int) (err error, bodyAt int, phase connPhase) {
-	c := &upstreamConn{phase: phaseStatus}
+	c := &conn{phase: phaseStatus}
 	bodyAt = -1
 	for i := 0; i < len(answer); i += n {
 		piece := answer[i:min(i+n, len(answer))]
@@ -23,7 +24,7 @@ func scanAll(answer string, n int) (err error, bodyAt int, phase connPhase) {
 	return nil, bodyAt, c.phase
 }
 
-func TestUpstreamConnScan(t *testing.T) {
+func TestConnScan(t *testing.T) {
 	cases := []struct {
 		name, answer string
 		switched     bool
@@ -43,6 +44,9 @@ func TestUpstreamConnScan(t *testing.T) {
 		{"103, a stray empty line, 101", "HTTP/1.1 103 Early\r\n\r\n\r\nHTTP/1.1 101 Sw\r\n\r\n", true, false},
 		{"short garbage line", "bad\n\nbody", false, true},
 		{"200 with spaces", "HTTP/1.1  200 OK\r\n\r\nHTTP/1.1 101 x", false, true},
+		{"many spaces before the code", "HTTP/1.1" + strings.Repeat(" ", 40) + "101 Switching\r\n\r\n", true, false},
+		{"code cut by the line's end", "HTTP/1.1 10\r\n\r\n", false, true},
+		{"no space after the version", "HTTP/1.1101 x\r\n\r\n", false, true},
 	}
 	for _, c := range cases {
 		for _, n := range []int{1, 2, 3, 5, 7, 13, len(c.answer)} {
@@ -57,9 +61,9 @@ func TestUpstreamConnScan(t *testing.T) {
 	}
 }
 
-// FuzzUpstreamConnScan: how the answer is split across reads never changes
+// FuzzConnScan: how the answer is split across reads never changes
 // whether a 101 is seen or where the header block ends.
-func FuzzUpstreamConnScan(f *testing.F) {
+func FuzzConnScan(f *testing.F) {
 	f.Add("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n", uint8(3))
 	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", uint8(1))
 	f.Add("HTTP/1.1 100 Continue\n\nHTTP/1.1 204 No\r\n\n\r\n", uint8(2))
@@ -67,7 +71,7 @@ func FuzzUpstreamConnScan(f *testing.F) {
 		if n == 0 || len(answer) > 4096 {
 			return
 		}
-		whole := &upstreamConn{phase: phaseStatus}
+		whole := &conn{phase: phaseStatus}
 		wat, werr := whole.scan([]byte(answer))
 		if werr != nil && (wat < 0 || wat+3 > len(answer) || answer[wat:wat+3] != "101") {
 			t.Fatalf("%q: the 101 line reported at %d", answer, wat)
