@@ -344,6 +344,7 @@ func (s *Postgres) drainSync(ctx context.Context) {
 // Failures are counted and logged; the users are tried again once their
 // interval has passed.
 func (s *Postgres) writeUpdates(ctx context.Context, batch []profileUpdate) {
+	batch = latestPerUser(batch)
 	err := s.execUpdates(ctx, batch)
 	var pe *pgconn.PgError
 	if err != nil && len(batch) > 1 && errors.As(err, &pe) && pe.Code == "23505" {
@@ -357,6 +358,26 @@ func (s *Postgres) writeUpdates(ctx context.Context, batch []profileUpdate) {
 	if err != nil {
 		s.updateFailed(err, len(batch))
 	}
+}
+
+// latestPerUser keeps the last update of each user in batch (filtering it
+// in place): two requests of one user can both queue before either marks
+// it, and one statement cannot write a user's auth_sync_state twice.
+func latestPerUser(batch []profileUpdate) []profileUpdate {
+	last := make(map[string]int, len(batch))
+	for i, u := range batch {
+		last[u.id] = i
+	}
+	if len(last) == len(batch) {
+		return batch
+	}
+	out := batch[:0]
+	for i, u := range batch {
+		if last[u.id] == i {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 func (s *Postgres) updateFailed(err error, n int) {
