@@ -35,7 +35,7 @@ COPY configs/demo /etc/scopegate/demo
 # Prometheus and the orchestrator can reach it: publish 9090 only to them.
 ENV SCOPEGATE_LISTEN_ADDR=:8080 \
     SCOPEGATE_ADMIN_ADDR=:9090
-EXPOSE 8080 9090
+EXPOSE 8080 9090 9001
 USER nonroot:nonroot
 # There is no curl in a distroless image: `scopegate healthcheck` GETs
 # /readyz on SCOPEGATE_ADMIN_ADDR (on loopback) and exits 0 on 200, else 1,

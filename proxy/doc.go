@@ -39,6 +39,14 @@
 //     disagree, one was forged by the client behind the other proxy:
 //     403 forwarded_invalid. A missing method or URI is forwarded_invalid.
 //
+// Envoy over gRPC: [Proxy.CheckEnvoy] decides a check of package extauthz
+// (SCOPEGATE_GRPC_ADDR) on the /_auth/envoy path itself, so both transports
+// answer, count and log alike (see package envoycheck for its form).
+//
+// CORS (a cors: block in the routes file): preflights are answered on the
+// traffic listener and on /_auth/envoy (204 or 403 cors_rejected, never
+// forwarded), and every answer passes through corsAnswer last (proxy/cors.go).
+//
 // Malformed HTTP (unparsable request, headers over MaxHeaderBytes, a body
 // over MaxBodyBytes) is answered before any decision with 400/431/413 and a
 // JSON body whose reason is "bad_request".

@@ -100,7 +100,12 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 // Handler serves the traffic listener: forward-auth under AuthPath, the
 // reverse proxy (or decision-only answers) elsewhere. It recovers panics,
 // logs them and answers 500 internal_error.
-func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
+func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) { p.handle(ctx, false, policy.ReasonNone) }
+
+// handle serves one request. envoy set (the gRPC check, [Proxy.CheckEnvoy])
+// serves it as an Envoy ext_authz call whatever its target, denied with
+// fault (when not ReasonNone) right after the trusted-peer check.
+func (p *Proxy) handle(ctx *fasthttp.RequestCtx, envoy bool, fault policy.Reason) {
 	st := p.pool.Get().(*reqState)
 	defer p.release(st)
 	// Every answer, a panic's included, gets its CORS headers last.
@@ -131,6 +136,11 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	// whose target splitTarget refuses for its '#' still gets the
 	// forward-auth answer (403 path_invalid), never the proxy's.
 	uri := ctx.Request.Header.RequestURI()
+	if envoy {
+		st.fault = fault
+		p.serveForwardAuth(ctx, st, modeEnvoy, uri)
+		return
+	}
 	modeTarget := uri
 	if i := bytes.IndexByte(uri, '#'); i >= 0 {
 		modeTarget = uri[:i]

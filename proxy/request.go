@@ -42,6 +42,8 @@ type reqState struct {
 	corsAllowed bool   // the Origin may read answers
 	preflightOK bool   // this front end answers preflights itself
 	preflight   bool   // the request was decided as a preflight
+
+	fault policy.Reason // CheckEnvoy: a denial its attributes already decided
 }
 
 func (st *reqState) reset() {
@@ -57,6 +59,7 @@ func (st *reqState) reset() {
 	st.cors = nil
 	st.corsOrigin = st.corsOrigin[:0]
 	st.corsAllowed, st.preflightOK, st.preflight = false, false, false
+	st.fault = policy.ReasonNone
 }
 
 // valueSource serves the request headers and query parameters a route's

@@ -152,6 +152,9 @@ func (p *Proxy) forwardAuthDecision(ctx *fasthttp.RequestCtx, st *reqState, mode
 	if !trusted {
 		return policy.Denied(policy.ReasonForwardedUntrusted)
 	}
+	if st.fault != policy.ReasonNone {
+		return policy.Denied(st.fault)
+	}
 	var method, path, query []byte
 	switch mode {
 	case modeEnvoy:

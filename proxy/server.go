@@ -85,12 +85,18 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	case isTimeout(err):
 		status, text = fasthttp.StatusRequestTimeout, "the request was not received in time"
 	}
+	p.answerUnparsed(ctx, status, text, unquoted(err.Error()))
+}
+
+// answerUnparsed answers a request refused before any policy ran (status,
+// text) and logs why.
+func (p *Proxy) answerUnparsed(ctx *fasthttp.RequestCtx, status int, text, why string) {
 	st := p.pool.Get().(*reqState)
 	defer p.release(st)
 	p.requestID(ctx, st, ctx.Request.Header.PeekBytes(hdrRequestID))
 	p.writeAnswer(ctx, st, malformed(status, text))
 	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelInfo, "bad request",
-		slog.Int("status", status), slog.String("err", unquoted(err.Error())), slog.String("request_id", string(st.reqID)))
+		slog.Int("status", status), slog.String("err", why), slog.String("request_id", string(st.reqID)))
 }
 
 // unquoted cuts a fasthttp error message where it starts quoting the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/scopegate/scopegate/policy"
 	"github.com/scopegate/scopegate/proxy"
+	"github.com/scopegate/scopegate/proxy/extauthz"
 )
 
 // cmdServe runs the gateway until SIGTERM or SIGINT (SPEC §5, §8).
@@ -162,8 +163,19 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		closeStore()
 		return &listenError{Var: "SCOPEGATE_ADMIN_ADDR", Addr: cfg.AdminAddr, Err: err}
 	}
+	var grpcSrv *extauthz.Server
+	var grpcLn net.Listener
+	if cfg.GRPCAddr != "" {
+		if grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			ln.Close()
+			adminLn.Close()
+			closeStore()
+			return &listenError{Var: "SCOPEGATE_GRPC_ADDR", Addr: cfg.GRPCAddr, Err: err}
+		}
+		grpcSrv = extauthz.New(p, extauthz.Config{})
+	}
 	srv, admin := p.NewServer(), p.NewAdminServer()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() {
 		if cfg.TLSCertFile != "" {
 			errc <- srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -172,7 +184,13 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		errc <- srv.Serve(ln)
 	}()
 	go func() { errc <- admin.Serve(adminLn) }()
+	grpcAddr := ""
+	if grpcSrv != nil {
+		grpcAddr = grpcLn.Addr().String()
+		go func() { errc <- grpcSrv.Serve(grpcLn) }()
+	}
 	logger.Info("serving", slog.String("listen_addr", ln.Addr().String()), slog.String("admin_addr", adminLn.Addr().String()),
+		slog.String("grpc_addr", grpcAddr),
 		slog.Int("upstreams", len(upstreams)), slog.String("auth_path", cfg.AuthPath), slog.Bool("tls", cfg.TLSCertFile != ""))
 	if started != nil {
 		started(ln.Addr(), adminLn.Addr())
@@ -201,7 +219,18 @@ loop:
 	// last_used_at and close the pool.
 	p.SetRulesLoaded(false) // /readyz fails while draining
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	grpcDrained := make(chan bool, 1)
+	if grpcSrv != nil {
+		// The gRPC checks drain alongside the HTTP requests, within the
+		// same timeout (health checks answer NOT_SERVING meanwhile).
+		go func() { grpcDrained <- grpcSrv.Stop(ctx) }()
+	} else {
+		grpcDrained <- true
+	}
 	drainErr := srv.ShutdownWithContext(ctx)
+	if !<-grpcDrained {
+		logger.Warn("shutdown timeout: in-flight gRPC checks cut")
+	}
 	cancel()
 	// Shutdown closes only the listeners Serve has registered; a signal that
 	// arrives before Serve got that far would leave ln open.
