@@ -557,3 +557,25 @@ func TestUserSyncCreateUnavailable(t *testing.T) {
 		return err == nil && u != nil
 	})
 }
+
+// TestUserSyncCloseWritesQueued: Close writes the updates still waiting
+// (here held by a batch window longer than the test).
+func TestUserSyncCloseWritesQueued(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withSync(func(c *store.UserSyncConfig) { c.BatchWindow = time.Hour }))
+	if _, err := lookupAndSync(t, b.store, claimsFor("carol", map[string]any{"name": "Carol at close"}, false)); err != nil {
+		t.Fatal(err)
+	}
+	if got := metricValue(t, b.store, store.MetricSyncQueued); got != 1 {
+		t.Fatalf("%s = %v, want 1", store.MetricSyncQueued, got)
+	}
+	if r, _ := readUser(t, b.db, "carol"); r.name != "<NULL>" {
+		t.Fatalf("carol written before Close: %+v", r)
+	}
+	if err := b.store.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := readUser(t, b.db, "carol"); r.name != "Carol at close" || !r.synced {
+		t.Errorf("after Close carol = %+v; want the queued name written", r)
+	}
+}
