@@ -4,9 +4,7 @@ import (
 	"context"
 	"maps"
 	"net"
-	"syscall"
 	"testing"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/valyala/fasthttp"
@@ -14,22 +12,13 @@ import (
 	"github.com/scopegate/scopegate/proxy/envoycheck"
 )
 
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportCPU runs f (the benchmark loop) and reports the process CPU time
-// per operation (client and server sides together for the network forms).
-func reportCPU(b *testing.B, f func()) {
+// measure runs f (the benchmark loop) with allocations and the process CPU
+// time per operation (client and server sides together for the network
+// forms) reported.
+func measure(b *testing.B, f func()) {
 	b.ReportAllocs()
-	start := cpuTime(b)
+	defer reportCPU(b)()
 	f()
-	b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkEnvoyCheck compares the two Envoy ext_authz transports on one
@@ -46,7 +35,7 @@ func BenchmarkEnvoyCheck(b *testing.B) {
 			r.Header.Set("X-API-Key", tok)
 			r.Header.Set("X-Forwarded-For", "203.0.113.7")
 		})
-		reportCPU(b, func() {
+		measure(b, func() {
 			for b.Loop() {
 				ctx.Response.Reset()
 				e.proxy.Handler(ctx)
@@ -65,7 +54,7 @@ func BenchmarkEnvoyCheck(b *testing.B) {
 		req.SetRequestURI("http://gw.bench/_auth/envoy/api/things?page=2")
 		req.Header.Set("X-API-Key", tok)
 		req.Header.Set("X-Forwarded-For", "203.0.113.7")
-		reportCPU(b, func() {
+		measure(b, func() {
 			for b.Loop() {
 				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 					b.Fatalf("%v %d", err, resp.StatusCode())
@@ -77,7 +66,7 @@ func BenchmarkEnvoyCheck(b *testing.B) {
 		hdrs := map[string]string{"x-api-key": tok, ":path": "/api/things?page=2", "x-request-id": "bench"}
 		in := envoycheck.Request{Peer: trustedPeer, Source: trustedPeer, Method: "GET", Path: "/api/things?page=2",
 			Headers: maps.All(hdrs)}
-		reportCPU(b, func() {
+		measure(b, func() {
 			for b.Loop() {
 				if a := e.proxy.CheckEnvoy(&in); a.Status != 200 {
 					b.Fatalf("status %d", a.Status)
@@ -89,7 +78,7 @@ func BenchmarkEnvoyCheck(b *testing.B) {
 		client := authv3.NewAuthorizationClient(startGRPC(b, e).conn(b, trustedPeer))
 		req := checkRequest("GET", "/api/things?page=2", "203.0.113.7", "X-API-Key", tok)
 		ctx := context.Background()
-		reportCPU(b, func() {
+		measure(b, func() {
 			for b.Loop() {
 				resp, err := client.Check(ctx, req)
 				if err != nil || resp.GetOkResponse() == nil {
