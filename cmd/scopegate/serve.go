@@ -10,8 +10,11 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/scopegate/scopegate/policy"
 	"github.com/scopegate/scopegate/proxy"
@@ -131,7 +134,7 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		WriteTimeout:         cfg.WriteTimeout,
 		IdleTimeout:          cfg.IdleTimeout,
 		MaxConns:             cfg.MaxConns,
-		ExtraMetrics:         st.metrics,
+		ExtraMetrics:         append(st.metrics, buildInfo()),
 	}, proxy.Deps{Engine: engine, Store: st.store, UserSync: st.users})
 	if err != nil {
 		closeStore()
@@ -249,6 +252,15 @@ loop:
 		return serveErr
 	}
 	return nil
+}
+
+// buildInfo is the scopegate_build_info gauge: always 1, labelled with the
+// version and the Go release, so a dashboard can tell replicas apart during
+// a rollout.
+func buildInfo() *metrics.Set {
+	s := metrics.NewSet()
+	s.GetOrCreateGauge(fmt.Sprintf(`scopegate_build_info{version=%q,goversion=%q}`, version, runtime.Version()), func() float64 { return 1 })
+	return s
 }
 
 // engineConfig is the policy configuration serve decides with (explain
