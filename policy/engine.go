@@ -223,58 +223,78 @@ func needCredential(req *Request, accept acceptMask, route int) Decision {
 }
 
 // AuthorizeClient runs the API-key checks 2–8 of SPEC §3 for a client the
-// store looked up by req.Cred.ClientKey (nil: unknown client_key), including
-// the hash check and the token bucket, in this order: api_key_invalid,
-// api_key_inactive, api_key_expired (expires_at ≤ now), ip_not_allowed,
-// origin_not_allowed, path_not_allowed (over m.Path and req.Method),
-// rate_limited. Denials before the bucket consume no token. On a route with
-// a module the key is still authorized by its own allowed_paths only.
+// store looked up by req.Cred.ClientKey (nil: unknown client_key): the checks
+// of [Engine.CheckClient], then a token from the engine's own per-process
+// bucket ([Engine.TakeLocal], [Engine.FinishClient]). A gateway with a shared bucket
+// (SPEC §9) calls those three itself.
 // It does not allocate for a SHA-256 hash or a cached slow-hash token.
 func (e *Engine) AuthorizeClient(req *Request, m *Match, c *Client) Decision {
-	d := e.authorizeClient(req, m, c)
+	d, limit := e.CheckClient(req, m, c)
+	if limit > 0 {
+		d = e.FinishClient(req, m, c, d, limit, e.TakeLocal(c.ID, limit, req.Now))
+	}
+	return d
+}
+
+// CheckClient runs the API-key checks 2–7 of SPEC §3, including the hash
+// check, in this order: api_key_invalid, api_key_inactive, api_key_expired
+// (expires_at ≤ now), ip_not_allowed, origin_not_allowed, path_not_allowed
+// (over m.Path and req.Method). On a route with a module the key is still
+// authorized by its own allowed_paths only. limit is the client's per-minute
+// limit (its own, else the default) when d allows and the client is rate
+// limited: then d still needs a token from the bucket of c.ID, and the
+// bucket's answer goes through [Engine.FinishClient]. Denials consume no
+// token.
+// It does not allocate for a SHA-256 hash or a cached slow-hash token.
+func (e *Engine) CheckClient(req *Request, m *Match, c *Client) (d Decision, limit int) {
+	d, limit = e.checkClient(req, m, c)
+	if e.trace != nil && limit == 0 {
+		e.traceClient(req, m, c, d)
+	}
+	return d, limit
+}
+
+// FinishClient completes d, the allowing decision for which
+// [Engine.CheckClient] returned limit > 0, with the answer a of client c's
+// bucket ([ApplyBucket]).
+func (e *Engine) FinishClient(req *Request, m *Match, c *Client, d Decision, limit int, a BucketAnswer) Decision {
+	d = ApplyBucket(d, limit, a)
 	if e.trace != nil {
 		e.traceClient(req, m, c, d)
 	}
 	return d
 }
 
-func (e *Engine) authorizeClient(req *Request, m *Match, c *Client) Decision {
+func (e *Engine) checkClient(req *Request, m *Match, c *Client) (d Decision, limit int) {
 	route := m.Route
 	cred := &req.Cred
 	if cred.Kind != CredentialAPIKey || cred.Malformed || c == nil || c.ClientKey != cred.ClientKey ||
 		!c.checkSecret(cred.Secret, req.Now, e.cfg.HashCacheTTL, e.slow) {
-		return deny(ReasonAPIKeyInvalid, route)
+		return deny(ReasonAPIKeyInvalid, route), 0
 	}
 	if !c.Active {
-		return deny(ReasonAPIKeyInactive, route)
+		return deny(ReasonAPIKeyInactive, route), 0
 	}
 	if !c.ExpiresAt.IsZero() && !req.Now.Before(c.ExpiresAt) {
-		return deny(ReasonAPIKeyExpired, route)
+		return deny(ReasonAPIKeyExpired, route), 0
 	}
 	if !c.ipAllowed(req.ClientIP) {
-		return deny(ReasonIPNotAllowed, route)
+		return deny(ReasonIPNotAllowed, route), 0
 	}
 	if !c.originAllowed(req.Origin) {
-		return deny(ReasonOriginNotAllowed, route)
+		return deny(ReasonOriginNotAllowed, route), 0
 	}
 	if !c.pathAllowed(req.Method, m.Path) {
-		return deny(ReasonPathNotAllowed, route)
+		return deny(ReasonPathNotAllowed, route), 0
 	}
-	dec := Decision{
+	d = Decision{
 		Verdict:  Allow,
 		Route:    route,
 		Identity: Identity{Type: CredentialAPIKey, ClientID: c.ID, ClientKey: c.ClientKey},
 	}
-	limit := c.RateLimitPerMin
+	limit = c.RateLimitPerMin
 	if limit < 0 {
 		limit = e.cfg.DefaultRateLimitPerMin
 	}
-	if limit > 0 {
-		ok, st := e.buckets.take(c.ID, limit, req.Now)
-		dec.RateLimit = st
-		if !ok {
-			dec.Verdict, dec.Reason, dec.Identity = Deny, ReasonRateLimited, Identity{}
-		}
-	}
-	return dec
+	return d, max(limit, 0)
 }

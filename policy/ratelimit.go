@@ -23,10 +23,9 @@ type bucket struct {
 	last   atomic.Int64 // unix nanoseconds of the last use
 }
 
-// take consumes one token of client id's bucket at now and returns the
-// numbers of the RateLimit headers. It does not allocate once the bucket
-// exists.
-func (t *bucketTable) take(id string, perMin int, now time.Time) (bool, RateLimitState) {
+// take consumes one token of client id's bucket at now. It does not
+// allocate once the bucket exists.
+func (t *bucketTable) take(id string, perMin int, now time.Time) BucketAnswer {
 	t.mu.RLock()
 	b := t.m[id]
 	t.mu.RUnlock()
@@ -56,25 +55,80 @@ func (t *bucketTable) take(id string, perMin int, now time.Time) (bool, RateLimi
 		t.mu.Unlock()
 	}
 	b.last.Store(now.UnixNano())
-	ok := b.lim.AllowN(now, 1)
-	tokens := b.lim.TokensAt(now)
-	if tokens < 0 {
-		tokens = 0
+	a := BucketAnswer{Status: BucketRefused}
+	if b.lim.AllowN(now, 1) {
+		a.Status = BucketTaken
 	}
-	perSec := float64(perMin) / 60
-	st := RateLimitState{
+	a.Tokens = b.lim.TokensAt(now)
+	return a
+}
+
+// BucketStatus is what a token bucket did with one take.
+type BucketStatus uint8
+
+// Bucket statuses. The zero status refuses: nothing passes by accident.
+const (
+	// BucketRefused: no whole token was left (429 rate_limited).
+	BucketRefused BucketStatus = iota
+	// BucketTaken: one token was taken.
+	BucketTaken
+	// BucketUnlimited: the shared bucket could not be asked and the
+	// operator chose to let requests through unlimited
+	// (SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR=allow); no RateLimit headers.
+	BucketUnlimited
+	// BucketUnavailable: the shared bucket could not be asked and the
+	// operator chose to refuse (ON_REDIS_ERROR=deny): 503
+	// rate_limit_unavailable.
+	BucketUnavailable
+)
+
+// BucketAnswer is a token bucket's answer to one take, from the engine's own
+// per-process buckets ([Engine.TakeLocal]) or from a shared store (SPEC §9).
+// [ApplyBucket] turns it into the decision and its RateLimit headers, so both
+// kinds of bucket answer with the same headers.
+type BucketAnswer struct {
+	Status BucketStatus
+	// Tokens is what the bucket holds after the take (when refused: at the
+	// time of the take, below one), in fractions of a token; at most the
+	// capacity.
+	Tokens float64
+}
+
+// TakeLocal takes one token at now from the engine's per-process bucket of
+// client id, of capacity perMin refilled at perMin/60 per second (SPEC §3).
+// A bucket whose perMin changed keeps the whole tokens it had left, at most
+// the new capacity. It does not allocate once the bucket exists.
+func (e *Engine) TakeLocal(id string, perMin int, now time.Time) BucketAnswer {
+	return e.buckets.take(id, perMin, now)
+}
+
+// ApplyBucket completes d, an allowing decision for which
+// [Engine.CheckClient] returned limit > 0, with the answer of the client's
+// bucket ([Engine.FinishClient] calls it): the numbers of the RateLimit headers (SPEC §5) and, when the
+// bucket refused, 429 rate_limited with Retry-After; when the shared bucket
+// is unavailable, 503 rate_limit_unavailable (no headers); when the operator
+// let requests through unlimited, d unchanged.
+func ApplyBucket(d Decision, limit int, a BucketAnswer) Decision {
+	switch a.Status {
+	case BucketUnlimited:
+		return d
+	case BucketUnavailable:
+		d.Verdict, d.Reason, d.Identity = Deny, ReasonRateLimitUnavailable, Identity{}
+		return d
+	}
+	tokens := min(max(a.Tokens, 0), float64(limit))
+	perSec := float64(limit) / 60
+	d.RateLimit = RateLimitState{
 		Applied:   true,
-		Limit:     perMin,
+		Limit:     limit,
 		Remaining: int(math.Floor(tokens + 1e-9)),
-		ResetSecs: ceilSecs((float64(perMin) - tokens) / perSec),
+		ResetSecs: ceilSecs((float64(limit) - tokens) / perSec),
 	}
-	if st.Remaining > perMin {
-		st.Remaining = perMin
+	if a.Status != BucketTaken {
+		d.RateLimit.RetryAfter = max(1, ceilSecs((1-tokens)/perSec))
+		d.Verdict, d.Reason, d.Identity = Deny, ReasonRateLimited, Identity{}
 	}
-	if !ok {
-		st.RetryAfter = max(1, ceilSecs((1-tokens)/perSec))
-	}
-	return ok, st
+	return d
 }
 
 // ceilSecs rounds seconds up, ignoring float noise.

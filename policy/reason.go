@@ -30,6 +30,7 @@ const (
 	ReasonForwardedInvalid             // 400 forwarded_invalid
 	ReasonForwardedUntrusted           // 403 forwarded_untrusted
 	ReasonStoreUnavailable             // 503 store_unavailable
+	ReasonRateLimitUnavailable         // 503 rate_limit_unavailable
 	ReasonUpstreamUnavailable          // 502 upstream_unavailable
 	ReasonUpstreamTimeout              // 504 upstream_timeout
 	ReasonCORSRejected                 // 403 cors_rejected
@@ -66,6 +67,7 @@ var reasonInfo = [reasonCount]struct {
 	ReasonForwardedInvalid:      {"forwarded_invalid", 400, "a forwarded header could not be parsed"},
 	ReasonForwardedUntrusted:    {"forwarded_untrusted", 403, "forward-auth requests are accepted only from trusted proxies"},
 	ReasonStoreUnavailable:      {"store_unavailable", 503, "the credential store is unavailable"},
+	ReasonRateLimitUnavailable:  {"rate_limit_unavailable", 503, "the shared rate limit is unavailable"},
 	ReasonUpstreamUnavailable:   {"upstream_unavailable", 502, "the upstream is unavailable"},
 	ReasonUpstreamTimeout:       {"upstream_timeout", 504, "the upstream did not answer in time"},
 	ReasonCORSRejected:          {"cors_rejected", 403, "the CORS preflight is not allowed"},

@@ -156,6 +156,24 @@ type Deps struct {
 	Store  Store
 	// UserSync is nil unless user sync is on (SCOPEGATE_USER_SYNC=claims).
 	UserSync UserSyncer
+	// Buckets takes the token of a rate-limited API key (SPEC §3, §9). If
+	// nil, the engine's own per-process buckets ([policy.Engine.TakeLocal]).
+	Buckets Buckets
+}
+
+// Buckets takes one token at now from client id's bucket of capacity perMin,
+// refilled at perMin/60 per second: the engine's per-process buckets or a
+// shared store (store.RedisBuckets). It answers even when a shared store
+// cannot (its fallback), and never blocks longer than its own timeout.
+type Buckets interface {
+	Take(id string, perMin int, now time.Time) policy.BucketAnswer
+}
+
+// localBuckets adapts the engine's per-process buckets to [Buckets].
+type localBuckets struct{ e *policy.Engine }
+
+func (l localBuckets) Take(id string, perMin int, now time.Time) policy.BucketAnswer {
+	return l.e.TakeLocal(id, perMin, now)
 }
 
 func (c *Config) setDefaults() {

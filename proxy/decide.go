@@ -44,7 +44,10 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 			p.storeError(err)
 			return withRoute(policy.Denied(policy.ReasonStoreUnavailable), m.Route)
 		}
-		d = p.engine.AuthorizeClient(req, &m, c)
+		var limit int
+		if d, limit = p.engine.CheckClient(req, &m, c); limit > 0 {
+			d = p.engine.FinishClient(req, &m, c, d, limit, p.bucket.Take(c.ID, limit, now))
+		}
 		if d.Allowed() && c != nil {
 			p.store.MarkUsed(c.ID, now)
 		}

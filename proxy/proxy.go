@@ -24,6 +24,7 @@ type Proxy struct {
 	engine *policy.Engine
 	store  Store
 	users  UserSyncer // nil: user sync off
+	bucket Buckets
 	log    *slog.Logger
 	m      *proxyMetrics
 
@@ -69,6 +70,7 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 		engine:    deps.Engine,
 		store:     deps.Store,
 		users:     deps.UserSync,
+		bucket:    deps.Buckets,
 		log:       cfg.Logger,
 		authPath:  cfg.AuthPath,
 		envoyPath: cfg.AuthPath + "/envoy",
@@ -76,6 +78,9 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 	}
 	// Canonical spelling (as fasthttp normalizes names), so the names can be
 	// set without normalizing them on every request.
+	if p.bucket == nil {
+		p.bucket = localBuckets{deps.Engine}
+	}
 	pre := canonicalHeaderName(cfg.IdentityHeaderPrefix)
 	p.hdrType, p.hdrClient, p.hdrCKey = pre+"Type", pre+"Client-Id", pre+"Client-Key"
 	p.hdrUserID, p.hdrUserSub, p.hdrEmail, p.hdrScope = pre+"User-Id", pre+"User-Sub", pre+"User-Email", pre+"Scope"

@@ -15,6 +15,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/scopegate/scopegate/policy"
+	"github.com/scopegate/scopegate/store"
 )
 
 // Config is every SCOPEGATE_ environment variable (SPEC §1–§9). The README's
@@ -76,6 +77,13 @@ type Config struct {
 	UserSync           string        `envconfig:"SCOPEGATE_USER_SYNC" default:"off"`
 	UserSyncInterval   time.Duration `envconfig:"SCOPEGATE_USER_SYNC_INTERVAL" default:"1h"`
 	UserSyncTrustEmail bool          `envconfig:"SCOPEGATE_USER_SYNC_TRUST_EMAIL" default:"false"`
+
+	// Several replicas: cluster-wide rate limits (SPEC §9).
+	RateLimitBackend      string        `envconfig:"SCOPEGATE_RATE_LIMIT_BACKEND" default:"local"`
+	RedisURL              string        `envconfig:"SCOPEGATE_REDIS_URL"`
+	RedisKeyPrefix        string        `envconfig:"SCOPEGATE_REDIS_KEY_PREFIX" default:"scopegate:"`
+	RedisTimeout          time.Duration `envconfig:"SCOPEGATE_REDIS_TIMEOUT" default:"50ms"`
+	RateLimitOnRedisError string        `envconfig:"SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR" default:"local"`
 
 	// jwtAlgorithmsSet: SCOPEGATE_JWT_ALGORITHMS was set (not its default),
 	// so it is the whole allow-list, HS256 not added for a secret.
@@ -182,6 +190,9 @@ func (c *Config) validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return &ConfigError{Var: "SCOPEGATE_TLS_CERT_FILE", Msg: "SCOPEGATE_TLS_CERT_FILE and SCOPEGATE_TLS_KEY_FILE go together"}
 	}
+	if err := c.validateRedis(); err != nil {
+		return err
+	}
 	if c.DatabaseURL != "" && c.StoreFile != "" {
 		return &ConfigError{Var: "SCOPEGATE_STORE_FILE", Msg: "set either SCOPEGATE_DATABASE_URL or SCOPEGATE_STORE_FILE, not both"}
 	}
@@ -210,6 +221,29 @@ var errSyncFileStore = &ConfigError{Var: "SCOPEGATE_USER_SYNC", Msg: "claims nee
 
 // userSyncOn reports whether users are created and refreshed from claims.
 func (c *Config) userSyncOn() bool { return c.UserSync == "claims" }
+
+// validateRedis checks the variables of SPEC §9. A malformed
+// SCOPEGATE_REDIS_URL is refused whichever the backend (without quoting it:
+// it may hold a password).
+func (c *Config) validateRedis() error {
+	if c.RateLimitBackend != "local" && c.RateLimitBackend != "redis" {
+		return &ConfigError{Var: "SCOPEGATE_RATE_LIMIT_BACKEND", Msg: fmt.Sprintf("%q is not local or redis", c.RateLimitBackend)}
+	}
+	if c.RedisURL != "" {
+		if _, err := store.ParseRedisURL(c.RedisURL); err != nil {
+			return &ConfigError{Var: "SCOPEGATE_REDIS_URL", Msg: err.Error()}
+		}
+	} else if c.RateLimitBackend == "redis" {
+		return &ConfigError{Var: "SCOPEGATE_REDIS_URL", Msg: "required with SCOPEGATE_RATE_LIMIT_BACKEND=redis"}
+	}
+	if c.RedisTimeout <= 0 {
+		return &ConfigError{Var: "SCOPEGATE_REDIS_TIMEOUT", Msg: "must be positive"}
+	}
+	if _, err := store.ParseRedisErrorMode(c.RateLimitOnRedisError); err != nil {
+		return &ConfigError{Var: "SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR", Msg: err.Error()}
+	}
+	return nil
+}
 
 // checkListenAddr reports whether addr is a listen address: [host]:port
 // with a port number (or service name). Whether it can be bound is found

@@ -116,6 +116,15 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		}
 	}
 
+	buckets, err := openBuckets(cfg, logger, engine)
+	if err != nil {
+		closeStore()
+		return err
+	}
+	if buckets.close != nil {
+		defer buckets.close()
+	}
+
 	p, err := proxy.New(proxy.Config{
 		Logger:               logger,
 		LogAllowed:           cfg.LogAllowed,
@@ -134,8 +143,8 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		WriteTimeout:         cfg.WriteTimeout,
 		IdleTimeout:          cfg.IdleTimeout,
 		MaxConns:             cfg.MaxConns,
-		ExtraMetrics:         append(st.metrics, buildInfo()),
-	}, proxy.Deps{Engine: engine, Store: st.store, UserSync: st.users})
+		ExtraMetrics:         append(append(st.metrics, buckets.metrics...), buildInfo()),
+	}, proxy.Deps{Engine: engine, Store: st.store, UserSync: st.users, Buckets: buckets.buckets})
 	if err != nil {
 		closeStore()
 		return &ConfigError{Var: "SCOPEGATE_AUTH_PATH", Msg: err.Error()}

@@ -108,6 +108,12 @@ func TestServeConfigErrors(t *testing.T) {
 		{"cookie name with a space", "SCOPEGATE_JWT_COOKIE", "a b", "SCOPEGATE_JWT_COOKIE"},
 		{"JWKS URL not http(s)", "SCOPEGATE_JWT_JWKS_URL", "ftp://x/jwks", "SCOPEGATE_JWT_JWKS_URL"},
 		{"JWKS URL with a space", "SCOPEGATE_JWT_JWKS_URL", "http://exa mple", "SCOPEGATE_JWT_JWKS_URL"},
+		{"unknown rate limit backend", "SCOPEGATE_RATE_LIMIT_BACKEND", "memcached", "SCOPEGATE_RATE_LIMIT_BACKEND"},
+		{"redis backend without a URL", "SCOPEGATE_RATE_LIMIT_BACKEND", "redis", "SCOPEGATE_REDIS_URL"},
+		{"malformed Redis URL", "SCOPEGATE_REDIS_URL", "redis://user:supersecret@[::1", "SCOPEGATE_REDIS_URL"},
+		{"Redis URL of another scheme", "SCOPEGATE_REDIS_URL", "http://user:supersecret@127.0.0.1:6379", "SCOPEGATE_REDIS_URL"},
+		{"unknown Redis error mode", "SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR", "open", "SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR"},
+		{"zero Redis timeout", "SCOPEGATE_REDIS_TIMEOUT", "0s", "SCOPEGATE_REDIS_TIMEOUT"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
