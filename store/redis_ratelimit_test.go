@@ -36,6 +36,10 @@ func newRedisBuckets(t *testing.T, addr string, cfg RedisBucketsConfig) *RedisBu
 	if cfg.Local == nil {
 		cfg.Local = newEngine(t)
 	}
+	if cfg.Timeout == 0 {
+		// Generous for a machine shared by parallel test runs.
+		cfg.Timeout = 2 * time.Second
+	}
 	r, err := NewRedisBuckets(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -151,9 +155,9 @@ func TestRedisBucketsReplicasExact(t *testing.T) {
 	prefix := redistest.Prefix(t)
 	var replicas []*RedisBuckets
 	for i := 0; i < 3; i++ {
-		// Deny on errors, so a slow take (race detector, busy machine)
-		// cannot be admitted by a per-process fallback; errors are reported.
-		replicas = append(replicas, newRedisBuckets(t, addr, RedisBucketsConfig{KeyPrefix: prefix, OnError: RedisErrorDeny, Timeout: 5 * time.Second}))
+		// Deny on errors, so a slow take cannot be admitted by a
+		// per-process fallback; errors are reported.
+		replicas = append(replicas, newRedisBuckets(t, addr, RedisBucketsConfig{KeyPrefix: prefix, OnError: RedisErrorDeny}))
 	}
 	const limit, callers = 50, 30
 	var mu sync.Mutex
@@ -201,7 +205,11 @@ func TestRedisBucketsErrorModes(t *testing.T) {
 		t.Run(fmt.Sprintf("%v-%d", tc.mode, tc.cut), func(t *testing.T) {
 			relay := redistest.NewRelay(t, addr)
 			set := metrics.NewSet()
-			r := newRedisBuckets(t, relay.Addr, RedisBucketsConfig{OnError: tc.mode, RetryInterval: time.Hour, Metrics: set})
+			timeout := 2 * time.Second
+			if tc.cut == redistest.Hang {
+				timeout = 200 * time.Millisecond
+			}
+			r := newRedisBuckets(t, relay.Addr, RedisBucketsConfig{OnError: tc.mode, RetryInterval: time.Hour, Metrics: set, Timeout: timeout})
 			// A shared bucket of 3 with 2 taken: the fallbacks below are
 			// told apart from Redis's answers.
 			r.Take("1", 3, rlT0)

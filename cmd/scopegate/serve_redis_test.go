@@ -30,6 +30,9 @@ func redisReplicas(t *testing.T, n int, dsn, redisAddr string, extra map[string]
 		env["SCOPEGATE_RATE_LIMIT_BACKEND"] = "redis"
 		env["SCOPEGATE_REDIS_URL"] = "redis://" + redisAddr + "/0"
 		env["SCOPEGATE_REDIS_KEY_PREFIX"] = prefix
+		// Generous for a machine shared by parallel test runs: a call that
+		// times out may still have taken its token in Redis.
+		env["SCOPEGATE_REDIS_TIMEOUT"] = "2s"
 		for k, v := range extra {
 			env[k] = v
 		}
@@ -93,9 +96,8 @@ func TestServeRedisReplicasAccuracy(t *testing.T) {
 	const limit, replicas = 60, 3
 	setRateLimit(t, dsn, "limited", limit)
 	// deny: a Redis error is a 503 (reported), never a per-process
-	// admission; the timeout is generous for a machine shared by parallel
-	// test runs.
-	gs := redisReplicas(t, replicas, dsn, addr, map[string]string{"SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR": "deny", "SCOPEGATE_REDIS_TIMEOUT": "2s"})
+	// admission.
+	gs := redisReplicas(t, replicas, dsn, addr, map[string]string{"SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR": "deny"})
 
 	var admitted, refused, other atomic.Int64
 	start := time.Now()
@@ -164,7 +166,7 @@ func TestServeRedisReplicasHeaders(t *testing.T) {
 	addr := redistest.Shared(t)
 	dsn := parityDB(t)
 	setRateLimit(t, dsn, "limited", 6) // one token per 10 s
-	gs := redisReplicas(t, 3, dsn, addr, nil)
+	gs := redisReplicas(t, 3, dsn, addr, map[string]string{"SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR": "deny"})
 	for i := 0; i < 6; i++ {
 		a := getWithKey(t, gs[i%3], "limited")
 		if a.status != 200 || a.limit != "6" || a.remaining != strconv.Itoa(5-i) {
@@ -219,7 +221,7 @@ func TestServeRedisCut(t *testing.T) {
 	} {
 		t.Run(tc.mode+"-"+tc.cut, func(t *testing.T) {
 			relay := redistest.NewRelay(t, addr)
-			g := redisReplicas(t, 1, dsn, relay.Addr, map[string]string{"SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR": tc.mode})[0]
+			g := redisReplicas(t, 1, dsn, relay.Addr, map[string]string{"SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR": tc.mode, "SCOPEGATE_REDIS_TIMEOUT": "500ms"})[0]
 			if a := getWithKey(t, g, "limited"); a.status != 200 || a.remaining != "1" {
 				t.Fatalf("through the relay: %+v", a)
 			}
