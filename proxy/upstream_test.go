@@ -190,9 +190,17 @@ func TestUpstreamLargeResponseHeaders(t *testing.T) {
 // failed, and does not mark the upstream down: an allowed client cannot
 // steer traffic away from an upstream.
 func TestClientBodyErrorsAreTheClients(t *testing.T) {
+	// Only GETs are counted: the botched POST's headers and first bytes
+	// may reach the upstream, whose handler then runs on its own time,
+	// possibly after the gateway has answered the client.
 	var hits atomic.Int64
-	first := countingUpstream(&hits)
-	first.Start()
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			hits.Add(1)
+		}
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
 	defer first.Close()
 	e := newEnv(t, envOptions{
 		upstreams: []string{first.URL, "http://" + startEcho(t).addr},
