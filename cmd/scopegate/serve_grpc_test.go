@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,15 +62,7 @@ func TestServeGRPC(t *testing.T) {
 	if r := check("app.wrong"); r.GetDeniedResponse().GetStatus().GetCode() != 401 {
 		t.Errorf("wrong key: %v", r)
 	}
-	g.sigs <- syscall.SIGTERM
-	select {
-	case <-g.exited:
-		if g.err != nil {
-			t.Errorf("serve returned %v", g.err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	g.stop(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
