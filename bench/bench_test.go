@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +18,39 @@ import (
 
 func TestMain(m *testing.M) {
 	maybeServeUpstream() // the test binary doubles as the upstream child
-	pgtest.Main(m)
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	pgtest.Stop()
+	os.Exit(code)
+}
+
+// The scopegate binary the smoke tests share: built once per test process
+// (a link is slow on a busy machine).
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+func gatewayBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "scopegate-bench-bin-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "scopegate")
+		out, err := exec.Command("go", "build", "-o", binPath, "./cmd/scopegate").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("building scopegate: %w\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
 }
 
 // TestBenchSmoke runs the harness end to end for a fraction of a second per
@@ -39,9 +75,17 @@ func smokeRun(t *testing.T, o options) *report {
 		t.Fatal(err)
 	}
 	t.Chdir(root)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	// No wall-clock budget of its own: on a busy machine starting the
+	// processes alone can take minutes. go test's -timeout bounds the run;
+	// the margin leaves the harness time to stop its children.
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-30*time.Second))
+		defer cancel()
+	}
 	o.duration, o.warmup, o.conns, o.rounds = 300*time.Millisecond, 100*time.Millisecond, 4, 1
+	o.bin = gatewayBinary(t)
 	rep, err := runBench(ctx, o)
 	if err != nil {
 		t.Fatal(err)
