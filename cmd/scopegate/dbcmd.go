@@ -298,3 +298,29 @@ SELECT old.status, (SELECT count(*) FROM upd) FROM old`, table, keyCol, typ)
 	}
 	return old, err == nil, err
 }
+
+// checkSchema stops start-up with the migrate hint when the database
+// answers but lacks scopegate's tables (the store would otherwise serve
+// 503s, retrying a load that cannot succeed). An unreachable or unparsable
+// database is left to the store, which retries and reports it.
+func checkSchema(ctx context.Context, cfg *Config) error {
+	connCfg, err := pgx.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil
+	}
+	if cfg.DatabaseConnectTimeout > 0 {
+		connCfg.ConnectTimeout = cfg.DatabaseConnectTimeout
+	}
+	conn, err := pgx.ConnectConfig(ctx, connCfg)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close(context.Background())
+	var ok bool
+	err = conn.QueryRow(ctx, `SELECT to_regclass('api_clients') IS NOT NULL AND to_regclass('users') IS NOT NULL
+  AND to_regclass('user_scope_permissions') IS NOT NULL`).Scan(&ok)
+	if err == nil && !ok {
+		return errors.New("SCOPEGATE_DATABASE_URL: " + errNoSchema)
+	}
+	return nil
+}

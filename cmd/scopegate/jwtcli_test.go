@@ -198,15 +198,18 @@ func TestDirectoryCommands(t *testing.T) {
 
 // TestUnmigratedDatabaseHint: every database command on a database without
 // the schema says to run `scopegate migrate`, never PostgreSQL's raw
-// "relation ... does not exist".
+// "relation ... does not exist"; nor do serve and explain.
 func TestUnmigratedDatabaseHint(t *testing.T) {
 	clearScopegateEnv(t)
 	t.Setenv("SCOPEGATE_DATABASE_URL", pgtest.NewEmptyDB(t))
+	t.Setenv("SCOPEGATE_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("SCOPEGATE_ADMIN_ADDR", "127.0.0.1:0")
 	for _, args := range [][]string{
 		{"keys", "list"}, {"keys", "show", "k"}, {"keys", "revoke", "k"}, {"keys", "create", "--client-key", "k", "--name", "n"},
 		{"users", "list"}, {"users", "show", "u"}, {"grants", "list"}, {"modules", "list"},
 		{"companies", "add", "c", "--name", "C"}, {"sites", "list"},
 		{"grants", "add", "--user", "u", "--module", "m", "--action", "view", "--site", "s"},
+		{"serve"}, {"explain", "GET", "/"},
 	} {
 		code, out, errOut := cli(t, args...)
 		if code != exitFail || out != "" || !strings.Contains(errOut, "run `scopegate migrate` first") || strings.Contains(errOut, "does not exist") {

@@ -15,6 +15,9 @@ import (
 // snapshot, user cache, change feed and the last_used_at writer. The DSN is
 // never logged or put in an error.
 func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*openedStore, error) {
+	if err := checkSchema(ctx, cfg); err != nil {
+		return nil, err
+	}
 	set := metrics.NewSet()
 	s, err := store.OpenPostgres(ctx, store.PostgresConfig{
 		DSN:               cfg.DatabaseURL,
