@@ -159,3 +159,24 @@ func TestSummaryMedians(t *testing.T) {
 		t.Errorf("printed report lacks the summary:\n%s", b.String())
 	}
 }
+
+// TestBenchSmokeRedis runs the Redis scenarios for a fraction of a second:
+// they answer (200, or 429 for the key driven above its limit) and report
+// Redis's CPU and the replicas' admitted rate.
+func TestBenchSmokeRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the gateway")
+	}
+	if findRedis() == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is not installed (fatal because CI=true)")
+		}
+		t.Skip("SKIPPED: redis-server is not installed")
+	}
+	rs := checkOneRound(t, smokeRun(t, options{scenarios: "proxy-apikey-limited,proxy-apikey-redis,redis-2-replicas", store: "file"}), 3)
+	// A fraction of a second does not drain the 3,000-token bucket: 429s
+	// are not expected here, only counted.
+	if x := rs[2].Replicas; x == nil || x.Admitted == 0 || x.Admitted+x.Refused != rs[2].Requests || rs[2].RedisCPUus <= 0 || rs[1].RedisCPUus <= 0 {
+		t.Errorf("redis figures missing: %+v %+v", rs[1], rs[2])
+	}
+}

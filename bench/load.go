@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +16,9 @@ type target struct {
 	addr     string
 	fill     func(req *fasthttp.Request, worker, i int)
 	okStatus int // the status a successful request answers with
+	// onStatus, if set, sees the status of every measured answer (the
+	// replica scenario counts 200s and 429s with it).
+	onStatus func(status int)
 }
 
 // loadResult is what one timed run measured.
@@ -91,6 +94,9 @@ func drive(t target, conns int, warmup, d time.Duration) loadResult {
 					continue
 				}
 				requests.Add(1)
+				if err == nil && t.onStatus != nil {
+					t.onStatus(resp.StatusCode())
+				}
 				if err != nil || (t.okStatus > 0 && resp.StatusCode() != t.okStatus) {
 					if errors.Add(1) == 1 {
 						if err == nil {
@@ -117,10 +123,13 @@ func drive(t target, conns int, warmup, d time.Duration) loadResult {
 	for _, l := range lat {
 		all = append(all, l...)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	sortDurations(all)
 	res := loadResult{Requests: requests.Load(), Errors: errors.Load(), Elapsed: elapsed, latencies: all}
 	if e, ok := firstErr.Load().(string); ok {
 		res.FirstError = e
 	}
 	return res
 }
+
+// sortDurations sorts latencies for Percentile.
+func sortDurations(d []time.Duration) { slices.Sort(d) }

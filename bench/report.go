@@ -20,6 +20,27 @@ type scenarioResult struct {
 	GatewayPeakRSSKiB int64   `json:"gateway_peak_rss_kib,omitempty"`
 	DBXactPerSec      float64 `json:"db_xact_per_sec"`
 	Errors            int64   `json:"errors"`
+	// RedisCPUus is the private redis-server's CPU per request (Redis
+	// scenarios).
+	RedisCPUus float64 `json:"redis_cpu_us_per_req,omitempty"`
+	// Replicas: redis-2-replicas drives one key above its limit through two
+	// gateways; Admitted is what they let through per second against the
+	// configured rate.
+	Replicas *replicaResult `json:"replicas,omitempty"`
+}
+
+// replicaResult is the accuracy of the shared limit across replicas.
+type replicaResult struct {
+	Replicas         int     `json:"replicas"`
+	ConfiguredPerSec float64 `json:"configured_per_sec"`
+	AdmittedPerSec   float64 `json:"admitted_per_sec"`
+	Admitted         int64   `json:"admitted"`
+	Refused          int64   `json:"refused"`
+	Seconds          float64 `json:"seconds"`
+	// Bound is SPEC §9's most that may be admitted in Seconds: N + N/60
+	// per second + 1 per replica (N: the bucket's capacity, full before
+	// the warm-up; the measured window starts with it drained).
+	Bound float64 `json:"bound"`
 }
 
 // roundResult is one pass over the scenarios.
@@ -124,6 +145,15 @@ func (r *report) print(w io.Writer) {
 				s.Name, s.RPS, s.RatioToDirect*100, s.P50us, s.P99us, s.P999us, cpu, rss, s.DBXactPerSec, s.Errors)
 		}
 		tw.Flush()
+		for _, s := range rd.Scenarios {
+			if s.RedisCPUus > 0 {
+				fmt.Fprintf(w, "  %s: redis-server CPU %.1f µs/req\n", s.Name, s.RedisCPUus)
+			}
+			if x := s.Replicas; x != nil {
+				fmt.Fprintf(w, "  %s: %d replicas admitted %.1f/s against a configured %.1f/s (%.1f%%): %d admitted, %d refused in %.1fs (SPEC §9 bound %.0f)\n",
+					s.Name, x.Replicas, x.AdmittedPerSec, x.ConfiguredPerSec, 100*x.AdmittedPerSec/x.ConfiguredPerSec, x.Admitted, x.Refused, x.Seconds, x.Bound)
+			}
+		}
 	}
 	if len(r.Summary) > 0 {
 		fmt.Fprintf(w, "\nall %d rounds: median (min-max) %% of direct\n", len(r.Rounds))

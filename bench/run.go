@@ -17,7 +17,7 @@ import (
 
 // allScenarios is the order of one round (issue 6).
 var allScenarios = []string{
-	"direct", "proxy-public", "proxy-apikey", "proxy-jwt", "forward-auth",
+	"direct", "proxy-public", "proxy-apikey", "proxy-apikey-limited", "proxy-apikey-redis", "redis-2-replicas", "proxy-jwt", "forward-auth",
 	"fasthttp-proxy", "fasthttp-proxy-safe", "fasthttp-auth", "nginx-proxy", "nginx-auth-request", "cold-users", "bad-keys",
 }
 
@@ -56,6 +56,12 @@ type env struct {
 	nginx                *process
 	nginxProxy, nginxAR  string
 	dbURL, dbName        string
+	redis                *process // the private redis-server of the Redis scenarios
+	gwLimited, gwRedis   *process // proxy-apikey-limited, proxy-apikey-redis
+	gwLimitedAddr        string
+	gwRedisAddr          string
+	replicas             []*process // redis-2-replicas
+	replicaAddrs         []string
 	userToken            string
 	coldTokens           []string
 }
@@ -161,6 +167,10 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		defer e.gatewayBase.stop()
 		want = withBaseline(want)
 	}
+	if err := startRedisGateways(ctx, e, dir, bin, common, want); err != nil {
+		return nil, err
+	}
+	defer e.stopRedisGateways()
 	if slices.Contains(want, "cold-users") && o.store == "pg" {
 		// A second gateway whose user cache expires at once: every request
 		// is a database lookup.
@@ -353,6 +363,26 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 			req.Header.Set("Authorization", "Bearer "+e.coldTokens[n])
 		}
 		t.okStatus = 0 // mixed allows and permission denials: count transport errors only
+	case "proxy-apikey-limited":
+		// proxy-apikey with a bucket per key (local, never empty): what
+		// taking a token costs.
+		if e.gwLimited == nil {
+			return scenarioResult{}, false, nil
+		}
+		t.addr, gw = e.gwLimitedAddr, e.gwLimited
+		t.fill = apiFill("/api/orders/1")
+	case "proxy-apikey-redis":
+		// The same with the bucket in Redis: one script call per request.
+		if e.gwRedis == nil {
+			return scenarioResult{}, false, nil
+		}
+		t.addr, gw = e.gwRedisAddr, e.gwRedis
+		t.fill = apiFill("/api/orders/1")
+	case "redis-2-replicas":
+		if e.replicas == nil {
+			return scenarioResult{}, false, nil
+		}
+		return runReplicas(e, o)
 	case "bad-keys":
 		t.addr, gw = e.gwAddr, e.gateway
 		t.okStatus = 401
@@ -366,6 +396,10 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 	var cpu0 int64
 	if gw != nil {
 		cpu0, _ = cpuTime(gw.pid())
+	}
+	var redis0 int64
+	if e.redis != nil && strings.HasSuffix(name, "-redis") {
+		redis0, _ = cpuTime(e.redis.pid())
 	}
 	var x0 int64
 	if e.dbURL != "" {
@@ -395,6 +429,10 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 			r.GatewayCPUus = float64(cpu1-cpu0) / served
 		}
 		r.GatewayPeakRSSKiB, _ = peakRSS(gw.pid())
+		if redis0 > 0 && served > 0 {
+			redis1, _ := cpuTime(e.redis.pid())
+			r.RedisCPUus = float64(redis1-redis0) / served
+		}
 	}
 	if e.dbURL != "" {
 		time.Sleep(1100 * time.Millisecond) // pg_stat counters are flushed about once a second

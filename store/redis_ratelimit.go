@@ -94,10 +94,14 @@ type RedisBucketsConfig struct {
 // breaker keeps a failing Redis to one attempt per RetryInterval; meanwhile
 // takes answer per OnError. It is safe for concurrent use.
 type RedisBuckets struct {
-	cfg    RedisBucketsConfig
-	client *redis.Client
-	br     breaker
-	m      redisMetrics
+	cfg       RedisBucketsConfig
+	client    *redis.Client
+	br        breaker
+	m         redisMetrics
+	queue     chan *takeReq // takes waiting for the batcher
+	quit      chan struct{} // closed by Close
+	stopped   chan struct{} // closed when the batcher has returned
+	closeOnce sync.Once
 }
 
 type redisMetrics struct {
@@ -138,7 +142,8 @@ func NewRedisBuckets(cfg RedisBucketsConfig) (*RedisBuckets, error) {
 	opt.DisableIdentity = true
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	quietRedis.Do(func() { redis.SetLogger(discardRedisLog{}) })
-	r := &RedisBuckets{cfg: cfg, client: redis.NewClient(opt)}
+	r := &RedisBuckets{cfg: cfg, client: redis.NewClient(opt), queue: make(chan *takeReq, 4*maxBatch),
+		quit: make(chan struct{}), stopped: make(chan struct{})}
 	s := cfg.Metrics
 	r.m = redisMetrics{
 		calls:     s.GetOrCreateCounter(`scopegate_redis_calls_total`),
@@ -153,6 +158,7 @@ func NewRedisBuckets(cfg RedisBucketsConfig) (*RedisBuckets, error) {
 		}
 		return 0
 	})
+	go r.batcher()
 	return r, nil
 }
 
@@ -167,64 +173,115 @@ func (discardRedisLog) Printf(context.Context, string, ...any) {}
 // Metrics returns the set the Redis series are registered in.
 func (r *RedisBuckets) Metrics() *metrics.Set { return r.cfg.Metrics }
 
-// Close closes the connections.
-func (r *RedisBuckets) Close() error { return r.client.Close() }
+// Close stops the batcher and closes the connections; takes after it fall
+// back.
+func (r *RedisBuckets) Close() error {
+	var err error
+	r.closeOnce.Do(func() {
+		close(r.quit)
+		<-r.stopped
+		err = r.client.Close()
+	})
+	return err
+}
 
 // gcraScript is the shared bucket (SPEC §9): GCRA with the theoretical
-// arrival time (TAT) in microseconds. KEYS[1] is the client's key; ARGV[1]
-// the request's time (unix µs), ARGV[2] the limit N per minute. The value is
-// "<tat> <N>". A bucket is full when tat ≤ now; a take is allowed when
-// tat + 60s/N ≤ now + 60s (a 2 µs slack absorbs float rounding). The key
-// expires when the bucket would be full again. When N changed since the last
-// take, the bucket keeps the whole tokens it had left, at most N (as the
-// per-process bucket does). The reply is {taken (1|0), tat - now after the
-// take (µs, as a string: Lua numbers are doubles, RESP integers are not)}.
+// arrival time (TAT) in microseconds, for a batch of takes in one atomic
+// call. For take i, KEYS[i] is the client's key, ARGV[2i-1] the request's
+// time (unix µs) and ARGV[2i] the limit N per minute; a key may come more
+// than once (its takes run in order). The value is "<tat> <N>". A bucket is
+// full when tat ≤ now; a take is allowed when tat + 60s/N ≤ now + 60s (a
+// 2 µs slack absorbs float rounding). The key expires when the bucket would
+// be full again. When N changed since the last take, the bucket keeps the
+// whole tokens it had left, at most N (as the per-process bucket does). The
+// reply holds, per take, taken (1|0) and tat - now after it (µs, as a
+// string: Lua numbers are doubles, RESP integers are not).
 var gcraScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
 local period = 60000000
-local step = period / n
-local tat = now
-local changed = false
-local v = redis.call('GET', KEYS[1])
-if v then
-  local s, m = string.match(v, '^(%S+) (%S+)$')
-  s, m = tonumber(s), tonumber(m)
-  if s and m and m > 0 then
-    if m == n then
-      if s > now then tat = s end
-    else
-      local left = math.floor(m * (period - math.max(s - now, 0)) / period + 1e-9)
-      left = math.max(0, math.min(left, n))
-      tat = now + period - left * step
-      changed = true
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local now = tonumber(ARGV[2 * i - 1])
+  local n = tonumber(ARGV[2 * i])
+  local step = period / n
+  local tat = now
+  local changed = false
+  local v = redis.call('GET', key)
+  if v then
+    local s, m = string.match(v, '^(%S+) (%S+)$')
+    s, m = tonumber(s), tonumber(m)
+    if s and m and m > 0 then
+      if m == n then
+        if s > now then tat = s end
+      else
+        local left = math.floor(m * (period - math.max(s - now, 0)) / period + 1e-9)
+        left = math.max(0, math.min(left, n))
+        tat = now + period - left * step
+        changed = true
+      end
     end
   end
+  local new = tat + step
+  if new - now <= period + 2 then
+    redis.call('SET', key, string.format('%.17g %d', new, n), 'PX', math.max(1, math.ceil((new - now) / 1000)))
+    out[2 * i - 1] = 1
+    out[2 * i] = string.format('%.17g', new - now)
+  else
+    if changed then
+      redis.call('SET', key, string.format('%.17g %d', tat, n), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+    end
+    out[2 * i - 1] = 0
+    out[2 * i] = string.format('%.17g', tat - now)
+  end
 end
-local new = tat + step
-if new - now <= period + 2 then
-  redis.call('SET', KEYS[1], string.format('%.17g %d', new, n), 'PX', math.max(1, math.ceil((new - now) / 1000)))
-  return {1, string.format('%.17g', new - now)}
-end
-if changed then
-  redis.call('SET', KEYS[1], string.format('%.17g %d', tat, n), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
-end
-return {0, string.format('%.17g', tat - now)}
+return out
 `)
 
+// maxBatch bounds the takes of one script call.
+const maxBatch = 256
+
+// takeReq is one take waiting for its batch. Pooled with its channel.
+type takeReq struct {
+	key      string
+	perMin   int
+	now      int64 // unix µs
+	deadline time.Time
+	a        policy.BucketAnswer
+	err      error
+	done     chan struct{}
+}
+
+var takePool = sync.Pool{New: func() any { return &takeReq{done: make(chan struct{}, 1)} }}
+
 // Take takes one token at now from client id's shared bucket of capacity
-// perMin. When Redis fails or is slower than the timeout, or the breaker
-// holds it off, the answer follows OnError.
+// perMin. Concurrent takes share script calls: one batcher sends whatever
+// takes queued while the previous call was out (up to 256), so under load a
+// request costs a fraction of a round trip. When Redis fails or is slower
+// than the timeout, or the breaker holds it off, the answer follows OnError.
 func (r *RedisBuckets) Take(id string, perMin int, now time.Time) policy.BucketAnswer {
 	t0 := time.Now()
 	if !r.br.try(t0) {
 		return r.fallback(id, perMin, now)
 	}
-	a, err := r.take(id, perMin, now)
-	r.m.calls.Inc()
-	r.m.seconds.UpdateDuration(t0)
+	q := takePool.Get().(*takeReq)
+	q.key, q.perMin, q.now, q.deadline = r.cfg.KeyPrefix+"rl:"+id, perMin, now.UnixMicro(), t0.Add(r.cfg.Timeout)
+	select {
+	case r.queue <- q:
+	case <-r.quit:
+		q.err = errClosed
+		q.done <- struct{}{}
+	}
+	select {
+	case <-q.done:
+	case <-r.stopped:
+		// Closed with q still queued: nobody will answer it (and q is
+		// not pooled again).
+		return r.fallback(id, perMin, now)
+	}
+	a, err := q.a, q.err
+	*q = takeReq{done: q.done}
+	takePool.Put(q)
 	if err != nil {
-		r.m.errors.Inc()
 		if r.br.fail(time.Now(), r.cfg.RetryInterval) {
 			r.cfg.Logger.Warn("redis rate limit unavailable; falling back until it answers",
 				slog.String("on_redis_error", r.cfg.OnError.String()), slog.String("err", err.Error()))
@@ -237,22 +294,80 @@ func (r *RedisBuckets) Take(id string, perMin int, now time.Time) policy.BucketA
 	return a
 }
 
-// take runs the script once.
-func (r *RedisBuckets) take(id string, perMin int, now time.Time) (policy.BucketAnswer, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
-	defer cancel()
-	res, err := gcraScript.Run(ctx, r.client, []string{r.cfg.KeyPrefix + "rl:" + id}, now.UnixMicro(), perMin).Slice()
-	if err != nil {
-		return policy.BucketAnswer{}, err
+var errClosed = errors.New("redis rate limit: closed")
+
+// batcher sends the queued takes, one script call at a time, until Close.
+func (r *RedisBuckets) batcher() {
+	defer close(r.stopped)
+	batch := make([]*takeReq, 0, maxBatch)
+	for {
+		select {
+		case q := <-r.queue:
+			batch = append(batch[:0], q)
+		case <-r.quit:
+			return
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case q := <-r.queue:
+				batch = append(batch, q)
+			default:
+				break fill
+			}
+		}
+		r.send(batch)
 	}
-	return gcraAnswer(res, perMin)
 }
 
-// gcraAnswer reads the script's reply.
-func gcraAnswer(res []any, perMin int) (policy.BucketAnswer, error) {
-	if len(res) != 2 {
-		return policy.BucketAnswer{}, fmt.Errorf("redis rate limit script: %d values in the reply, want 2", len(res))
+// send runs one script call for batch and answers every take in it. Takes
+// already past their deadline are answered with an error unsent; the call
+// is bounded by the earliest deadline left.
+func (r *RedisBuckets) send(batch []*takeReq) {
+	now := time.Now()
+	live := batch[:0:0]
+	var deadline time.Time
+	for _, q := range batch {
+		if !now.Before(q.deadline) {
+			q.err = context.DeadlineExceeded
+			q.done <- struct{}{}
+			continue
+		}
+		if deadline.IsZero() || q.deadline.Before(deadline) {
+			deadline = q.deadline
+		}
+		live = append(live, q)
 	}
+	if len(live) == 0 {
+		return
+	}
+	keys := make([]string, len(live))
+	args := make([]any, 0, 2*len(live))
+	for i, q := range live {
+		keys[i] = q.key
+		args = append(args, q.now, q.perMin)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	res, err := gcraScript.Run(ctx, r.client, keys, args...).Slice()
+	cancel()
+	r.m.calls.Inc()
+	r.m.seconds.UpdateDuration(now)
+	if err == nil && len(res) != 2*len(live) {
+		err = fmt.Errorf("redis rate limit script: %d values in the reply, want %d", len(res), 2*len(live))
+	}
+	if err != nil {
+		r.m.errors.Inc()
+	}
+	for i, q := range live {
+		if q.err = err; err == nil {
+			q.a, q.err = gcraAnswer(res[2*i:2*i+2], q.perMin)
+		}
+		q.done <- struct{}{}
+	}
+}
+
+// gcraAnswer reads one take's part of the script's reply.
+func gcraAnswer(res []any, perMin int) (policy.BucketAnswer, error) {
 	taken, ok1 := res[0].(int64)
 	s, ok2 := res[1].(string)
 	debt, err := strconv.ParseFloat(s, 64)

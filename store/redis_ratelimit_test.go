@@ -44,7 +44,7 @@ func newRedisBuckets(t *testing.T, addr string, cfg RedisBucketsConfig) *RedisBu
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { _ = r.Close() })
 	return r
 }
 
@@ -180,10 +180,23 @@ func TestRedisBucketsReplicasExact(t *testing.T) {
 	if taken != limit {
 		t.Errorf("%d of %d takes admitted, want exactly %d", taken, callers*10, limit)
 	}
+	calls := uint64(0)
 	for i, r := range replicas {
 		if n := r.m.errors.Get(); n != 0 {
 			t.Errorf("replica %d: %d errors", i, n)
 		}
+		calls += r.m.calls.Get()
+	}
+	t.Logf("%d takes in %d script calls (batched)", callers*10, calls)
+}
+
+// TestRedisBucketsClosed: a take after Close falls back at once.
+func TestRedisBucketsClosed(t *testing.T) {
+	addr := redistest.Shared(t)
+	r := newRedisBuckets(t, addr, RedisBucketsConfig{OnError: RedisErrorDeny})
+	r.Close()
+	if a := r.Take("1", 3, rlT0); a.Status != policy.BucketUnavailable {
+		t.Errorf("take after Close: %+v", a)
 	}
 }
 
