@@ -15,7 +15,13 @@ func (e *Engine) IsTrustedProxy(peer netip.Addr) bool {
 // the peer, and the forwarded headers are never read. For a trusted peer it
 // is the right-most address of xff that is not itself a trusted proxy (all
 // trusted: the left-most), else, when xff is empty, xRealIP, else the peer.
-// xff is the X-Forwarded-For value, several headers joined with ",".
+// xff is the X-Forwarded-For value, several headers joined with ",";
+// xRealIP is the X-Real-IP value, several headers joined with "," too.
+//
+// X-Real-IP names one address: a list (several lines, as a proxy that
+// appends rather than replaces leaves them) is ReasonForwardedInvalid
+// whether or not xff is present, since which line the proxy set cannot be
+// known.
 //
 // Security: from a trusted peer, any entry that is not a plain IPv4 or IPv6
 // address — empty entries, "IP:port", "[v6]", zones, "unknown", obfuscated
@@ -38,6 +44,9 @@ func (e *Engine) clientIP(peer netip.Addr, xff, xRealIP string) (netip.Addr, Rea
 	peer = peer.Unmap()
 	if !e.IsTrustedProxy(peer) {
 		return peer, ReasonNone
+	}
+	if strings.IndexByte(xRealIP, ',') >= 0 {
+		return netip.Addr{}, ReasonForwardedInvalid
 	}
 	if xff != "" { // present: a blank value is an empty entry, not an absent header
 		var chosen, last netip.Addr

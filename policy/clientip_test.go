@@ -36,6 +36,12 @@ func TestClientIP(t *testing.T) {
 		{"bracketed v6 not accepted", "127.0.0.1", "[2001:db8::1]", "", "", ReasonForwardedInvalid},
 		{"zone not accepted", "127.0.0.1", "fe80::1%eth0", "", "", ReasonForwardedInvalid},
 		{"bad x-real-ip", "127.0.0.1", "", "nope", "", ReasonForwardedInvalid},
+		// Several X-Real-IP lines come joined with ",": the proxy appended
+		// rather than replaced, so neither line can be trusted, even where
+		// X-Forwarded-For would have decided.
+		{"x-real-ip lines", "127.0.0.1", "", "1.2.3.4,5.6.7.8", "", ReasonForwardedInvalid},
+		{"x-real-ip lines next to xff", "127.0.0.1", "1.2.3.4", "1.2.3.4,5.6.7.8", "", ReasonForwardedInvalid},
+		{"x-real-ip lines from an untrusted peer are not read", "203.0.113.9", "", "1.2.3.4,5.6.7.8", "203.0.113.9", ReasonNone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -172,6 +172,9 @@ func (e *Engine) Preflight(p PreflightRequest, co *ClientOrigins) (*CORS, Decisi
 	if d.Reason == ReasonNoRoute {
 		return nil, Decision{}
 	}
+	if d.Reason == ReasonOriginNotAllowed { // a repeated Origin
+		return c, deny(ReasonCORSRejected, m.Route)
+	}
 	if d.Reason != ReasonNone {
 		return c, d // path_invalid, forwarded_invalid
 	}

@@ -32,6 +32,10 @@ type Request struct {
 	// the forwarded headers were fine or not read). [Engine.Match] denies
 	// with it right after raw path screening, the order of SPEC §4.
 	Forwarded Reason
+	// OriginRepeated: Origin came in more than one line. A browser sends
+	// one; with two, the check and the upstream may read different ones,
+	// so [Engine.Match] denies origin_not_allowed, on every route.
+	OriginRepeated bool
 	// Scratch, when its capacity is at least len(RawPath), receives the
 	// percent-decoded path of a path with escapes, so decoding does not
 	// allocate; [Match.Path] then aliases it until Scratch is reused.
@@ -124,7 +128,8 @@ func (e *Engine) Routes() *Routes { return e.routes.Load() }
 func deny(r Reason, route int) Decision { return Decision{Verdict: Deny, Reason: r, Route: route} }
 
 // Match runs the request-level steps of SPEC §4's order: raw path screening
-// (path_invalid), the forwarded-header verdict of req.Forwarded, route match
+// (path_invalid), the forwarded-header verdict of req.Forwarded, a repeated
+// Origin (origin_not_allowed, req.OriginRepeated), route match
 // (no_route), and whether the route accepts the credential kind
 // (credentials_missing, credential_not_accepted). A Decision with a Reason
 // denies; a public route (auth: none) returns an allowing Decision and
@@ -165,6 +170,9 @@ func (e *Engine) matchRoute(req *Request, rs *Routes) (Match, Decision) {
 	}
 	if req.Forwarded != ReasonNone {
 		return m, deny(req.Forwarded, -1)
+	}
+	if req.OriginRepeated {
+		return m, deny(ReasonOriginNotAllowed, -1)
 	}
 	encSlash := d&pathEncodedSlash != 0
 	path := req.RawPath

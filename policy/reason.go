@@ -29,6 +29,7 @@ const (
 	ReasonPathInvalid                  // 400 path_invalid
 	ReasonForwardedInvalid             // 400 forwarded_invalid
 	ReasonForwardedUntrusted           // 403 forwarded_untrusted
+	ReasonIdentityHeaderSent           // 403 identity_header_sent
 	ReasonStoreUnavailable             // 503 store_unavailable
 	ReasonRateLimitUnavailable         // 503 rate_limit_unavailable
 	ReasonUpstreamUnavailable          // 502 upstream_unavailable
@@ -66,6 +67,7 @@ var reasonInfo = [reasonCount]struct {
 	ReasonPathInvalid:           {"path_invalid", 400, "the request path is not acceptable"},
 	ReasonForwardedInvalid:      {"forwarded_invalid", 400, "a forwarded header could not be parsed"},
 	ReasonForwardedUntrusted:    {"forwarded_untrusted", 403, "forward-auth requests are accepted only from trusted proxies"},
+	ReasonIdentityHeaderSent:    {"identity_header_sent", 403, "the request carries an identity header spelled with an underscore"},
 	ReasonStoreUnavailable:      {"store_unavailable", 503, "the credential store is unavailable"},
 	ReasonRateLimitUnavailable:  {"rate_limit_unavailable", 503, "the shared rate limit is unavailable"},
 	ReasonUpstreamUnavailable:   {"upstream_unavailable", 502, "the upstream is unavailable"},

@@ -52,6 +52,10 @@ func (e *Engine) traceMatch(req *Request, m *Match, d Decision) {
 		return
 	}
 	e.trace("forwarded headers", true, "readable (or not read)")
+	if req.OriginRepeated {
+		e.trace("origin", false, "origin_not_allowed: Origin came in more than one line")
+		return
+	}
 	switch {
 	case m.routes == nil:
 		e.trace("route", true, "no routes file: every request needs a valid credential and nothing more")

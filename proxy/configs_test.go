@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -188,6 +189,83 @@ func TestNginxConfigNames(t *testing.T) {
 		v := "$upstream_http_" + strings.ReplaceAll(strings.ToLower(h), "-", "_")
 		if !strings.Contains(conf, v) {
 			t.Errorf("nginx.conf does not read %s", v)
+		}
+	}
+}
+
+// credentialSpellings returns, for each field the shipped recipes remove
+// once scopegate has checked the request (strippedAfterCheck), the spellings
+// a client may use: lower and upper case, and '_' for every '-' and for
+// the first one only.
+func credentialSpellings() []string {
+	var out []string
+	for _, n := range strippedAfterCheck {
+		i := strings.Index(n, "-")
+		out = append(out, strings.ToLower(n), strings.ToUpper(n),
+			strings.ReplaceAll(n, "-", "_"), n[:i]+"_"+n[i+1:])
+	}
+	return out
+}
+
+// recipeSpoofHeaders is one allowed request's header fields for the recipe
+// tests: the app's API key as a client_key/secret pair, every spelling of
+// the credential fields and overrides (two lines each, a credential with
+// the value the check read, since a second key would change the decision),
+// and every identity spelling from identitySpellings that underscored
+// selects (two lines each).
+func recipeSpoofHeaders(e *env, underscored bool) []string {
+	secret := e.fix.Secrets["app"]
+	h := []string{"X-Client-Key", "app", "X-API-Key", secret}
+	for _, s := range credentialSpellings() {
+		v := "DELETE"
+		switch strings.ToLower(strings.ReplaceAll(s, "_", "-")) {
+		case "x-client-key":
+			v = "app"
+		case "x-api-key":
+			v = secret
+		}
+		h = append(h, s, v, s, v)
+	}
+	all, _ := identitySpellings()
+	for _, s := range all {
+		if strings.Contains(s, "_") == underscored {
+			h = append(h, s, "victim", s, "victim")
+		}
+	}
+	return h
+}
+
+// checkRecipeEcho asserts what an app behind a shipped recipe received for
+// an allowed recipeSpoofHeaders request: the identity fields are
+// scopegate's (one line each, nothing else with the prefix in any
+// spelling), and no spelling of a credential field or override is left.
+// byPrefix: the recipe removes every prefixed name; else (nginx, which
+// cannot remove by prefix) a '-' spelling of a prefixed name that is none of
+// the seven identity fields (X-Auth-Role) may pass, as documented.
+func checkRecipeEcho(t *testing.T, recipe string, ec echoed, byPrefix bool) {
+	t.Helper()
+	want := map[string]string{"x-auth-type": "api_key", "x-auth-client-key": "app", "x-auth-client-id": "55555555-0000-4000-8000-000000000001"}
+	stripped := map[string]bool{}
+	for _, n := range strippedAfterCheck {
+		stripped[strings.ToLower(n)] = true
+	}
+	seen := map[string]bool{}
+	for k, v := range ec.Headers {
+		n := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
+		switch {
+		case n == "x-auth-role" && !byPrefix && !strings.Contains(k, "_"):
+		case strings.HasPrefix(n, "x-auth-"):
+			if len(v) != 1 || v[0] != want[n] || k != http.CanonicalHeaderKey(n) {
+				t.Errorf("%s: the app got %s: %q", recipe, k, v)
+			}
+			seen[n] = true
+		case stripped[n]:
+			t.Errorf("%s: the app got %s: %q", recipe, k, v)
+		}
+	}
+	for n := range want {
+		if !seen[n] {
+			t.Errorf("%s: the app did not get %s (headers %v)", recipe, n, ec.Headers)
 		}
 	}
 }

@@ -53,8 +53,8 @@ func (p *Proxy) corsPrepare(st *reqState) {
 		return
 	}
 	st.cors = c
-	if len(st.hdr.origin) == 0 {
-		return
+	if len(st.hdr.origin) == 0 || st.hdr.originLines > 1 {
+		return // a repeated Origin is origin_not_allowed (or cors_rejected)
 	}
 	st.corsOrigin = append(st.corsOrigin[:0], st.hdr.origin...)
 	st.corsAllowed = c.OriginAllowed(b2s(st.corsOrigin), p.store.ClientOrigins())

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -44,6 +46,7 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 			p.storeError(err)
 			return withRoute(policy.Denied(policy.ReasonStoreUnavailable), m.Route)
 		}
+		st.knownClient = c != nil && c.ClientKey == req.Cred.ClientKey
 		var limit int
 		if d, limit = p.engine.CheckClient(req, &m, c); limit > 0 {
 			d = p.engine.FinishClient(req, &m, c, d, limit, p.bucket.Take(c.ID, limit, now))
@@ -97,4 +100,18 @@ func (p *Proxy) storeError(err error) {
 		return
 	}
 	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelWarn, "store lookup failed", slog.String("err", err.Error()))
+}
+
+// presentedClientKey is the decision log's attribute for the client_key an
+// API-key request presented: the key itself when it names a client the
+// store knows (an identifier), else client_key_hash, the first 12 hex
+// digits of its SHA-256. An unknown one may be a secret: a client that
+// swapped X-Client-Key and X-API-Key presents its secret as the key.
+func (st *reqState) presentedClientKey() slog.Attr {
+	k := st.req.Cred.ClientKey
+	if st.knownClient {
+		return slog.String("client_key", truncate(k, 64))
+	}
+	sum := sha256.Sum256([]byte(k))
+	return slog.String("client_key_hash", hex.EncodeToString(sum[:6]))
 }

@@ -11,11 +11,20 @@
 //   - Forwarded headers (X-Forwarded-For, X-Real-IP, X-Forwarded-Method/-Uri,
 //     X-Original-Method/-URI) are read only from peers in the trusted-proxy
 //     list. An untrusted peer gets 403 forwarded_untrusted on every
-//     forward-auth path, and its X-Forwarded-* and Forwarded headers are
-//     replaced, not passed on, in proxy mode.
+//     forward-auth path, and in proxy mode its forwarding headers
+//     (Forwarded, every X-Forwarded-*, X-Real-IP, True-Client-IP,
+//     CF-Connecting-IP, Front-End-Https...) are replaced or dropped, never
+//     passed on. More than one X-Real-IP line from a trusted peer is
+//     forwarded_invalid.
 //   - Every incoming header whose name starts with the identity prefix
 //     (default X-Auth-, compared case-insensitively and with '_' read as '-')
-//     is removed before forwarding, on every route.
+//     is removed before forwarding, on every route. In forward-auth mode,
+//     where the proxy in front forwards the client's headers, a name with
+//     '_' that reads as the prefix (X_Auth_User_Id) is refused: 403
+//     identity_header_sent.
+//   - A field the decision read (credentials, Origin, a scope header) is
+//     kept when the client names it in Connection; a repeated Origin is
+//     origin_not_allowed.
 //   - The raw path is forwarded unchanged, so the path that was checked is the
 //     path the upstream sees.
 //   - Store failures fail closed with 503 store_unavailable.

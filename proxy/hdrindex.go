@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -17,6 +19,10 @@ type headerIndex struct {
 	xffLines                                            int    // how many lines there are
 	acrMethod, acrHeaders                               []byte // Access-Control-Request-Method/-Headers (first lines)
 	acrHeadersLines                                     int    // how many -Headers lines there are
+	xRealIPLines, originLines                           int    // how many X-Real-IP and Origin lines
+	// underscore: some field name holds '_' (identityHeaderSent looks
+	// closer only then).
+	underscore bool
 	// repeatedRequestField: X-Forwarded-Method/-Uri or X-Original-Method/
 	// -URI came in more than one line. A proxy sets each once, so a second
 	// line was added by its client, and which one names the original
@@ -31,14 +37,19 @@ func (x *headerIndex) scan(h *fasthttp.RequestHeader, apiKeyHeader string) {
 		if equalFoldASCII(k, apiKeyHeader) {
 			first(&x.apiKey, v)
 		}
+		if !x.underscore && bytes.IndexByte(k, '_') >= 0 {
+			x.underscore = true
+		}
 		switch len(k) {
 		case 6: // Origin
 			if equalFoldASCII(k, "Origin") {
 				first(&x.origin, v)
+				x.originLines++
 			}
 		case 9: // X-Real-Ip
 			if equalFoldASCII(k, "X-Real-Ip") {
 				first(&x.xRealIP, v)
+				x.xRealIPLines++
 			}
 		case 12: // X-Request-Id, X-Client-Key
 			if equalFoldASCII(k, "X-Request-Id") {

@@ -41,6 +41,19 @@ func checkIndexMatchesPeek(t *testing.T, raw string) error {
 	} else if len(all) > 0 && !bytes.Equal(x.xff, all[0]) {
 		t.Errorf("%q: first X-Forwarded-For %q, PeekAll %q", raw, x.xff, all[0])
 	}
+	if n := len(h.PeekAll("X-Real-IP")); x.xRealIPLines != n {
+		t.Errorf("%q: %d X-Real-IP lines indexed, PeekAll has %d", raw, x.xRealIPLines, n)
+	}
+	if n := len(h.PeekAll("Origin")); x.originLines != n {
+		t.Errorf("%q: %d Origin lines indexed, PeekAll has %d", raw, x.originLines, n)
+	}
+	underscore := false
+	for k := range h.All() {
+		underscore = underscore || bytes.IndexByte(k, '_') >= 0
+	}
+	if x.underscore != underscore {
+		t.Errorf("%q: underscore = %v, want %v", raw, x.underscore, underscore)
+	}
 	repeated := false
 	for _, n := range []string{"X-Forwarded-Method", "X-Forwarded-Uri", "X-Original-Method", "X-Original-URI"} {
 		repeated = repeated || len(h.PeekAll(n)) > 1
@@ -81,6 +94,9 @@ func TestHeaderIndexMatchesPeek(t *testing.T) {
 func FuzzHeaderIndex(f *testing.F) {
 	f.Add("x-api-key: a\r\nX-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2\r\nOrigin: o\r\n")
 	f.Add("X-Original-URI: /x\r\nX-ORIGINAL-METHOD: GET\r\nx-request-id: abc\r\n")
+	// '_' spellings and repeated lines (issue 15).
+	f.Add("X_Auth_User_Id: victim\r\nx-real-ip: 1.1.1.1\r\nX-Real-IP: 2.2.2.2\r\nOrigin: a\r\norigin: b\r\n")
+	f.Add("X_API_Key: a\r\nx_client_key: b\r\nX-Auth_Scope: c\r\nX_Forwarded_For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\n")
 	f.Fuzz(func(t *testing.T, headers string) {
 		_ = checkIndexMatchesPeek(t, "GET / HTTP/1.1\r\nHost: h\r\n"+headers+"\r\n\r\n") // rejected input: nothing to compare
 	})

@@ -94,7 +94,7 @@ func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState, rep
 	for k, v := range h.All() {
 		st.connectionField(k, v)
 	}
-	tokens := len(st.names)
+	tokens := p.keepDecisionRead(st, len(st.names))
 	for k := range h.All() {
 		if st.hopField(k, tokens, p.prefix) || dropBeforeForwarding(k, replaceForwarded) {
 			st.addName(k)
@@ -106,6 +106,63 @@ func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState, rep
 	// A chunked body's trailer section is read later, while the body
 	// streams: limitedBody drops it.
 	st.names, st.keys = st.names[:0], st.keys[:0]
+}
+
+// keepDecisionRead drops from the first tokens names of st.names (the
+// request's Connection tokens) every field the decision read, and returns
+// how many are left. A client that lists X-Site-Key in Connection would
+// otherwise have the upstream get the identity of a scope without the
+// header that named it: a field the decision acted on is not hop-by-hop, so
+// it is kept, like the framing fields.
+func (p *Proxy) keepDecisionRead(st *reqState, tokens int) int {
+	kept := st.names[:0]
+	for _, t := range st.names[:tokens] {
+		if !p.decisionRead(st, t) {
+			kept = append(kept, t)
+		}
+	}
+	st.names = kept
+	return len(kept)
+}
+
+// readByDecision are the request fields any decision may read: the
+// credential fields other than the API key header (configurable), Origin,
+// and the client address fields of a trusted peer.
+var readByDecision = [...]string{"Authorization", "X-Client-Key", "Cookie", "Origin", "X-Forwarded-For", "X-Real-Ip"}
+
+// decisionRead reports whether the decision read the request field name:
+// one of readByDecision, the API key header, or a header a route's scope
+// read (valueSource.Header records them).
+func (p *Proxy) decisionRead(st *reqState, name []byte) bool {
+	if nameIn(name, readByDecision[:]) || equalFoldASCII(name, p.cfg.APIKeyHeader) {
+		return true
+	}
+	for _, r := range st.values.read {
+		if equalHeaderName(name, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// identityHeaderSent reports whether the request carries a field whose name
+// holds '_' and, with '_' read as '-', starts with the identity prefix
+// (X_Auth_User_Id). In forward-auth mode scopegate cannot remove it from
+// what the proxy in front passes on, and CGI-style servers read it as the
+// identity header: the request is refused (identity_header_sent). The
+// proxy mode drops every '_' name (dropBeforeForwarding), and the gRPC
+// check names it in headers_to_remove (st.removesHeaders). Only a request
+// whose index saw a '_' name is looked at again.
+func (p *Proxy) identityHeaderSent(h *fasthttp.RequestHeader, st *reqState) bool {
+	if !st.hdr.underscore || p.prefix == "" || st.removesHeaders {
+		return false
+	}
+	for k := range h.All() {
+		if bytes.IndexByte(k, '_') >= 0 && policy.HasHeaderPrefix(b2s(k), p.prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanResponseHeaders removes the hop-by-hop fields (and those Connection
@@ -149,17 +206,19 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bo
 //     (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override,
 //     X-Original-URL, X-Rewrite-URL): the request was authorized with its
 //     own method and path, so it must not run as another;
-//   - from an untrusted peer (replaceForwarded), the forwarded fields
-//     (Forwarded, X-Real-IP, X-Forwarded-For/-Proto/-Host, which
-//     setForwarded sets afresh) and the forwarded request fields of the
-//     forward-auth conventions (X-Original-URI/-Method,
-//     X-Forwarded-Uri/-Method/-Prefix).
+//   - from an untrusted peer (replaceForwarded), every field that only a
+//     trusted proxy may set (SPEC §5): Forwarded, every X-Forwarded-*
+//     (-For/-Proto/-Host, which setForwarded sets afresh, -Port, -Ssl,
+//     -Scheme, -Server, -Uri, -Method, -Prefix...), the client address
+//     fields frameworks and CDNs use (X-Real-IP, True-Client-IP,
+//     Client-IP, CF-Connecting-IP...), Front-End-Https, and the forwarded
+//     request fields of nginx's convention (X-Original-URI/-Method).
 func dropBeforeForwarding(name []byte, replaceForwarded bool) bool {
 	if !policy.ForwardedHeaderName(b2s(name)) {
 		return true // so the lists below need no '_' spellings
 	}
 	return nameIn(name, droppedFromAnyPeer[:]) || nameIn(name, requestOverrides[:]) ||
-		replaceForwarded && nameIn(name, droppedFromUntrusted[:])
+		replaceForwarded && (hasPrefixFold(name, "X-Forwarded-") || nameIn(name, droppedFromUntrusted[:]))
 }
 
 // The request fields dropBeforeForwarding removes, by peer.
@@ -170,11 +229,18 @@ var (
 	requestOverrides = [...]string{
 		"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-URL", "X-Rewrite-URL",
 	}
+	// droppedFromUntrusted: besides every X-Forwarded-* name.
 	droppedFromUntrusted = [...]string{
-		"Forwarded", "X-Real-Ip", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
-		"X-Original-URI", "X-Original-Method", "X-Forwarded-Uri", "X-Forwarded-Method", "X-Forwarded-Prefix",
+		"Forwarded", "X-Real-Ip", "True-Client-Ip", "Client-Ip", "Cf-Connecting-Ip", "Front-End-Https",
+		"X-Client-Ip", "X-Cluster-Client-Ip", "Fastly-Client-Ip",
+		"X-Original-URI", "X-Original-Method",
 	}
 )
+
+// hasPrefixFold reports whether name starts with prefix, ignoring ASCII case.
+func hasPrefixFold(name []byte, prefix string) bool {
+	return len(name) >= len(prefix) && equalFoldASCII(name[:len(prefix)], prefix)
+}
 
 // nameIn reports whether name is one of names, ignoring ASCII case.
 func nameIn(name []byte, names []string) bool {
@@ -220,7 +286,8 @@ func isTransferEncoding(name []byte) bool {
 	return equalFoldASCII(name, "Transfer-Encoding")
 }
 
-// setForwarded sets X-Forwarded-For/-Proto/-Host. From a trusted peer the
+// setForwarded sets X-Forwarded-For/-Proto/-Host (the host the upstream
+// gets as Host). From a trusted peer the
 // incoming values are kept (the peer is appended to X-Forwarded-For); from
 // any other peer they are replaced: cleanRequestHeaders has already removed
 // its Forwarded, X-Real-IP and X-Forwarded-* fields (every line, any case),
@@ -257,7 +324,10 @@ func (p *Proxy) setForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer netip.
 		}
 	}
 	if !trusted || len(h.PeekBytes(hdrXFHost)) == 0 {
-		if host := h.Host(); len(host) > 0 {
+		// The request URI's host: for an absolute-form target its
+		// authority, which is what the upstream gets as Host (RFC 9112
+		// §3.2.2), not a Host field that may say otherwise.
+		if host := ctx.Request.URI().Host(); len(host) > 0 {
 			h.SetCanonical(hdrXFHost, host)
 		} else if trusted {
 			h.DelBytes(hdrXFHost)

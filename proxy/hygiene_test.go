@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/policy"
 )
 
 // TestProxyStripsHopByHopAndSpoofedHeaders: hop-by-hop fields, the fields
@@ -510,4 +512,56 @@ func TestHTTP10WithoutHostNamesTheUpstream(t *testing.T) {
 	if got := echoOf(t, r).Host; got != e.upstream.addr {
 		t.Errorf("upstream saw Host %q, want %q", got, e.upstream.addr)
 	}
+}
+
+// FuzzRequestHeaderHygiene: for any header block fasthttp parses, what
+// cleanRequestHeaders leaves for the upstream holds no name with '_', no
+// name with the identity prefix in any spelling, no hop-by-hop field, and,
+// from an untrusted peer, none of the forwarding fields only a trusted
+// proxy may set; and the forward-auth refusal (identityHeaderSent) fires
+// exactly when some name holds '_' and reads, with '_' as '-', as the
+// prefix. The seeds spell the identity, credential and forwarding fields
+// with '_', in several cases and on repeated lines.
+func FuzzRequestHeaderHygiene(f *testing.F) {
+	for _, s := range []string{
+		"X_Auth_User_Id: victim\r\nX_Auth_Scope: company:globex\r\n",
+		"x_auth_user_id: a\r\nX-AUTH_USER-ID: b\r\nX-Auth-User-Id: c\r\nx-auth-user-id: d\r\n",
+		"X-Auth_Type: admin\r\nX_AUTH-TYPE: admin\r\nX-Auth-Type: admin\r\nX-Auth-Type: admin\r\n",
+		"X_Api_Key: k\r\nx_client_key: c\r\nX_HTTP_Method_Override: DELETE\r\nX-Api_Key: k\r\n",
+		"X-Real-IP: 1.1.1.1\r\nx-real-ip: 2.2.2.2\r\nX_Real_IP: 3.3.3.3\r\nTrue-Client-IP: 4.4.4.4\r\n",
+		"X-Forwarded-Port: 443\r\nx_forwarded_for: 6.6.6.6\r\nX-FORWARDED-SSL: on\r\nForwarded: for=1.1.1.1\r\nforwarded: proto=https\r\n",
+		"Connection: X-Auth-Scope, x_auth_scope\r\nX-Auth-Scope: s\r\nCF-Connecting-IP: 5.5.5.5\r\nFront-End-Https: on\r\n",
+		"Origin: https://a.example\r\norigin: https://b.example\r\nXAuth_User: x\r\nMy_X-Auth-Id: y\r\n",
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	p := &Proxy{prefix: "X-Auth-", cfg: Config{APIKeyHeader: "X-API-Key"}}
+	f.Fuzz(func(t *testing.T, headers string, trusted bool) {
+		var req fasthttp.Request
+		raw := "GET /api/things HTTP/1.1\r\nHost: h\r\n" + headers + "\r\n\r\n"
+		if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			return // fasthttp refuses it before any handler runs
+		}
+		h := &req.Header
+		st := new(reqState)
+		st.hdr.scan(h, p.cfg.APIKeyHeader)
+		want := false
+		for k := range h.All() {
+			want = want || strings.Contains(string(k), "_") && policy.HasHeaderPrefix(string(k), p.prefix)
+		}
+		if got := p.identityHeaderSent(h, st); got != want {
+			t.Fatalf("%q: identityHeaderSent = %v, want %v", headers, got, want)
+		}
+		p.cleanRequestHeaders(h, st, !trusted)
+		for k, v := range h.All() {
+			name := string(k)
+			switch {
+			case strings.Contains(name, "_"), policy.HasHeaderPrefix(name, p.prefix), nameIn(k, hopByHop[:]):
+				t.Fatalf("%q: %s: %q left for the upstream", headers, name, v)
+			case !trusted && (hasPrefixFold(k, "X-Forwarded-") || nameIn(k, droppedFromUntrusted[:])):
+				t.Fatalf("%q: untrusted peer's %s: %q left for the upstream", headers, name, v)
+			}
+		}
+	})
 }

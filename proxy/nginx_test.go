@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -297,5 +298,57 @@ func TestReasonCodesThroughNginx(t *testing.T) {
 			}
 			check(t, c, "nginx_e2e", r, e)
 		})
+	}
+}
+
+// TestNginxRecipeEverySpelling: through a real nginx running the shipped
+// configs/nginx.conf, every spelling of every identity field (case, '_' for
+// '-', two lines) and of the credential fields and overrides it removes
+// (same spellings) is gone from what the app gets, which carries
+// scopegate's identity fields only. nginx drops the '_' names
+// (underscores_in_headers off); proxy_set_header replaces every line of
+// the others, whatever their case. (A prefixed name that is none of the
+// seven, X-Auth-Role, passes: nginx cannot remove by prefix.)
+func TestNginxRecipeEverySpelling(t *testing.T) {
+	nginxBinary(t)
+	e := newEnv(t, envOptions{noUpstream: true, trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	app := startEcho(t)
+	ngx := startNginx(t, e.addr, app.addr)
+	for _, underscored := range []bool{false, true} {
+		r := doRaw(t, netip.Addr{}, ngx, reqText("GET", "/api/things", recipeSpoofHeaders(e, underscored)...))
+		if r.status != 200 {
+			t.Fatalf("underscored %v: status %d: %s", underscored, r.status, r.body)
+		}
+		checkRecipeEcho(t, "nginx", echoOf(t, r), false)
+	}
+}
+
+// TestNginxRecipeDropsForwardingFields: SPEC §5's forwarding fields that
+// only a trusted proxy may set, sent by the client (any case, two lines),
+// do not reach the app behind the shipped configs/nginx.conf; nginx sets
+// X-Forwarded-For/-Proto/-Host itself.
+func TestNginxRecipeDropsForwardingFields(t *testing.T) {
+	nginxBinary(t)
+	e := newEnv(t, envOptions{noUpstream: true, trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	app := startEcho(t)
+	ngx := startNginx(t, e.addr, app.addr)
+	h := []string{"X-API-Key", e.fix.Token("app"), "X-Forwarded-For", "6.6.6.6", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.test"}
+	for _, n := range untrustedForwarding {
+		h = append(h, n, "on", strings.ToLower(n), "1.2.3.4")
+	}
+	r := doRaw(t, netip.Addr{}, ngx, reqText("GET", "/api/things", h...))
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	ec := echoOf(t, r)
+	for _, n := range untrustedForwarding {
+		if got := ec.Headers[http.CanonicalHeaderKey(n)]; len(got) != 0 {
+			t.Errorf("the app got %s: %q", n, got)
+		}
+	}
+	for k, v := range map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "gw.test"} {
+		if got := ec.Headers[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("the app got %s = %q, want [%s]", k, got, v)
+		}
 	}
 }

@@ -142,7 +142,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, envoy bool, fault policy.Reason
 	// forward-auth answer (403 path_invalid), never the proxy's.
 	uri := ctx.Request.Header.RequestURI()
 	if envoy {
-		st.fault = fault
+		st.fault, st.removesHeaders = fault, true
 		p.serveForwardAuth(ctx, st, modeEnvoy, uri)
 		return
 	}

@@ -44,6 +44,15 @@ type reqState struct {
 	preflight   bool   // the request was decided as a preflight
 
 	fault policy.Reason // CheckEnvoy: a denial its attributes already decided
+	// removesHeaders: the front end removes the client's headers the
+	// answer names (the gRPC check's headers_to_remove), so a '_' spelling
+	// of an identity header is removed there rather than refused.
+	removesHeaders bool
+
+	// knownClient: the store knew the presented client_key (it may be
+	// logged; another one may be a secret sent in the wrong field).
+	knownClient bool
+	xri         []byte // X-Real-IP lines joined (realIP)
 }
 
 func (st *reqState) reset() {
@@ -53,6 +62,9 @@ func (st *reqState) reset() {
 	st.scratch = st.scratch[:0]
 	st.up.Reset()
 	st.sub = ""
+	st.knownClient = false
+	st.removesHeaders = false
+	st.xri = st.xri[:0]
 	st.hdr = headerIndex{}
 	st.names = st.names[:0]
 	st.keys = st.keys[:0]
@@ -69,10 +81,14 @@ type valueSource struct {
 	rawQuery []byte // the raw query string (no '?'), copied
 	args     fasthttp.Args
 	parsed   bool
+
+	read []string // the header names Header was asked for (decisionRead)
 }
 
 func (v *valueSource) reset() {
 	v.h = nil
+	clear(v.read)
+	v.read = v.read[:0]
 	v.rawQuery = v.rawQuery[:0]
 	v.args.Reset()
 	v.parsed = false
@@ -87,6 +103,7 @@ func (v *valueSource) Header(name string) (string, int) {
 	if v.h == nil {
 		return "", 0
 	}
+	v.read = append(v.read, name)
 	var first []byte
 	n := 0
 	for k, val := range v.h.All() {
@@ -201,7 +218,29 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, method, rawPath, ra
 		Method:  b2s(method),
 		RawPath: b2s(rawPath),
 		Origin:  b2s(st.hdr.origin),
-		Cred:    policy.ParseCredential(ch),
-		Values:  &st.values,
+		// A repeated Origin is denied (origin_not_allowed), never
+		// decided by its first line while both are forwarded.
+		OriginRepeated: st.hdr.originLines > 1,
+		Cred:           policy.ParseCredential(ch),
+		Values:         &st.values,
 	}
+}
+
+// realIP returns the X-Real-IP value for policy.Engine.ClientIP: the one
+// line, or the lines joined with "," when there are several, which
+// ClientIP refuses (X-Real-IP names one address: a second line means a
+// proxy appended rather than replaced, so neither can be trusted).
+func (st *reqState) realIP(h *fasthttp.RequestHeader) string {
+	if st.hdr.xRealIPLines <= 1 {
+		return b2s(st.hdr.xRealIP)
+	}
+	b := st.xri[:0]
+	for i, v := range h.PeekAll("X-Real-Ip") {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, v...)
+	}
+	st.xri = b
+	return b2s(b)
 }

@@ -51,7 +51,7 @@ func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer ne
 		return false, "", ""
 	}
 	if st.hdr.xffLines <= 1 {
-		return true, b2s(st.hdr.xff), b2s(st.hdr.xRealIP)
+		return true, b2s(st.hdr.xff), st.realIP(&ctx.Request.Header)
 	}
 	// Several X-Forwarded-For lines are one list (RFC 9110 §5.3).
 	all := ctx.Request.Header.PeekAll(string(hdrXFF))
@@ -62,7 +62,7 @@ func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer ne
 	}
 	st.keys = j
 	xff = b2s(j)
-	return true, xff, b2s(st.hdr.xRealIP)
+	return true, xff, st.realIP(&ctx.Request.Header)
 }
 
 // serveProxy handles a request outside AuthPath: decide, then forward (or
@@ -154,6 +154,9 @@ func (p *Proxy) forwardAuthDecision(ctx *fasthttp.RequestCtx, st *reqState, mode
 	}
 	if st.fault != policy.ReasonNone {
 		return policy.Denied(st.fault)
+	}
+	if p.identityHeaderSent(&ctx.Request.Header, st) {
+		return policy.Denied(policy.ReasonIdentityHeaderSent)
 	}
 	var method, path, query []byte
 	switch mode {
@@ -302,8 +305,7 @@ func (p *Proxy) observe(st *reqState, d *policy.Decision, a *answer, took time.D
 		attrs[n] = slog.String("client_key", d.Identity.ClientKey)
 		n++
 	case st.req.Cred.Kind == policy.CredentialAPIKey && st.req.Cred.ClientKey != "":
-		// The presented client_key is an identifier, not the secret.
-		attrs[n] = slog.String("client_key", truncate(st.req.Cred.ClientKey, 64))
+		attrs[n] = st.presentedClientKey()
 		n++
 	}
 	p.log.LogAttrs(p.cfg.BaseContext, level, "decision", attrs[:n]...)
