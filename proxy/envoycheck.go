@@ -104,23 +104,27 @@ func skippedEnvoyField(k string) bool {
 func (p *Proxy) envoyAnswer(c *envoycheck.Request, resp *fasthttp.Response) *envoycheck.Answer {
 	a := &envoycheck.Answer{Status: resp.StatusCode()}
 	allowed := a.Status == fasthttp.StatusOK
+	a.Client = make([]envoycheck.Header, 0, 8)
+	if allowed {
+		a.Upstream = make([]envoycheck.Header, 0, 8)
+	}
 	for k, v := range resp.Header.All() {
 		name := b2s(k)
 		switch {
 		case equalFoldASCII(k, "Content-Length"), equalFoldASCII(k, "Connection"), equalFoldASCII(k, "Date"):
 		case !allowed:
-			a.Client = append(a.Client, hdr(name, v))
+			a.Client = append(a.Client, p.hdr(name, v))
 		case policy.HasHeaderPrefix(name, p.prefix):
-			a.Upstream = append(a.Upstream, hdr(name, v))
+			a.Upstream = append(a.Upstream, p.hdr(name, v))
 		case equalFoldASCII(k, "X-Request-Id"):
-			a.Upstream = append(a.Upstream, hdr(name, v))
-			a.Client = append(a.Client, hdr(name, v))
+			a.Upstream = append(a.Upstream, p.hdr(name, v))
+			a.Client = append(a.Client, p.hdr(name, v))
 		case equalFoldASCII(k, "X-Envoy-Auth-Headers-To-Remove"), equalFoldASCII(k, "Cache-Control"),
 			equalFoldASCII(k, "Content-Type"):
 			// The HTTP form's own means of removal, and the auth
 			// answer's own framing: not the client's.
 		default:
-			a.Client = append(a.Client, hdr(name, v))
+			a.Client = append(a.Client, p.hdr(name, v))
 		}
 	}
 	if !allowed {
@@ -139,8 +143,14 @@ func (p *Proxy) envoyAnswer(c *envoycheck.Request, resp *fasthttp.Response) *env
 	return a
 }
 
-// hdr copies a response header field.
-func hdr(name string, v []byte) envoycheck.Header {
+// hdr copies a response header field; the names scopegate sets itself are
+// not copied (constants outlive the call).
+func (p *Proxy) hdr(name string, v []byte) envoycheck.Header {
+	for _, k := range [...]string{p.hdrType, p.hdrClient, p.hdrCKey, p.hdrUserID, p.hdrUserSub, p.hdrEmail, p.hdrScope, "X-Request-Id"} {
+		if name == k {
+			return envoycheck.Header{Name: k, Value: string(v)}
+		}
+	}
 	return envoycheck.Header{Name: strings.Clone(name), Value: string(v)}
 }
 
