@@ -40,6 +40,10 @@ type Request struct {
 	// percent-decoded path of a path with escapes, so decoding does not
 	// allocate; [Match.Path] then aliases it until Scratch is reused.
 	Scratch []byte
+	// Recheck asks whether an open upgrade tunnel's decision still holds
+	// (SPEC §10): every check runs except the token bucket, which a
+	// re-check must neither consume nor be refused by.
+	Recheck bool
 }
 
 // Match is the request-level result of [Engine.Match]: the matched route and
@@ -303,6 +307,9 @@ func (e *Engine) checkClient(req *Request, m *Match, c *Client) (d Decision, lim
 	limit = c.RateLimitPerMin
 	if limit < 0 {
 		limit = e.cfg.DefaultRateLimitPerMin
+	}
+	if req.Recheck {
+		return d, 0 // a re-check neither spends nor waits for a token
 	}
 	return d, max(limit, 0)
 }

@@ -172,6 +172,15 @@ func (e *Engine) VerifyToken(req *Request) (Claims, Decision) {
 	return c, d
 }
 
+// TokenDeadline returns when a token with these claims stops being
+// accepted: its exp plus the leeway; zero when it has no exp.
+func (e *Engine) TokenDeadline(c Claims) time.Time {
+	if c.ExpiresAt.IsZero() {
+		return time.Time{}
+	}
+	return c.ExpiresAt.Add(e.jwt.cfg.Leeway)
+}
+
 func (e *Engine) verifyToken(req *Request) (Claims, Decision) {
 	v := e.jwt
 	tok := req.Cred.Token

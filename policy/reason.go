@@ -36,6 +36,7 @@ const (
 	ReasonUpstreamTimeout              // 504 upstream_timeout
 	ReasonCORSRejected                 // 403 cors_rejected
 	ReasonInternal                     // 500 internal_error
+	ReasonTooManyTunnels               // 503 too_many_tunnels
 	reasonCount
 )
 
@@ -74,6 +75,7 @@ var reasonInfo = [reasonCount]struct {
 	ReasonUpstreamTimeout:       {"upstream_timeout", 504, "the upstream did not answer in time"},
 	ReasonCORSRejected:          {"cors_rejected", 403, "the CORS preflight is not allowed"},
 	ReasonInternal:              {"internal_error", 500, "internal error"},
+	ReasonTooManyTunnels:        {"too_many_tunnels", 503, "too many upgrade tunnels are open"},
 }
 
 // String returns the reason code, such as "api_key_invalid"; "" for [ReasonNone].

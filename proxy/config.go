@@ -73,6 +73,14 @@ type Config struct {
 	// benchmarks use in-memory listeners). If nil, TCP is used.
 	UpstreamDial func(addr string) (net.Conn, error)
 
+	// TunnelIdleTimeout closes an upgrade tunnel without a byte either way
+	// for that long (SCOPEGATE_TUNNEL_IDLE_TIMEOUT). Default 1h.
+	TunnelIdleTimeout time.Duration
+	// MaxTunnels bounds the upgrade tunnels open at once
+	// (SCOPEGATE_MAX_TUNNELS); beyond it a handshake is answered 503
+	// too_many_tunnels. Default 10000.
+	MaxTunnels int
+
 	// BaseContext is passed to store lookups (never the RequestCtx, which
 	// has no deadline). The store bounds a cache miss on its own. If nil,
 	// context.Background is used.
@@ -190,6 +198,12 @@ func (c *Config) setDefaults() {
 		c.APIKeyHeader = "X-API-Key"
 	}
 	// The Upstream* defaults are the upstream package's (upstream.Config).
+	if c.TunnelIdleTimeout <= 0 {
+		c.TunnelIdleTimeout = time.Hour
+	}
+	if c.MaxTunnels <= 0 {
+		c.MaxTunnels = 10000
+	}
 	if c.BaseContext == nil {
 		c.BaseContext = context.Background()
 	}

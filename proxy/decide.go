@@ -60,6 +60,7 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 			return withRoute(vd, m.Route)
 		}
 		st.sub = claims.Subject // verified: safe to log
+		st.tokenDeadline = p.engine.TokenDeadline(claims)
 		dir, err := p.store.Directory(now)
 		if err != nil {
 			p.storeError(err)

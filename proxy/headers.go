@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"iter"
 	"net/netip"
 
 	"github.com/valyala/fasthttp"
@@ -22,6 +23,9 @@ var hopByHop = [...]string{
 	"Trailer",
 	"Transfer-Encoding",
 	"Upgrade",
+	// HTTP2-Settings goes with Upgrade: h2c (RFC 7540 §3.2), which the
+	// gateway never forwards (h2c smuggling).
+	"Http2-Settings",
 }
 
 // framing are names a Connection header may list that must not be removed
@@ -39,18 +43,28 @@ func (st *reqState) addName(name []byte) {
 
 // connectionTokens queues every field named in a Connection value.
 func (st *reqState) connectionTokens(v []byte) {
-	for len(v) > 0 {
-		var tok []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = v[:i], v[i+1:]
-		} else {
-			tok, v = v, nil
-		}
-		tok = bytes.TrimSpace(tok)
+	for tok := range listItems(v) {
 		if len(tok) == 0 || nameIn(tok, framing[:]) {
 			continue
 		}
 		st.addName(tok)
+	}
+}
+
+// listItems yields the elements of a comma-separated field value, trimmed.
+func listItems(v []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for len(v) > 0 {
+			var tok []byte
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				tok, v = v[:i], v[i+1:]
+			} else {
+				tok, v = v, nil
+			}
+			if !yield(bytes.TrimSpace(tok)) {
+				return
+			}
+		}
 	}
 }
 

@@ -40,6 +40,7 @@ type Proxy struct {
 	hdrScope   string
 
 	upstreams *upstream.Pool // nil: decision-only mode
+	tun       tunnelSet
 
 	idPrefix [17]byte // 16 hex chars + '-' : per-process random request-id prefix
 	idSeq    atomic.Uint64
@@ -98,6 +99,7 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 	hex.Encode(p.idPrefix[:16], rnd[:])
 	p.idPrefix[16] = '-'
 	p.m = newProxyMetrics(cfg.Metrics)
+	p.tun.init(p, cfg.Metrics)
 	p.pool.New = func() any { return new(reqState) }
 	return p, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -31,9 +32,12 @@ type reqState struct {
 	pathBuf []byte            // policy.Request.Scratch: the decoded path
 	up      upstream.Exchange // the exchange with the upstream (proxy mode)
 	sub     string            // the verified JWT subject, for the decision log
-	hdr     headerIndex       // the fields the decision reads (scanned once)
-	names   [][]byte          // header names to delete (copied)
-	keys    []byte            // backing store for names
+	// tokenDeadline is when the verified JWT stops being accepted (exp
+	// plus leeway; zero: no exp), for a tunnel's expiry.
+	tokenDeadline time.Time
+	hdr           headerIndex // the fields the decision reads (scanned once)
+	names         [][]byte    // header names to delete (copied)
+	keys          []byte      // backing store for names
 
 	// CORS (SPEC §11), set by corsPrepare when the routes have a cors:
 	// block and answered by corsAnswer.
@@ -65,6 +69,7 @@ func (st *reqState) reset() {
 	st.knownClient = false
 	st.removesHeaders = false
 	st.xri = st.xri[:0]
+	st.tokenDeadline = time.Time{}
 	st.hdr = headerIndex{}
 	st.names = st.names[:0]
 	st.keys = st.keys[:0]

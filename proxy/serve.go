@@ -69,19 +69,13 @@ func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer ne
 // answer 200 in decision-only mode) or deny.
 func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
 	start := requestTime(ctx)
-	path, query, ok := splitTarget(ctx.Request.Header.RequestURI())
-	var d policy.Decision
-	peer := peerAddr(ctx)
-	trusted := false
-	if !ok {
-		d = policy.Denied(policy.ReasonPathInvalid)
-	} else {
-		p.fill(ctx, st, ctx.Method(), path, query)
-		st.preflightOK = true
-		var xff, xri string
-		trusted, xff, xri = p.trustedForwarded(ctx, st, peer)
-		d = p.decide(st, peer, xff, xri, start)
+	if ctx.IsConnect() {
+		// A tunnel to anywhere: never (an upstream that took it would
+		// stop parsing HTTP on that connection).
+		p.writeAnswer(ctx, st, malformed(fasthttp.StatusMethodNotAllowed, "the CONNECT method is not supported"))
+		return
 	}
+	d, peer, trusted := p.proxyDecision(ctx, st, start, false)
 	decided := time.Now() // the decision's end and the upstream call's start
 	if !p.settle(ctx, st, &d, decided.Sub(start), false) {
 		return
@@ -94,7 +88,29 @@ func (p *Proxy) serveProxy(ctx *fasthttp.RequestCtx, st *reqState) {
 		p.writeAllow(ctx, st, &d)
 		return
 	}
-	p.forward(ctx, st, &d, peer, trusted, decided)
+	switch upgradeOf(&ctx.Request.Header) {
+	case upgradeWebSocket:
+		p.openTunnel(ctx, st, &d, peer, trusted, decided)
+	case upgradeInvalid:
+		p.writeAnswer(ctx, st, malformed(fasthttp.StatusBadRequest, errTunnelInvalid))
+	default:
+		p.forward(ctx, st, &d, peer, trusted, decided)
+	}
+}
+
+// proxyDecision decides a request outside AuthPath as of now; recheck
+// decides an open tunnel's handshake again (no token bucket).
+func (p *Proxy) proxyDecision(ctx *fasthttp.RequestCtx, st *reqState, now time.Time, recheck bool) (d policy.Decision, peer netip.Addr, trusted bool) {
+	peer = peerAddr(ctx)
+	path, query, ok := splitTarget(ctx.Request.Header.RequestURI())
+	if !ok {
+		return policy.Denied(policy.ReasonPathInvalid), peer, false
+	}
+	p.fill(ctx, st, ctx.Method(), path, query)
+	st.req.Recheck = recheck
+	st.preflightOK = true
+	trusted, xff, xri := p.trustedForwarded(ctx, st, peer)
+	return p.decide(st, peer, xff, xri, now), peer, trusted
 }
 
 // serveForwardAuth answers nginx auth_request, Traefik ForwardAuth and Envoy

@@ -58,9 +58,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decisi
 		p.upstreamFailed(ctx, st, o)
 		return
 	}
-	cleanResponseHeaders(&ctx.Response.Header, st, d.RateLimit.Applied)
-	ctx.Response.Header.SetCanonical(hdrRequestID, st.reqID)
-	p.setRateLimitHeaders(ctx, st, &d.RateLimit, false)
+	p.passAnswer(ctx, st, d)
 }
 
 // rewriteRequest prepares the request for the upstream, in place: the

@@ -50,6 +50,7 @@ type FileConfig struct {
 // File implements [Store]; it is safe for concurrent use. Lookups read an
 // immutable snapshot through an atomic pointer and do not allocate.
 type File struct {
+	changeHooks
 	path   string
 	cfg    FileConfig
 	logger *slog.Logger
@@ -145,6 +146,7 @@ func (f *File) load() error {
 		return err
 	}
 	f.snap.Store(snap)
+	f.notify()
 	return nil
 }
 

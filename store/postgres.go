@@ -129,6 +129,7 @@ func (c *PostgresConfig) setDefaults() {
 // the change feed (LISTEN scopegate_changes) and the last_used_at writer.
 // It is safe for concurrent use. Create it with [OpenPostgres].
 type Postgres struct {
+	changeHooks
 	cfg    PostgresConfig
 	log    *slog.Logger
 	pool   *pgxpool.Pool

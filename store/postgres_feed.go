@@ -239,6 +239,7 @@ func (s *Postgres) apply(first chan<- error) {
 				failures = 0
 				s.m.reloads.Inc()
 				s.markUp()
+				s.notify()
 			}
 			for _, w := range active {
 				w <- err
@@ -260,6 +261,7 @@ func (s *Postgres) apply(first chan<- error) {
 			if r.err != nil {
 				fail(r.err)
 			}
+			s.notify()
 		}
 		if needFull && !loading {
 			needFull, loading = false, true

@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/scopegate/scopegate/policy"
@@ -44,4 +45,29 @@ type Store interface {
 	Ready(now time.Time) bool
 	// Close flushes last_used_at and releases connections.
 	Close(ctx context.Context) error
+}
+
+// changeHooks runs the functions registered with OnChange after each change
+// a store applies (a change-feed batch, a full reload, a reloaded file).
+type changeHooks struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+// OnChange registers fn to run after every change the store applies, on
+// the store's own goroutine: fn must return quickly (signal a goroutine of
+// its own). The proxy uses it to re-check open upgrade tunnels (SPEC §10).
+func (h *changeHooks) OnChange(fn func()) {
+	h.mu.Lock()
+	h.fns = append(h.fns, fn)
+	h.mu.Unlock()
+}
+
+func (h *changeHooks) notify() {
+	h.mu.Lock()
+	fns := h.fns
+	h.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }

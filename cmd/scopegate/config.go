@@ -42,6 +42,8 @@ type Config struct {
 	UpstreamURL            string        `envconfig:"SCOPEGATE_UPSTREAM_URL"`
 	UpstreamTimeout        time.Duration `envconfig:"SCOPEGATE_UPSTREAM_TIMEOUT" default:"30s"`
 	UpstreamIdleTimeout    time.Duration `envconfig:"SCOPEGATE_UPSTREAM_IDLE_TIMEOUT" default:"1s"`
+	TunnelIdleTimeout      time.Duration `envconfig:"SCOPEGATE_TUNNEL_IDLE_TIMEOUT" default:"1h"`
+	MaxTunnels             int           `envconfig:"SCOPEGATE_MAX_TUNNELS" default:"10000"`
 	AuthPath               string        `envconfig:"SCOPEGATE_AUTH_PATH" default:"/_auth"`
 	IdentityHeaderPrefix   string        `envconfig:"SCOPEGATE_IDENTITY_HEADER_PREFIX" default:"X-Auth-"`
 	StripCredentials       bool          `envconfig:"SCOPEGATE_STRIP_CREDENTIALS" default:"true"`
@@ -132,6 +134,7 @@ func (c *Config) validate() error {
 		{"LAST_USED_FLUSH_INTERVAL", c.LastUsedFlushInterval}, {"JWT_LEEWAY", c.JWTLeeway},
 		{"JWT_JWKS_REFRESH", c.JWTJWKSRefresh}, {"READ_TIMEOUT", c.ReadTimeout},
 		{"WRITE_TIMEOUT", c.WriteTimeout}, {"IDLE_TIMEOUT", c.IdleTimeout},
+		{"TUNNEL_IDLE_TIMEOUT", c.TunnelIdleTimeout},
 	}
 	for _, v := range nonNeg {
 		if v.d < 0 {
@@ -147,7 +150,7 @@ func (c *Config) validate() error {
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"MAX_HEADER_BYTES", c.MaxHeaderBytes}, {"MAX_BODY_BYTES", c.MaxBodyBytes}, {"MAX_CONNS", c.MaxConns}} {
+	}{{"MAX_HEADER_BYTES", c.MaxHeaderBytes}, {"MAX_BODY_BYTES", c.MaxBodyBytes}, {"MAX_CONNS", c.MaxConns}, {"MAX_TUNNELS", c.MaxTunnels}} {
 		if v.n <= 0 {
 			return &ConfigError{Var: "SCOPEGATE_" + v.name, Msg: "must be positive"}
 		}

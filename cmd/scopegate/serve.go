@@ -136,6 +136,8 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		Upstreams:            upstreams,
 		UpstreamTimeout:      cfg.UpstreamTimeout,
 		UpstreamIdleTimeout:  cfg.UpstreamIdleTimeout,
+		TunnelIdleTimeout:    cfg.TunnelIdleTimeout,
+		MaxTunnels:           cfg.MaxTunnels,
 		BaseContext:          baseCtx,
 		MaxHeaderBytes:       cfg.MaxHeaderBytes,
 		MaxBodyBytes:         cfg.MaxBodyBytes,
@@ -244,6 +246,9 @@ loop:
 		logger.Warn("shutdown timeout: in-flight gRPC checks cut")
 	}
 	cancel()
+	// Upgrade tunnels (hijacked, so not waited for by the drain) close
+	// once the HTTP requests have drained.
+	p.CloseTunnels()
 	// Shutdown closes only the listeners Serve has registered; a signal that
 	// arrives before Serve got that far would leave ln open.
 	_ = ln.Close()

@@ -15,24 +15,36 @@ import (
 // does not hold a request that long before the next one is tried.
 const maxConnectTimeout = 5 * time.Second
 
-// dialer returns u's HostClient Dial: cfg.Dial (tests) or TCP, then TLS
-// when tlsConfig is set, under a conn. The TLS handshake is made here, not
-// by fasthttp, so conn sits above TLS and reads the answers in clear; its
-// Handshake method tells fasthttp the connection already speaks TLS.
+// dialer returns u's HostClient Dial: open, under a conn.
 func dialer(cfg *Config, tlsConfig *tls.Config, u *upstream) fasthttp.DialFunc {
-	timeout, bufSize := cfg.Timeout, cfg.MaxHeaderBytes
-	connect := min(timeout, maxConnectTimeout)
+	open := opener(cfg, tlsConfig)
+	return func(addr string) (net.Conn, error) {
+		c, err := open(addr)
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := c.(*tls.Conn); ok {
+			return tlsConn{newConn(tc, cfg.Timeout, cfg.MaxHeaderBytes, u)}, nil
+		}
+		return newConn(c, cfg.Timeout, cfg.MaxHeaderBytes, u), nil
+	}
+}
+
+// opener returns how a connection to the upstream is opened: cfg.Dial
+// (tests) or TCP, then TLS when tlsConfig is set. The TLS handshake is
+// made here, not by fasthttp, so conn sits above TLS and reads the answers
+// in clear; its Handshake method tells fasthttp the connection already
+// speaks TLS. Tunnels use the connection bare.
+func opener(cfg *Config, tlsConfig *tls.Config) func(addr string) (net.Conn, error) {
+	connect := min(cfg.Timeout, maxConnectTimeout)
 	dial := cfg.Dial
 	if dial == nil {
 		dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, connect) }
 	}
 	return func(addr string) (net.Conn, error) {
 		c, err := dial(addr)
-		if err != nil {
-			return nil, err
-		}
-		if tlsConfig == nil {
-			return newConn(c, timeout, bufSize, u), nil
+		if err != nil || tlsConfig == nil {
+			return c, err
 		}
 		tc := tls.Client(c, tlsConfig)
 		if err := tc.SetDeadline(time.Now().Add(connect)); err != nil {
@@ -43,7 +55,7 @@ func dialer(cfg *Config, tlsConfig *tls.Config, u *upstream) fasthttp.DialFunc {
 			c.Close()
 			return nil, err
 		}
-		return tlsConn{newConn(tc, timeout, bufSize, u)}, nil
+		return tc, nil
 	}
 }
 

@@ -96,9 +96,12 @@ const (
 	Timeout
 	// Unavailable: no upstream could be reached, or its answer was broken.
 	Unavailable
+	// Upgraded: the upstream answered an upgrade handshake 101 with
+	// Upgrade: websocket ([Pool.Handshake]); the connection is a tunnel.
+	Upgraded
 )
 
-var outcomeNames = [...]string{"ok", "body_too_large", "body_timed_out", "body_malformed", "upstream_timeout", "upstream_unavailable"}
+var outcomeNames = [...]string{"ok", "body_too_large", "body_timed_out", "body_malformed", "upstream_timeout", "upstream_unavailable", "upgraded"}
 
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
@@ -127,6 +130,10 @@ func New(cfg Config) (*Pool, error) {
 	}
 	return p, nil
 }
+
+// Timeout returns Config.Timeout (defaults applied): a tunnel's writes to
+// the upstream are bounded by it.
+func (p *Pool) Timeout() time.Duration { return p.cfg.Timeout }
 
 // Len returns the number of upstreams.
 func (p *Pool) Len() int { return len(p.upstreams) }
@@ -177,6 +184,7 @@ type upstream struct {
 	tls         bool
 	failTimeout time.Duration
 	downUntil   atomic.Int64 // unix nanos; skipped until then
+	open        func(addr string) (net.Conn, error)
 }
 
 func newUpstream(raw string, cfg *Config) (*upstream, error) {
@@ -227,6 +235,7 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		tlsConfig = &tls.Config{ServerName: pu.Hostname(), MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
 	}
 	u.hc.Dial = dialer(cfg, tlsConfig, u)
+	u.open = opener(cfg, tlsConfig)
 	return u, nil
 }
 
