@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -38,8 +39,8 @@ func TestRoutesExample(t *testing.T) {
 	}
 }
 
-// TestTraefikConfig checks the structure of configs/traefik.yml (Traefik is
-// not run here): forwardAuth to /_auth, trustForwardHeader false, every
+// TestTraefikConfig checks the structure of configs/traefik.yml (the
+// Traefik tests run it): forwardAuth to /_auth, trustForwardHeader false, every
 // identity header in authResponseHeaders, and the API key headers removed
 // after the check.
 func TestTraefikConfig(t *testing.T) {
@@ -83,6 +84,25 @@ func TestTraefikConfig(t *testing.T) {
 	}
 	if got, want := doc.HTTP.Routers["app"].Middlewares, []string{"scopegate", "scopegate-strip"}; !slices.Equal(got, want) {
 		t.Errorf("router app middlewares %q, want %q (the check first)", got, want)
+	}
+	// Traefik matches the regex against the names as Go keeps them
+	// (canonical: X_auth_user_id), deleting the client's and copying
+	// scopegate's: every spelling of the identity and stripped fields, no
+	// other name.
+	re, err := regexp.Compile(fa.AuthResponseHeadersRegex)
+	if err != nil {
+		t.Fatalf("authResponseHeadersRegex: %v", err)
+	}
+	all, _ := identitySpellings()
+	for _, n := range append(all, credentialSpellings()...) {
+		if !re.MatchString(http.CanonicalHeaderKey(n)) {
+			t.Errorf("authResponseHeadersRegex does not match %s", http.CanonicalHeaderKey(n))
+		}
+	}
+	for _, n := range []string{"X-Request-Id", "X-Site-Key", "Authorization", "X-Authority", "X-Api-Keys", "My-X-Auth-Id", "X-Forwarded-For"} {
+		if re.MatchString(n) {
+			t.Errorf("authResponseHeadersRegex matches %s", n)
+		}
 	}
 	strip := doc.HTTP.Middlewares["scopegate-strip"].Headers
 	for _, h := range strippedAfterCheck {
@@ -267,5 +287,24 @@ func checkRecipeEcho(t *testing.T, recipe string, ec echoed, byPrefix bool) {
 		if !seen[n] {
 			t.Errorf("%s: the app did not get %s (headers %v)", recipe, n, ec.Headers)
 		}
+	}
+}
+
+// TestKubernetesTraefikRegex: the Traefik IngressRoute recipe of
+// configs/kubernetes strips with the same authResponseHeadersRegex as
+// configs/traefik.yml, which the Traefik tests run.
+func TestKubernetesTraefikRegex(t *testing.T) {
+	find := func(raw []byte) string {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == "authResponseHeadersRegex" {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	want := find(readConfig(t, "traefik.yml"))
+	got := find(readConfig(t, filepath.Join("kubernetes", "traefik-ingressroute.yaml")))
+	if want == "" || got != want {
+		t.Errorf("configs/kubernetes/traefik-ingressroute.yaml authResponseHeadersRegex %s, want %s (configs/traefik.yml)", got, want)
 	}
 }
