@@ -65,9 +65,9 @@ func dig(v any, path ...string) any {
 
 var scopegateVarRE = regexp.MustCompile(`\bSCOPEGATE_[A-Z0-9_]+\b`)
 
-// pendingVars are contract variables (SPEC §9, §13) that the manifests set and
+// pendingVars are contract variables (SPEC §13) that the manifests set and
 // that other work adds to Config; they are accepted until Config has them.
-var pendingVars = []string{"SCOPEGATE_RATE_LIMIT_BACKEND", "SCOPEGATE_REDIS_URL", "SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR", "SCOPEGATE_ADMIN_TOKEN"}
+var pendingVars = []string{"SCOPEGATE_ADMIN_TOKEN"}
 
 // checkKnownVars fails for a SCOPEGATE_ name in text that Config does not
 // read (a misspelling in a shipped file would stop start-up).
