@@ -51,7 +51,7 @@ func commands() []topCommand {
 		{name: "modules", usage: "list|add|deactivate|activate", summary: "manage modules", ownHelp: true, run: cmdModules},
 		{name: "companies", usage: "list|add|deactivate|activate", summary: "manage companies", ownHelp: true, run: cmdCompanies},
 		{name: "sites", usage: "list|add|deactivate|activate", summary: "manage sites", ownHelp: true, run: cmdSites},
-		{name: "healthcheck", summary: "exit 0 when the local gateway is ready (GET /readyz on SCOPEGATE_ADMIN_ADDR)", run: cmdHealthcheck},
+		{name: "healthcheck", usage: "[--live]", summary: "exit 0 when the local gateway is ready (GET /readyz, or /healthz with --live, on SCOPEGATE_ADMIN_ADDR)", run: cmdHealthcheck},
 		{name: "version", summary: "print the version", run: cmdVersion},
 		{name: "help", usage: "[COMMAND]", summary: "print this list, or a command's usage", run: cmdHelp},
 	}
