@@ -21,9 +21,16 @@ type benchEnv struct {
 // wanted) is an in-memory fasthttp server answering 200 "ok".
 func newBenchEnv(b *testing.B, withUpstream bool) *benchEnv {
 	b.Helper()
+	return newConsoleBenchEnv(b, withUpstream, false)
+}
+
+// newConsoleBenchEnv is newBenchEnv with the operator page's counters off
+// when noConsole is set.
+func newConsoleBenchEnv(b *testing.B, withUpstream, noConsole bool) *benchEnv {
+	b.Helper()
 	var upLn *fasthttputil.InmemoryListener
 	var up *fasthttp.Server
-	o := envOptions{noUpstream: true}
+	o := envOptions{noUpstream: true, noConsole: noConsole}
 	if withUpstream {
 		upLn = fasthttputil.NewInmemoryListener()
 		up = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }}

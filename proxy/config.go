@@ -10,6 +10,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/scopegate/scopegate/policy"
+	"github.com/scopegate/scopegate/proxy/console"
 )
 
 // Config configures a [Proxy]. The zero value of each field means its
@@ -106,6 +107,11 @@ type Config struct {
 	// change-feed metrics) are written on /metrics too.
 	Metrics      *metrics.Set
 	ExtraMetrics []*metrics.Set
+
+	// AdminToken, when set (SCOPEGATE_ADMIN_TOKEN), is required as
+	// "Authorization: Bearer <token>" on every admin path but /healthz and
+	// /readyz.
+	AdminToken string
 }
 
 // ClientLookup finds compiled API clients; store.Store satisfies it.
@@ -164,6 +170,9 @@ type Deps struct {
 	Store  Store
 	// UserSync is nil unless user sync is on (SCOPEGATE_USER_SYNC=claims).
 	UserSync UserSyncer
+	// Console, if set, receives every decision and serves the operator
+	// page and its API on the admin listener (SPEC §13).
+	Console *console.Console
 	// Buckets takes the token of a rate-limited API key (SPEC §3, §9). If
 	// nil, the engine's own per-process buckets ([policy.Engine.TakeLocal]).
 	Buckets Buckets

@@ -21,6 +21,7 @@ import (
 
 	"github.com/scopegate/scopegate/internal/storetest"
 	"github.com/scopegate/scopegate/policy"
+	"github.com/scopegate/scopegate/proxy/console"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -78,6 +79,7 @@ type envOptions struct {
 	listen          string                   // "": 127.0.0.1:0
 	fixture         func(*storetest.Fixture) // edits storetest.Basic before the file store opens
 	userSync        UserSyncer               // nil: user sync off; else the engine maps profiles too
+	noConsole       bool                     // no operator-page counters (they are on by default)
 }
 
 // env is a running gateway on a loopback socket with an echo upstream.
@@ -89,6 +91,7 @@ type env struct {
 	addr     string // gateway host:port
 	upstream *echoUpstream
 	store    Store
+	console  *console.Console // nil with noConsole
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -143,7 +146,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.mutate != nil {
 		o.mutate(&cfg)
 	}
-	p, err := New(cfg, Deps{Engine: eng, Store: o.store, UserSync: o.userSync})
+	deps := Deps{Engine: eng, Store: o.store, UserSync: o.userSync}
+	if !o.noConsole {
+		view, _ := o.store.(console.StoreView)
+		deps.Console = console.New(console.Config{Store: view, Routes: eng, StoreKind: "test"})
+		e.console = deps.Console
+	}
+	p, err := New(cfg, deps)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,19 +15,25 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/scopegate/scopegate/policy"
+	"github.com/scopegate/scopegate/proxy/console"
 	"github.com/scopegate/scopegate/proxy/upstream"
 )
 
 // Proxy is the traffic handler: reverse proxy, forward-auth endpoint and
 // denial writer. It is safe for concurrent use.
 type Proxy struct {
-	cfg    Config
-	engine *policy.Engine
-	store  Store
-	users  UserSyncer // nil: user sync off
-	bucket Buckets
-	log    *slog.Logger
-	m      *proxyMetrics
+	cfg     Config
+	engine  *policy.Engine
+	store   Store
+	users   UserSyncer       // nil: user sync off
+	bucket  Buckets
+	console *console.Console // nil: no operator page
+	log     *slog.Logger
+	m       *proxyMetrics
+	// adminToken is the SHA-256 of AdminToken (compared in constant time);
+	// adminTokenSet reports whether one is required.
+	adminToken    [32]byte
+	adminTokenSet bool
 
 	authPath   string // AuthPath
 	envoyPath  string // AuthPath + "/envoy"
@@ -72,6 +79,7 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 		store:     deps.Store,
 		users:     deps.UserSync,
 		bucket:    deps.Buckets,
+		console:   deps.Console,
 		log:       cfg.Logger,
 		authPath:  cfg.AuthPath,
 		envoyPath: cfg.AuthPath + "/envoy",
@@ -98,6 +106,9 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 	}
 	hex.Encode(p.idPrefix[:16], rnd[:])
 	p.idPrefix[16] = '-'
+	if cfg.AdminToken != "" {
+		p.adminToken, p.adminTokenSet = sha256.Sum256([]byte(cfg.AdminToken)), true
+	}
 	p.m = newProxyMetrics(cfg.Metrics)
 	p.tun.init(p, cfg.Metrics)
 	p.pool.New = func() any { return new(reqState) }

@@ -272,6 +272,7 @@ func (p *Proxy) observe(st *reqState, d *policy.Decision, a *answer, took time.D
 			p.m.rateLimited.Inc()
 		}
 	}
+	p.observeConsole(st, d, a, took)
 	if a == nil && !p.cfg.LogAllowed {
 		return
 	}

@@ -77,6 +77,7 @@ type fileSnapshot struct {
 	origins *policy.ClientOrigins     // the active clients' allowed_origins
 	dir     *policy.Directory
 	data    *FileData
+	loaded  time.Time // when this version was loaded
 }
 
 // OpenFile loads the store file at path and, unless cfg.NoWatch, starts
@@ -184,6 +185,7 @@ func (f *File) compile(raw []byte) (*fileSnapshot, error) {
 		clients: make(map[string]*policy.Client, len(data.Clients)),
 		users:   make(map[string]*policy.User, len(data.Users)),
 		data:    data,
+		loaded:  now,
 	}
 	s.dir = policy.NewDirectory(data.Modules, data.Companies, data.Sites)
 	for _, rec := range data.Clients {

@@ -169,6 +169,8 @@ type Postgres struct {
 	loaded atomic.Bool
 	down   atomic.Bool
 	lastOK atomic.Int64
+	// lastLoad is when the last full load succeeded (unix nanoseconds).
+	lastLoad atomic.Int64
 }
 
 // OpenPostgres connects to the database, loads the client snapshot and the
@@ -266,7 +268,9 @@ func (s *Postgres) markDown(err error) {
 
 // markUp records a successful full load.
 func (s *Postgres) markUp() {
-	s.lastOK.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	s.lastOK.Store(now)
+	s.lastLoad.Store(now)
 	if s.down.CompareAndSwap(true, false) && s.loaded.Load() {
 		s.log.Info("database reachable again")
 	}

@@ -29,6 +29,7 @@ type Config struct {
 	ListenAddr     string        `envconfig:"SCOPEGATE_LISTEN_ADDR" default:":8080"`
 	AdminAddr      string        `envconfig:"SCOPEGATE_ADMIN_ADDR" default:"127.0.0.1:9090"`
 	GRPCAddr       string        `envconfig:"SCOPEGATE_GRPC_ADDR"` // SPEC §12; empty: off
+	AdminToken     string        `envconfig:"SCOPEGATE_ADMIN_TOKEN"`
 	TLSCertFile    string        `envconfig:"SCOPEGATE_TLS_CERT_FILE"`
 	TLSKeyFile     string        `envconfig:"SCOPEGATE_TLS_KEY_FILE"`
 	ReadTimeout    time.Duration `envconfig:"SCOPEGATE_READ_TIMEOUT" default:"30s"`

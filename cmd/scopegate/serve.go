@@ -125,6 +125,7 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		defer buckets.close()
 	}
 
+	con := newConsole(cfg, engine, st, buckets)
 	p, err := proxy.New(proxy.Config{
 		Logger:               logger,
 		LogAllowed:           cfg.LogAllowed,
@@ -146,7 +147,8 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		IdleTimeout:          cfg.IdleTimeout,
 		MaxConns:             cfg.MaxConns,
 		ExtraMetrics:         append(append(st.metrics, buckets.metrics...), buildInfo()),
-	}, proxy.Deps{Engine: engine, Store: st.store, UserSync: st.users, Buckets: buckets.buckets})
+		AdminToken:           cfg.AdminToken,
+	}, proxy.Deps{Engine: engine, Store: st.store, UserSync: st.users, Buckets: buckets.buckets, Console: con})
 	if err != nil {
 		closeStore()
 		return &ConfigError{Var: "SCOPEGATE_AUTH_PATH", Msg: err.Error()}
@@ -255,6 +257,7 @@ loop:
 	if drainErr != nil {
 		logger.Warn("shutdown timeout: in-flight requests cut", slog.String("err", drainErr.Error()))
 	}
+	con.Close() // ends the open denial streams, which the admin server waits for
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	_ = admin.ShutdownWithContext(actx)
 	acancel()

@@ -7,6 +7,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/scopegate/scopegate/proxy"
+	"github.com/scopegate/scopegate/proxy/console"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -17,11 +18,14 @@ type servingStore interface {
 	Close(ctx context.Context) error
 }
 
-// openedStore is the store serve runs with, plus its metrics sets.
+// openedStore is the store serve runs with, plus its metrics sets and
+// what the operator page reads from it.
 type openedStore struct {
 	store   servingStore
 	metrics []*metrics.Set
 	users   proxy.UserSyncer // nil: user sync off (SCOPEGATE_USER_SYNC)
+	kind    string           // "postgres" or "file" (SPEC §13 store.kind)
+	view    console.StoreView
 }
 
 // openStore opens the PostgreSQL store (SCOPEGATE_DATABASE_URL) or the

@@ -41,7 +41,7 @@ func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*opene
 	if err != nil {
 		return nil, fmt.Errorf("opening the PostgreSQL store (SCOPEGATE_DATABASE_URL): %w", err)
 	}
-	o := &openedStore{store: s, metrics: []*metrics.Set{set}}
+	o := &openedStore{store: s, metrics: []*metrics.Set{set}, kind: "postgres", view: s}
 	if cfg.userSyncOn() {
 		o.users = s
 	}
@@ -57,5 +57,5 @@ func openFileStore(_ context.Context, cfg *Config, logger *slog.Logger) (*opened
 	if err != nil {
 		return nil, &ConfigError{Var: "SCOPEGATE_STORE_FILE", Msg: err.Error()}
 	}
-	return &openedStore{store: f}, nil
+	return &openedStore{store: f, kind: "file", view: f}, nil
 }

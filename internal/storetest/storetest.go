@@ -221,17 +221,20 @@ func (f Fixture) Tables() []Table {
 		t.Rows = append(t.Rows, []any{u.ID, u.Sub, null(u.Email), null(u.DisplayName), u.Status, u.IsActive})
 	}
 	t = add("api_clients", "id", "client_key", "name", "status", "api_key_hash",
-		"allowed_origins", "allowed_ips", "allowed_paths", "rate_limit_per_min", "expires_at")
+		"allowed_origins", "allowed_ips", "allowed_paths", "rate_limit_per_min", "expires_at", "last_used_at")
 	for _, c := range f.Clients {
-		var rate, exp any
+		var rate, exp, used any
 		if c.RateLimitPerMin != nil {
 			rate = int32(*c.RateLimitPerMin)
 		}
 		if c.ExpiresAt != nil {
 			exp = c.ExpiresAt.UTC()
 		}
+		if c.LastUsedAt != nil { // PostgreSQL only: the file store keeps it in memory
+			used = c.LastUsedAt.UTC()
+		}
 		t.Rows = append(t.Rows, []any{c.ID, c.ClientKey, c.Name, c.Status, c.APIKeyHash,
-			jsonText(c.AllowedOrigins), jsonText(c.AllowedIPs), jsonText(c.AllowedPaths), rate, exp})
+			jsonText(c.AllowedOrigins), jsonText(c.AllowedIPs), jsonText(c.AllowedPaths), rate, exp, used})
 	}
 	t = add("user_scope_permissions", "user_id", "module_id", "action", "scope_type", "company_id", "site_id")
 	for _, g := range f.Grants {
