@@ -5,6 +5,9 @@
 //
 //	go run ./bench -duration 10s -conns 64 -out bench/results.json
 //
+// With -out, the results are also drawn as a chart beside the JSON
+// (bench/results.svg); -chart FILE.json draws the chart of earlier results.
+//
 // Each scenario runs for a fixed time after a warm-up, one at a time, in
 // order and then again in reverse order, so a drifting machine speed shows.
 // Ratios are to `direct` of the same round. See bench/RESULTS.md.
@@ -54,8 +57,16 @@ func main() {
 	flag.BoolVar(&o.useWrk, "wrk", false, "drive load with wrk instead of the built-in generator (when installed)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory and the benchmark database")
 	flag.StringVar(&o.baseline, "baseline", "", "a second scopegate binary (say, the previous commit) measured in the same rounds: each gateway scenario is followed by <scenario>@baseline")
+	chartOf := flag.String("chart", "", "draw the chart of a results JSON file (FILE.json to FILE.svg) and exit")
 	flag.Parse()
 	maybeServeUpstream()
+	if *chartOf != "" {
+		if err := writeChartOf(*chartOf); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -72,6 +83,11 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Fprintln(os.Stderr, "wrote", o.out)
+		if err := os.WriteFile(svgPath(o.out), rep.svg(), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "wrote", svgPath(o.out))
 	}
 }
 

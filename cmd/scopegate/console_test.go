@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -597,4 +598,45 @@ func mapsEqual(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// TestDemoOperatorPage: `scopegate demo` prints the page's address, and
+// the page has traffic to show at once: the warm-up requests are in the
+// counters and the denial list before anyone sends a request.
+func TestDemoOperatorPage(t *testing.T) {
+	d := startDemo(t, nil)
+	m := regexp.MustCompile(`(?m)^  page +(http://\S+)/ +\(the operator page`).FindStringSubmatch(d.out.String())
+	if m == nil {
+		t.Fatalf("no page address in the banner:\n%s", d.out)
+	}
+	get := func(path string, v any) {
+		t.Helper()
+		code, body := httpGet(t, m[1]+path)
+		if code != 200 || json.Unmarshal([]byte(body), v) != nil {
+			t.Fatalf("GET %s: %d %s", path, code, body)
+		}
+	}
+	var ov struct {
+		Totals struct{ Allowed, Denied int } `json:"totals"`
+	}
+	get("/api/v1/overview", &ov)
+	if ov.Totals.Allowed != 4 || ov.Totals.Denied != 6 {
+		t.Errorf("totals after the warm-up = %+v, want 4 allowed, 6 denied", ov.Totals)
+	}
+	var dec struct{ Decisions []apiDecision }
+	get("/api/v1/decisions", &dec)
+	reasons := map[string]bool{}
+	for _, x := range dec.Decisions {
+		if strings.HasPrefix(x.RequestID, "demo-warmup-") {
+			reasons[x.Reason] = true
+		}
+	}
+	for _, r := range []string{"api_key_invalid", "path_not_allowed", "credentials_missing", "api_key_expired", "api_key_inactive", "permission_denied"} {
+		if !reasons[r] {
+			t.Errorf("the warm-up denials lack %s: %v", r, reasons)
+		}
+	}
+	if code, body := httpGet(t, m[1]+"/"); code != 200 || !strings.Contains(body, "<title>scopegate</title>") {
+		t.Errorf("GET /: %d", code)
+	}
 }

@@ -153,6 +153,7 @@ func runDemo(cfg *Config, logger *slog.Logger, out io.Writer, sigs <-chan os.Sig
 		scheme = "https://" // SCOPEGATE_TLS_* apply to the demo too
 	}
 	err = serve(cfg, logger, sigs, func(traffic, admin net.Addr) {
+		demoWarmUp(scheme+loopbackAddr(traffic), cfg.APIKeyHeader, userJWT, logger)
 		writeDemoBanner(out, demoBanner{
 			base:      scheme + loopbackAddr(traffic),
 			admin:     "http://" + loopbackAddr(admin),

@@ -112,6 +112,7 @@ func writeDemoBanner(w io.Writer, b demoBanner) {
 scopegate demo is running
   gateway      %s   (proxies to the built-in echo upstream %s)
   admin        %s/healthz  /readyz  /metrics
+  page         %s/   (the operator page: open it in a browser; ten demo requests already went through)
   data         configs/demo/store.yaml and routes.yaml (copied to %s)
 
 API key (client "demo", documented demo secret; allowed GET /api/** and POST /api/orders):
@@ -124,7 +125,7 @@ JWT=%s
 
 Try (each line says what it shows):
 
-`, b.base, b.upstream, b.admin, b.dir, demoToken, demoUser, b.expires.UTC().Format(time.RFC3339), b.jwksURL, b.jwt)
+`, b.base, b.upstream, b.admin, b.admin, b.dir, demoToken, demoUser, b.expires.UTC().Format(time.RFC3339), b.jwksURL, b.jwt)
 	for _, l := range lines {
 		fmt.Fprintf(w, "# %s\n%s\n\n", l.comment, l.cmd)
 	}

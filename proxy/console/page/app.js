@@ -185,15 +185,25 @@
     }
     const bw = (W - L - 4) / minutes.length;
     minutes.forEach((m, i) => {
-      if (i % 10 === 0 || i === minutes.length - 1) {
+      const every = W < 500 ? 20 : 10;
+      if (i % every === 0 || i === minutes.length - 1) {
         g.append(svg("text", { x: L + i * bw + bw / 2, y: H - 4, "text-anchor": "middle" }, hhmm(m.t)));
       }
     });
     return { g, ih, bw };
   }
 
+  // Charts are drawn at their box's width (text stays legible on a phone)
+  // and again when the window is resized.
+  const chartWidth = (id, min) => Math.max(min, Math.round($(id).clientWidth || min));
+  let lastMinutes = null;
+  window.addEventListener("resize", () => {
+    if (lastMinutes) { drawDecisions(lastMinutes); drawLatency(lastMinutes); }
+  });
+
   function drawDecisions(minutes) {
-    const W = 900, H = 230, L = 40, B = 18;
+    lastMinutes = minutes;
+    const W = chartWidth("chart-decisions", 300), H = 230, L = 40, B = 18;
     let max = 0;
     const seen = new Set();
     for (const m of minutes) {
@@ -235,7 +245,7 @@
   }
 
   function drawLatency(minutes) {
-    const W = 520, H = 200, L = 48, B = 18;
+    const W = chartWidth("chart-latency", 300), H = 200, L = 48, B = 18;
     let max = 0;
     for (const m of minutes) if (m.latency_ms && m.latency_ms.p99 != null) max = Math.max(max, m.latency_ms.p99);
     max = niceMax(max);
@@ -355,7 +365,7 @@
     const who = d.client_key != null ? d.client_key : d.user_sub != null ? "user " + d.user_sub : "–";
     const cell = el("td");
     cell.append(reasonTag(d.reason));
-    const tr = el("tr", fresh ? "fresh" : "", td(new Date(d.time).toLocaleTimeString()), td(d.status, "num"), cell,
+    const tr = el("tr", fresh ? "fresh" : "", td(new Date(d.time).toLocaleTimeString(), "nowrap"), td(d.status, "num"), cell,
       td(d.method), td(d.path, "path"), td(who, "key"), td(d.request_id, "key hide-narrow"));
     return tr;
   }
