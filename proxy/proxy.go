@@ -25,7 +25,7 @@ type Proxy struct {
 	cfg     Config
 	engine  *policy.Engine
 	store   Store
-	users   UserSyncer       // nil: user sync off
+	users   UserSyncer // nil: user sync off
 	bucket  Buckets
 	console *console.Console // nil: no operator page
 	log     *slog.Logger

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scopegate/scopegate/internal/pgtest"
+	"github.com/scopegate/scopegate/internal/redistest"
 	"github.com/scopegate/scopegate/internal/storetest"
 	"github.com/scopegate/scopegate/policy"
 )
@@ -638,5 +639,44 @@ func TestDemoOperatorPage(t *testing.T) {
 	}
 	if code, body := httpGet(t, m[1]+"/"); code != 200 || !strings.Contains(body, "<title>scopegate</title>") {
 		t.Errorf("GET /: %d", code)
+	}
+}
+
+// TestConsoleRedisRateLimit: with the Redis backend the overview says
+// "redis", "ok" while Redis answers, and "fallback" once it has stopped and
+// a rate-limited request found it gone (the breaker open).
+func TestConsoleRedisRateLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	env := parityEnv(t)
+	env["SCOPEGATE_STORE_FILE"] = basicStoreFile(t)
+	env["SCOPEGATE_RATE_LIMIT_BACKEND"] = "redis"
+	env["SCOPEGATE_REDIS_URL"] = "redis://" + srv.Addr + "/0"
+	env["SCOPEGATE_REDIS_KEY_PREFIX"] = redistest.Prefix(t)
+	env["SCOPEGATE_REDIS_TIMEOUT"] = "2s"
+	g := startGateway(t, env)
+	state := func() (string, string) {
+		t.Helper()
+		var ov apiOverview
+		code, _, b := adminGet(t, g, "/api/v1/overview", "")
+		if code != 200 || json.Unmarshal(b, &ov) != nil {
+			t.Fatalf("overview: %d %s", code, b)
+		}
+		return ov.RateLimit.Backend, ov.RateLimit.State
+	}
+	limited := func() {
+		t.Helper()
+		code, body := httpGet(t, g.base+"/api/things", "X-API-Key", storetest.Basic().Token("limited"))
+		if code != 200 && code != 429 {
+			t.Fatalf("limited client: %d %s", code, body)
+		}
+	}
+	limited()
+	if b, s := state(); b != "redis" || s != "ok" {
+		t.Errorf("with Redis up: %s, %s; want redis, ok", b, s)
+	}
+	srv.Stop()
+	limited() // finds Redis gone: the local fallback answers, the breaker opens
+	if b, s := state(); b != "redis" || s != "fallback" {
+		t.Errorf("with Redis stopped: %s, %s; want redis, fallback", b, s)
 	}
 }
