@@ -65,9 +65,10 @@ func dig(v any, path ...string) any {
 
 var scopegateVarRE = regexp.MustCompile(`\bSCOPEGATE_[A-Z0-9_]+\b`)
 
-// pendingVars are contract variables (SPEC §13) that the manifests set and
-// that other work adds to Config; they are accepted until Config has them.
-var pendingVars = []string{"SCOPEGATE_ADMIN_TOKEN"}
+// pendingVars are contract variables that the manifests set and that other
+// work adds to Config; they are accepted until Config has them. None now:
+// SCOPEGATE_ADMIN_TOKEN is Config's.
+var pendingVars []string
 
 // checkKnownVars fails for a SCOPEGATE_ name in text that Config does not
 // read (a misspelling in a shipped file would stop start-up).
