@@ -53,6 +53,7 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 		}
 		if d.Allowed() && c != nil {
 			p.store.MarkUsed(c.ID, now)
+			st.credDeadline = c.ExpiresAt // zero: none
 		}
 	case policy.CredentialJWT:
 		claims, vd := p.engine.VerifyToken(req)
@@ -60,7 +61,7 @@ func (p *Proxy) decide(st *reqState, peer netip.Addr, xff, xRealIP string, now t
 			return withRoute(vd, m.Route)
 		}
 		st.sub = claims.Subject // verified: safe to log
-		st.tokenDeadline = p.engine.TokenDeadline(claims)
+		st.credDeadline = p.engine.TokenDeadline(claims)
 		dir, err := p.store.Directory(now)
 		if err != nil {
 			p.storeError(err)

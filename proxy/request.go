@@ -32,12 +32,13 @@ type reqState struct {
 	pathBuf []byte            // policy.Request.Scratch: the decoded path
 	up      upstream.Exchange // the exchange with the upstream (proxy mode)
 	sub     string            // the verified JWT subject, for the decision log
-	// tokenDeadline is when the verified JWT stops being accepted (exp
-	// plus leeway; zero: no exp), for a tunnel's expiry.
-	tokenDeadline time.Time
-	hdr           headerIndex // the fields the decision reads (scanned once)
-	names         [][]byte    // header names to delete (copied)
-	keys          []byte      // backing store for names
+	// credDeadline is when the credential stops being accepted: the API
+	// key's expires_at, the JWT's exp plus leeway (zero: never), for a
+	// tunnel's expiry.
+	credDeadline time.Time
+	hdr          headerIndex // the fields the decision reads (scanned once)
+	names        [][]byte    // header names to delete (copied)
+	keys         []byte      // backing store for names
 
 	// CORS (SPEC §11), set by corsPrepare when the routes have a cors:
 	// block and answered by corsAnswer.
@@ -69,7 +70,7 @@ func (st *reqState) reset() {
 	st.knownClient = false
 	st.removesHeaders = false
 	st.xri = st.xri[:0]
-	st.tokenDeadline = time.Time{}
+	st.credDeadline = time.Time{}
 	st.hdr = headerIndex{}
 	st.names = st.names[:0]
 	st.keys = st.keys[:0]

@@ -158,7 +158,7 @@ type tunnel struct {
 	up       net.Conn
 	head     []byte // the 101 for the client, then the upstream's bytes read with it
 	last     atomic.Int64
-	deadline time.Time // the JWT's exp plus leeway; zero: none
+	deadline time.Time // the key's expires_at, the JWT's exp plus leeway; zero: none
 	timer    *time.Timer
 
 	mu     sync.Mutex // guards req (re-checks), client, reason
@@ -177,7 +177,7 @@ func (p *Proxy) openTunnel(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Dec
 		p.writeAnswer(ctx, st, denial(&policy.Decision{Reason: policy.ReasonTooManyTunnels}, false))
 		return
 	}
-	t := &tunnel{p: p, reqID: string(st.reqID), remote: ctx.RemoteAddr(), deadline: st.tokenDeadline}
+	t := &tunnel{p: p, reqID: string(st.reqID), remote: ctx.RemoteAddr(), deadline: st.credDeadline}
 	ctx.Request.Header.CopyTo(&t.req.Header) // as received, for re-checks
 	p.rewriteRequest(ctx, st, d, peer, trusted)
 	h := &ctx.Request.Header
@@ -222,7 +222,8 @@ func switchHead(h *fasthttp.ResponseHeader, reqID []byte, buffered []byte) []byt
 }
 
 // add registers t and starts the watcher with the first tunnel, and t's
-// expiry timer.
+// expiry timer (its credential's deadline: nothing in the store changes
+// when that passes).
 func (s *tunnelSet) add(p *Proxy, t *tunnel) {
 	s.mu.Lock()
 	s.open[t] = struct{}{}

@@ -6,6 +6,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -457,6 +458,32 @@ func TestTunnelClosedWhenDenied(t *testing.T) {
 			}
 		})
 	}
+	t.Run("key expires", func(t *testing.T) {
+		// Nothing in the store changes when expires_at passes: a timer.
+		soon := time.Now().Add(700 * time.Millisecond)
+		e := newEnv(t, envOptions{upstreams: []string{up}, fixture: func(f *storetest.Fixture) {
+			for i := range f.Clients {
+				if f.Clients[i].ClientKey == "app" {
+					f.Clients[i].ExpiresAt = &soon
+				}
+			}
+		}})
+		t.Cleanup(e.proxy.CloseTunnels)
+		ws, _, err := wsDial(t, e, "/api/ws", keyHeader(e, "app"))
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer ws.Close()
+		ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, _, err = ws.ReadMessage()
+		if err == nil || isTimeout(err) {
+			t.Fatalf("tunnel open past expires_at: %v", err)
+		}
+		t.Logf("key expires: tunnel closed %d ms after expires_at", time.Since(soon).Milliseconds())
+		if late := time.Since(soon); late > time.Second {
+			t.Errorf("closed %v after expires_at, want within 1 s", late)
+		}
+	})
 	t.Run("JWT expired", func(t *testing.T) {
 		e := newEnv(t, envOptions{upstreams: []string{up}})
 		t.Cleanup(e.proxy.CloseTunnels)
@@ -583,5 +610,49 @@ func TestNginxWebSocket(t *testing.T) {
 	defer c.Close()
 	for _, n := range []int{5, 70000, 1 << 20} {
 		echoRoundTrip(t, c, bytes.Repeat([]byte("n"), n))
+	}
+}
+
+// TestTunnelClosedByChangeFeed: with the PostgreSQL store, an open
+// tunnel closes within 1 s of the commit that denies its credential,
+// through the change feed (LISTEN/NOTIFY), on every kind of change.
+func TestTunnelClosedByChangeFeed(t *testing.T) {
+	up := wsEcho(t)
+	aliceSite := "/api/companies/acme/sites/acme-hq/items"
+	for _, c := range []struct {
+		name, path, sql string
+		header          func(e *env) http.Header
+	}{
+		{"key revoked", "/api/ws", `UPDATE api_clients SET status = 'revoked' WHERE client_key = 'app'`, func(e *env) http.Header { return keyHeader(e, "app") }},
+		{"key deleted", "/api/ws", `DELETE FROM api_clients WHERE client_key = 'app'`, func(e *env) http.Header { return keyHeader(e, "app") }},
+		{"key expired", "/api/ws", `UPDATE api_clients SET expires_at = now() WHERE client_key = 'app'`, func(e *env) http.Header { return keyHeader(e, "app") }},
+		{"user deactivated", aliceSite, `UPDATE users SET is_active = false WHERE authentik_sub = 'alice'`, jwtHeader},
+		{"grants removed", aliceSite, `DELETE FROM user_scope_permissions`, jwtHeader},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, pool := openPostgresStore(t, storetest.Basic())
+			e := newEnv(t, envOptions{store: s, upstreams: []string{up}})
+			t.Cleanup(e.proxy.CloseTunnels)
+			ws, _, err := wsDial(t, e, c.path, c.header(e))
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			defer ws.Close()
+			echoRoundTrip(t, ws, []byte("before"))
+			if _, err := pool.Exec(context.Background(), c.sql); err != nil {
+				t.Fatal(err)
+			}
+			committed := time.Now()
+			ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_, _, err = ws.ReadMessage()
+			took := time.Since(committed)
+			if err == nil || isTimeout(err) {
+				t.Fatalf("tunnel still open 3 s after the commit: %v", err)
+			}
+			t.Logf("%s: tunnel closed %d ms after the commit", c.name, took.Milliseconds())
+			if took > time.Second {
+				t.Errorf("closed %v after the commit, want within 1 s", took)
+			}
+		})
 	}
 }
