@@ -61,9 +61,20 @@ func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the gateway")
 	}
-	checkOneRound(t, smokeRun(t, options{
-		scenarios: "direct,proxy-public,proxy-apikey,proxy-jwt,forward-auth,fasthttp-proxy,fasthttp-proxy-safe,fasthttp-auth,bad-keys", store: "file",
-	}), 9)
+	scenarios, n := "direct,proxy-public,proxy-apikey,proxy-jwt,forward-auth,fasthttp-proxy,fasthttp-proxy-safe,fasthttp-auth,bad-keys", 9
+	// The Redis scenarios ride along (one harness start, not two).
+	withRedis := findRedis() != ""
+	if withRedis {
+		scenarios, n = scenarios+",proxy-apikey-limited,proxy-apikey-redis,redis-2-replicas", n+3
+	} else if os.Getenv("CI") == "true" {
+		t.Fatal("redis-server is not installed (fatal because CI=true)")
+	} else {
+		t.Log("SKIPPED the Redis scenarios: redis-server is not installed")
+	}
+	rs := checkOneRound(t, smokeRun(t, options{scenarios: scenarios, store: "file"}), n)
+	if withRedis {
+		checkRedisFigures(t, rs[n-3:])
+	}
 }
 
 // smokeRun runs the harness from the repository root with o, each scenario
@@ -160,20 +171,11 @@ func TestSummaryMedians(t *testing.T) {
 	}
 }
 
-// TestBenchSmokeRedis runs the Redis scenarios for a fraction of a second:
-// they answer (200, or 429 for the key driven above its limit) and report
-// Redis's CPU and the replicas' admitted rate.
-func TestBenchSmokeRedis(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the gateway")
-	}
-	if findRedis() == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed (fatal because CI=true)")
-		}
-		t.Skip("SKIPPED: redis-server is not installed")
-	}
-	rs := checkOneRound(t, smokeRun(t, options{scenarios: "proxy-apikey-limited,proxy-apikey-redis,redis-2-replicas", store: "file"}), 3)
+// checkRedisFigures checks the smoke results of proxy-apikey-limited,
+// proxy-apikey-redis and redis-2-replicas: Redis's CPU and the replicas'
+// admitted and refused counts are reported.
+func checkRedisFigures(t *testing.T, rs []scenarioResult) {
+	t.Helper()
 	// A fraction of a second does not drain the 3,000-token bucket: 429s
 	// are not expected here, only counted.
 	if x := rs[2].Replicas; x == nil || x.Admitted == 0 || x.Admitted+x.Refused != rs[2].Requests || rs[2].RedisCPUus <= 0 || rs[1].RedisCPUus <= 0 {
