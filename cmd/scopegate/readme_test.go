@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"io"
 	"net/http"
 	"os"
-	"reflect"
+	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/scopegate/scopegate/policy"
 )
 
 func readREADME(t *testing.T) string {
@@ -22,112 +18,6 @@ func readREADME(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// readmeTableRows returns the rows ("| a | b | c |" lines, cells trimmed)
-// of the markdown table that follows the heading "## title".
-func readmeTableRows(t *testing.T, readme, title string) [][]string {
-	t.Helper()
-	i := strings.Index(readme, "\n## "+title+"\n")
-	if i < 0 {
-		t.Fatalf("README.md has no section %q", title)
-	}
-	section := readme[i+len(title)+5:]
-	if j := strings.Index(section, "\n## "); j >= 0 {
-		section = section[:j]
-	}
-	var rows [][]string
-	inTable := false
-	sc := bufio.NewScanner(strings.NewReader(section))
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "|") {
-			if inTable {
-				break
-			}
-			continue
-		}
-		inTable = true
-		cells := strings.Split(strings.Trim(line, "|"), "|")
-		for k := range cells {
-			cells[k] = strings.TrimSpace(cells[k])
-		}
-		if strings.HasPrefix(cells[0], "---") {
-			continue
-		}
-		rows = append(rows, cells)
-	}
-	if len(rows) < 2 {
-		t.Fatalf("README.md section %q has no table", title)
-	}
-	return rows[1:] // without the header row
-}
-
-// TestReadmeConfigTable: the configuration table lists every Config
-// variable with its exact default, and nothing else.
-func TestReadmeConfigTable(t *testing.T) {
-	rows := readmeTableRows(t, readREADME(t), "Configuration")
-	got := map[string]string{}
-	for _, r := range rows {
-		if len(r) != 3 || r[2] == "" {
-			t.Errorf("row %q: want variable | default | meaning", r)
-			continue
-		}
-		got[strings.Trim(r[0], "`")] = r[1]
-	}
-	typ := reflect.TypeOf(Config{})
-	want := map[string]bool{}
-	for i := 0; i < typ.NumField(); i++ {
-		f := typ.Field(i)
-		if !f.IsExported() {
-			continue // derived, not a variable
-		}
-		name := f.Tag.Get("envconfig")
-		want[name] = true
-		def := "—"
-		if d := f.Tag.Get("default"); d != "" {
-			def = "`" + d + "`"
-		}
-		cell, ok := got[name]
-		switch {
-		case !ok:
-			t.Errorf("README.md configuration table lacks %s (Config.%s)", name, f.Name)
-		case cell != def:
-			t.Errorf("README.md: %s default %q, want %q", name, cell, def)
-		}
-	}
-	for name := range got {
-		if !want[name] {
-			t.Errorf("README.md lists %s, which is not a Config field", name)
-		}
-	}
-}
-
-// TestReadmeReasonTable: the reason codes table is policy.AllReasons(),
-// with each reason's status.
-func TestReadmeReasonTable(t *testing.T) {
-	rows := readmeTableRows(t, readREADME(t), "Reason codes")
-	got := map[string]string{}
-	for _, r := range rows {
-		if len(r) != 3 || r[2] == "" {
-			t.Errorf("row %q: want reason | status | meaning", r)
-			continue
-		}
-		got[strings.Trim(r[0], "`")] = r[1]
-	}
-	for _, r := range policy.AllReasons() {
-		s, ok := got[r.String()]
-		switch {
-		case !ok:
-			t.Errorf("README.md reason table lacks %s", r)
-		case s != strconv.Itoa(r.Status()):
-			t.Errorf("README.md: %s status %s, want %d", r, s, r.Status())
-		}
-		delete(got, r.String())
-	}
-	for code := range got {
-		t.Errorf("README.md lists reason %s, which policy does not have", code)
-	}
 }
 
 // TestReadmeQuickStart: the two commands of the quick start stay exactly
@@ -143,9 +33,9 @@ func TestReadmeQuickStart(t *testing.T) {
 
 var metricFamilyRE = regexp.MustCompile(`(?m)^(scopegate_[a-z_]+?)(?:_bucket|_sum|_count)?(?:\{| )`)
 
-// TestReadmeMetrics: every scopegate_ metric family a gateway on
-// PostgreSQL exposes on /metrics is listed in the README's metrics table.
-func TestReadmeMetrics(t *testing.T) {
+// TestDocsMetrics: every scopegate_ metric family a gateway on PostgreSQL
+// exposes on /metrics is listed in docs/metrics.md, and nothing else.
+func TestDocsMetrics(t *testing.T) {
 	env := parityEnv(t)
 	env["SCOPEGATE_DATABASE_URL"] = parityDB(t)
 	// The Redis series exist from start-up, before any call: no Redis is
@@ -172,7 +62,7 @@ func TestReadmeMetrics(t *testing.T) {
 		}
 	}
 	listed := map[string]bool{}
-	for _, r := range readmeTableRows(t, readREADME(t), "Metrics") {
+	for _, r := range docTableRows(t, "docs/metrics.md", readDoc(t, filepath.Join(repoRoot, "docs", "metrics.md")), "Metrics") {
 		name := strings.Trim(r[0], "`")
 		if i := strings.IndexByte(name, '{'); i >= 0 {
 			name = name[:i]
@@ -187,11 +77,28 @@ func TestReadmeMetrics(t *testing.T) {
 	}
 	sort.Strings(missing)
 	if len(missing) > 0 {
-		t.Errorf("README.md metrics table lacks %v", missing)
+		t.Errorf("docs/metrics.md lacks %v", missing)
 	}
 	for f := range listed {
 		if !families[f] {
-			t.Errorf("README.md lists metric %s, which /metrics does not expose", f)
+			t.Errorf("docs/metrics.md lists metric %s, which /metrics does not expose", f)
+		}
+	}
+}
+
+// TestReadmeFrontPage: the README stays a front page (under 200 lines), and
+// every page of docs/ is linked from it or from docs/README.md.
+func TestReadmeFrontPage(t *testing.T) {
+	readme := readREADME(t)
+	if n := strings.Count(readme, "\n"); n >= 200 {
+		t.Errorf("README.md has %d lines; keep it a front page under 200 and move reference material to docs/", n)
+	}
+	index := readDoc(t, filepath.Join(repoRoot, "docs", "README.md"))
+	pages, _ := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	for _, p := range pages {
+		name := filepath.Base(p)
+		if name != "README.md" && !strings.Contains(readme, "(docs/"+name) && !strings.Contains(index, "("+name) {
+			t.Errorf("neither README.md nor docs/README.md links to docs/%s", name)
 		}
 	}
 }
