@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -93,30 +92,50 @@ func CompileClient(rec ClientRecord) (*Client, []error) {
 	return c, errs
 }
 
+// secretCheck is the outcome of [Client.checkSecret].
+type secretCheck uint8
+
+const (
+	secretWrong secretCheck = iota // the secret does not match
+	secretGood                     // the secret matches
+	secretBusy                     // not verified: no hashing slot within the bound
+)
+
 // checkSecret verifies the presented secret. A slow hash's outcome, either
 // way, is remembered by the client (keyed by the secret's SHA-256) until
 // ttl passes: the hash cannot change without the client being replaced, so
-// a remembered outcome never goes stale. gate bounds the slow verifications
-// running at once. It does not allocate for SHA-256 hashes or remembered
+// a remembered outcome never goes stale. A slow verification needs a slot
+// of gate, which is shared fairly between clients and may refuse
+// (secretBusy: the client's queue is full or no slot came within the
+// gate's wait). It does not allocate for SHA-256 hashes or remembered
 // outcomes.
-func (c *Client) checkSecret(secret string, now time.Time, ttl time.Duration, gate *slowHashGate) bool {
+func (c *Client) checkSecret(secret string, now time.Time, ttl time.Duration, gate *slowHashGate) secretCheck {
 	if !c.hash.slow() {
-		return c.hash.verify(secret)
+		return outcome(c.hash.verify(secret))
 	}
 	key := sha256.Sum256(bytesOf(secret))
 	if ok, known := c.verified.lookup(key, now); known {
-		return ok
+		return outcome(ok)
 	}
-	gate.acquire()
-	defer gate.release()
+	if !gate.acquire(c.ID) {
+		return secretBusy
+	}
+	defer gate.release(c.ID)
 	// A request that waited for its turn may find the outcome stored by the
 	// one before it (the same secret arriving in a burst): one slow check.
 	if ok, known := c.verified.lookup(key, now); known {
-		return ok
+		return outcome(ok)
 	}
 	ok := gate.verify(func() bool { return c.hash.verify(secret) })
 	c.verified.add(key, ok, now.Add(ttl))
-	return ok
+	return outcome(ok)
+}
+
+func outcome(ok bool) secretCheck {
+	if ok {
+		return secretGood
+	}
+	return secretWrong
 }
 
 // ipAllowed reports check 5 of SPEC §3.
@@ -193,41 +212,4 @@ func (v *verifiedCache) add(key [sha256.Size]byte, ok bool, until time.Time) {
 		clear(*m)
 	}
 	(*m)[key] = until
-}
-
-// slowHashGate bounds the bcrypt and Argon2id verifications running at once
-// across the engine, so wrong guesses against a slow-hashed client (whose
-// client_key is an identifier, not a secret) cannot take every core, nor,
-// for Argon2id, m KiB of memory per request in flight. A request over the
-// bound waits its turn; remembered outcomes and SHA-256 hashes never wait.
-type slowHashGate struct {
-	sem     chan struct{}
-	waiting atomic.Int64 // requests waiting for a slot
-	checks  atomic.Int64 // slow verifications run
-	active  atomic.Int64 // running now
-	peak    atomic.Int64 // most ever running at once
-}
-
-func newSlowHashGate(n int) *slowHashGate {
-	return &slowHashGate{sem: make(chan struct{}, n)}
-}
-
-// acquire waits for a slot; release gives it back.
-func (g *slowHashGate) acquire() {
-	g.waiting.Add(1)
-	g.sem <- struct{}{}
-	g.waiting.Add(-1)
-}
-
-func (g *slowHashGate) release() { <-g.sem }
-
-// verify runs check, the slow verification, counting it. The caller holds
-// a slot.
-func (g *slowHashGate) verify(check func() bool) bool {
-	g.checks.Add(1)
-	n := g.active.Add(1)
-	defer g.active.Add(-1)
-	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
-	}
-	return check()
 }

@@ -1,7 +1,10 @@
 // Package policy decides whether a request may pass.
 //
 // policy is pure: it imports no HTTP server, no database driver and no logger,
-// and it has no clock of its own. The HTTP side (package proxy) fills a
+// and it has no clock of its own (decisions read Request.Now); the one timer
+// is the bound on a bcrypt or Argon2id check's wait for a hashing slot,
+// which measures how long a request has been held, not what time it is.
+// The HTTP side (package proxy) fills a
 // [Request], the store side supplies compiled [Client], [User] and [Directory]
 // values, and the [Engine] returns a [Decision]. The zero Decision denies.
 //

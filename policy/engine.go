@@ -71,12 +71,21 @@ type EngineConfig struct {
 	HashCacheTTL time.Duration
 	// SlowHashConcurrency bounds the bcrypt and Argon2id verifications
 	// running at once (outcomes not yet remembered). Default: half of
-	// GOMAXPROCS, at least 1, so guesses can never take every core.
+	// GOMAXPROCS, at least 1, so guesses can never take every core. One
+	// client holds at most half of these slots (at least 1), and a freed
+	// slot goes to the clients with requests waiting in turn.
 	SlowHashConcurrency int
 	// Trace, when set, receives every step of every decision with its
 	// outcome (`scopegate explain`). Leave it nil when serving: each engine
 	// call then costs one nil check and nothing is described.
 	Trace Tracer
+	// SlowHashQueue bounds the requests of one client waiting for a slot;
+	// SlowHashWait bounds how long one waits. A request past either bound
+	// is denied 429 rate_limited without a verification, so a flood of
+	// guesses against one client_key is refused rather than queued ahead
+	// of other clients. Defaults 16 and 1s.
+	SlowHashQueue int
+	SlowHashWait  time.Duration
 }
 
 // Engine decides. It is safe for concurrent use. Its token buckets and
@@ -106,7 +115,13 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.SlowHashConcurrency <= 0 {
 		cfg.SlowHashConcurrency = max(1, runtime.GOMAXPROCS(0)/2)
 	}
-	e := &Engine{cfg: cfg, slow: newSlowHashGate(cfg.SlowHashConcurrency), trace: cfg.Trace}
+	if cfg.SlowHashQueue <= 0 {
+		cfg.SlowHashQueue = defaultSlowHashQueue
+	}
+	if cfg.SlowHashWait <= 0 {
+		cfg.SlowHashWait = defaultSlowHashWait
+	}
+	e := &Engine{cfg: cfg, slow: newSlowHashGate(cfg.SlowHashConcurrency, cfg.SlowHashQueue, cfg.SlowHashWait), trace: cfg.Trace}
 	for _, p := range cfg.TrustedProxies {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
@@ -256,7 +271,9 @@ func (e *Engine) AuthorizeClient(req *Request, m *Match, c *Client) Decision {
 // limit (its own, else the default) when d allows and the client is rate
 // limited: then d still needs a token from the bucket of c.ID, and the
 // bucket's answer goes through [Engine.FinishClient]. Denials consume no
-// token.
+// token. A bcrypt or Argon2id check that gets no hashing slot within
+// [EngineConfig.SlowHashQueue] and SlowHashWait is 429 rate_limited, ahead
+// of every other check and without RateLimit state.
 // It does not allocate for a SHA-256 hash or a cached slow-hash token.
 func (e *Engine) CheckClient(req *Request, m *Match, c *Client) (d Decision, limit int) {
 	d, limit = e.checkClient(req, m, c)
@@ -280,9 +297,17 @@ func (e *Engine) FinishClient(req *Request, m *Match, c *Client, d Decision, lim
 func (e *Engine) checkClient(req *Request, m *Match, c *Client) (d Decision, limit int) {
 	route := m.Route
 	cred := &req.Cred
-	if cred.Kind != CredentialAPIKey || cred.Malformed || c == nil || c.ClientKey != cred.ClientKey ||
-		!c.checkSecret(cred.Secret, req.Now, e.cfg.HashCacheTTL, e.slow) {
+	if cred.Kind != CredentialAPIKey || cred.Malformed || c == nil || c.ClientKey != cred.ClientKey {
 		return deny(ReasonAPIKeyInvalid, route), 0
+	}
+	switch c.checkSecret(cred.Secret, req.Now, e.cfg.HashCacheTTL, e.slow) {
+	case secretWrong:
+		return deny(ReasonAPIKeyInvalid, route), 0
+	case secretBusy:
+		// No hashing slot within the bounds of SlowHashQueue and
+		// SlowHashWait: 429 before anything else is known about the key,
+		// with no RateLimit state (the answer carries Retry-After: 1).
+		return deny(ReasonRateLimited, route), 0
 	}
 	if !c.Active {
 		return deny(ReasonAPIKeyInactive, route), 0

@@ -223,10 +223,10 @@ func TestAuthorizeClientRateLimit(t *testing.T) {
 // counts every slow verification that ran.
 func TestSlowHashCache(t *testing.T) {
 	c := bcryptClient(t)
-	g := newSlowHashGate(1)
+	g := newSlowHashGate(1, defaultSlowHashQueue, defaultSlowHashWait)
 	check := func(secret string, at time.Duration, want bool, wantChecks int64) {
 		t.Helper()
-		if got := c.checkSecret(secret, t0.Add(at), time.Minute, g); got != want {
+		if got := c.checkSecret(secret, t0.Add(at), time.Minute, g) == secretGood; got != want {
 			t.Errorf("checkSecret(%q, +%v) = %v, want %v", secret, at, got, want)
 		}
 		if n := g.checks.Load(); n != wantChecks {
@@ -257,8 +257,10 @@ func TestSlowHashCache(t *testing.T) {
 // and the decisions, in token order.
 func burstThroughGate(t *testing.T, c *Client, tokens []string) (*Engine, []Decision) {
 	t.Helper()
-	e := mustEngine(t, EngineConfig{SlowHashConcurrency: 1})
-	e.slow.acquire()
+	// The wait bound is out of the way: the slot is held until every
+	// request waits, however long starting them takes.
+	e := mustEngine(t, EngineConfig{SlowHashConcurrency: 1, SlowHashWait: time.Hour})
+	e.slow.acquire("holder")
 	var wg sync.WaitGroup
 	out := make([]Decision, len(tokens))
 	for i, tok := range tokens {
@@ -269,7 +271,7 @@ func burstThroughGate(t *testing.T, c *Client, tokens []string) (*Engine, []Deci
 		}()
 	}
 	waitFor(t, "every request waiting for the slot", func() bool { return e.slow.waiting.Load() == int64(len(tokens)) })
-	e.slow.release()
+	e.slow.release("holder")
 	wg.Wait()
 	return e, out
 }
@@ -302,8 +304,8 @@ func TestSlowHashGate(t *testing.T) {
 	if p := e.slow.peak.Load(); p != 1 {
 		t.Errorf("at most %d slow checks ran at once, want 1", p)
 	}
-	if def := mustEngine(t, EngineConfig{}); cap(def.slow.sem) != max(1, runtime.GOMAXPROCS(0)/2) {
-		t.Errorf("default SlowHashConcurrency = %d, want half of GOMAXPROCS, at least 1", cap(def.slow.sem))
+	if def := mustEngine(t, EngineConfig{}); def.slow.slots != max(1, runtime.GOMAXPROCS(0)/2) {
+		t.Errorf("default SlowHashConcurrency = %d, want half of GOMAXPROCS, at least 1", def.slow.slots)
 	}
 }
 
@@ -365,7 +367,7 @@ func TestArgon2id(t *testing.T) {
 func TestEngineConcurrent(t *testing.T) {
 	clients := testClients(t)
 	e := mustEngine(t, EngineConfig{Routes: mustRoutes(t, specRoutes), DefaultRateLimitPerMin: 1000, JWT: JWTConfig{Keys: fixture.keys}})
-	tok := sign(t, jwt.SigningMethodES256, "ec", fixture.ec, jwt.MapClaims{"sub": "alice"})
+	tok := sign(t, jwt.SigningMethodES256, "ec", fixture.ec, jwt.MapClaims{"sub": "alice", "exp": t0.Add(time.Hour).Unix()})
 	routes := mustRoutes(t, specRoutes) // parsed here: t.Fatal must not run in the goroutines
 	done := make(chan struct{})
 	for g := 0; g < 4; g++ {

@@ -32,6 +32,12 @@ type JWTConfig struct {
 	// Profile makes verification also map the claims user sync needs
 	// (SPEC §14) to Claims.Profile. Zero: they are not read.
 	Profile ProfileConfig
+	// AllowMissingExp accepts a token without an exp claim (it is then
+	// never token_expired; the cache serves it for CacheMaxAge). The zero
+	// value refuses such a token as token_invalid (SPEC §3,
+	// SCOPEGATE_JWT_REQUIRE_EXP=true): a token that never expires cannot
+	// be taken back short of rotating the key that signed it.
+	AllowMissingExp bool
 }
 
 // KeySet resolves the verification key of a token, normally by its kid. It
@@ -160,7 +166,8 @@ func (v *jwtVerifier) key(t *jwt.Token) (any, error) {
 }
 
 // VerifyToken verifies the request's JWT (signature, alg allow-list, iss,
-// aud, exp, nbf with leeway), from the verified-token cache when it can.
+// aud, exp — required unless [JWTConfig.AllowMissingExp] —, nbf with
+// leeway), from the verified-token cache when it can.
 // A non-zero Reason in the Decision denies: token_expired when the token is
 // past exp (plus leeway) and otherwise valid, token_invalid for everything
 // else, a future nbf included. A cache hit does not allocate.
@@ -224,6 +231,9 @@ func (v *jwtVerifier) verify(tok string, now time.Time) (Claims, Reason) {
 	}
 	if v.cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(v.cfg.Audience))
+	}
+	if !v.cfg.AllowMissingExp {
+		opts = append(opts, jwt.WithExpirationRequired())
 	}
 	mc := jwt.MapClaims{}
 	_, err := jwt.NewParser(opts...).ParseWithClaims(tok, mc, v.keyfunc)

@@ -140,6 +140,43 @@ func TestVerifyToken(t *testing.T) {
 	}
 }
 
+// TestVerifyTokenRequiresExp: a token without exp is token_invalid unless
+// the configuration allows it (SPEC §3, SCOPEGATE_JWT_REQUIRE_EXP); an exp
+// that is not a number is token_invalid either way.
+func TestVerifyTokenRequiresExp(t *testing.T) {
+	f := fixture
+	noExp := sign(t, jwt.SigningMethodES256, "ec", f.ec, jwt.MapClaims{"sub": "alice", "iss": "https://idp", "aud": "gw"})
+	badExp := sign(t, jwt.SigningMethodES256, "ec", f.ec, jwt.MapClaims{"sub": "alice", "iss": "https://idp", "aud": "gw", "exp": "soon"})
+	withExp := sign(t, jwt.SigningMethodES256, "ec", f.ec, claimsAt("alice", t0.Add(time.Hour)))
+	for _, tt := range []struct {
+		name       string
+		allowNoExp bool
+		tok        string
+		reason     Reason
+	}{
+		{"no exp, required (default)", false, noExp, ReasonTokenInvalid},
+		{"no exp, allowed", true, noExp, ReasonNone},
+		{"exp not a number, required", false, badExp, ReasonTokenInvalid},
+		{"exp not a number, allowed", true, badExp, ReasonTokenInvalid},
+		{"exp, required", false, withExp, ReasonNone},
+		{"exp, allowed", true, withExp, ReasonNone},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEngine(t, EngineConfig{JWT: JWTConfig{Keys: f.keys, Issuer: "https://idp", Audience: "gw", AllowMissingExp: tt.allowNoExp}})
+			// Twice: the second answer may come from the verified-token cache.
+			for i := 0; i < 2; i++ {
+				c, d := e.VerifyToken(jwtReq(tt.tok, t0))
+				if d.Reason != tt.reason {
+					t.Fatalf("call %d: reason = %v, want %v", i, d.Reason, tt.reason)
+				}
+				if tt.reason == ReasonNone && c.Subject != "alice" {
+					t.Fatalf("call %d: claims %+v", i, c)
+				}
+			}
+		})
+	}
+}
+
 // tamper swaps the payload for one naming another subject.
 func tamper(tok string) string {
 	parts := strings.Split(tok, ".")
@@ -171,7 +208,7 @@ func TestVerifyTokenCache(t *testing.T) {
 	// The cache stays bounded.
 	small := mustEngine(t, EngineConfig{JWT: JWTConfig{Keys: keys, CacheSize: 8}})
 	for i := 0; i < 40; i++ {
-		tk := sign(t, jwt.SigningMethodES256, "ec", fixture.ec, jwt.MapClaims{"sub": "u" + itoa(i)})
+		tk := sign(t, jwt.SigningMethodES256, "ec", fixture.ec, jwt.MapClaims{"sub": "u" + itoa(i), "exp": t0.Add(time.Hour).Unix()})
 		if _, d := small.VerifyToken(jwtReq(tk, t0)); d.Reason != ReasonNone {
 			t.Fatalf("verify %d: %v", i, d.Reason)
 		}

@@ -162,6 +162,10 @@ func (e *Engine) traceClient(req *Request, m *Match, c *Client, d Decision) {
 		}
 		return
 	}
+	if d.Reason == ReasonRateLimited && !d.RateLimit.Applied { // refused by the slow-hash gate, not the bucket
+		e.trace("api key", false, fmt.Sprintf("rate_limited: client %q's bcrypt/Argon2id check got no hashing slot (its queue was full or the wait ran out); the secret was not checked", c.ClientKey))
+		return
+	}
 	e.trace("api key", true, fmt.Sprintf("client %q (%s, id %s): the secret matches", c.ClientKey, c.Name, c.ID))
 	list := func(l []string) string {
 		if len(l) == 0 {
@@ -225,6 +229,9 @@ func (e *Engine) traceToken(req *Request, c Claims, d Decision) {
 		}
 		if v.Audience != "" {
 			fmt.Fprintf(&b, ", aud containing %q", v.Audience)
+		}
+		if !v.AllowMissingExp {
+			b.WriteString(", an exp claim (SCOPEGATE_JWT_REQUIRE_EXP)")
 		}
 		fmt.Fprintf(&b, ", exp and nbf within a leeway of %s, a %q claim", v.Leeway, v.SubjectClaim)
 	}

@@ -73,8 +73,8 @@ const maxFileErrors = 50
 //	modules:      [{id?, module_key, name?, status?}]
 //	sites:        [{id?, site_key, company, name?, status?}]   # company: company_key or id
 //	users:        [{id?, authentik_sub, email?, display_name?, status?, is_active?}]
-//	api_clients:  [{id?, client_key, name?, status?, api_key_hash, allowed_origins?,
-//	                allowed_ips?, allowed_paths?, rate_limit_per_min?, expires_at?}]
+//	api_clients:  [{id?, client_key, name?, status?, api_key_hash, allowed_origins,
+//	                allowed_ips, allowed_paths, rate_limit_per_min?, expires_at?}]
 //	grants:       [{user, module, action, company | site}]
 //
 // All sections are optional, but the file must hold a mapping (an empty
@@ -87,6 +87,10 @@ const maxFileErrors = 50
 // manage. In grants, user is an authentik_sub or a user id, module a
 // module_key or id, company and site a key or id (keys are tried first);
 // exactly one of company and site is given. expires_at is an RFC 3339 time.
+//
+// Every api_clients entry names allowed_origins, allowed_ips and
+// allowed_paths, [] for no restriction: a missing list is an error, so that
+// a file cut inside an entry cannot be read as an unrestricted client.
 //
 // api_key_hash holds sha256:<hex>, 64 bare hex characters, a bcrypt hash or
 // an argon2id PHC string, never a secret: anything else is rejected.
@@ -419,6 +423,7 @@ func (d *fileDecoder) clients(n *yaml.Node, data *FileData) {
 		if m == nil {
 			continue
 		}
+		d.explicitLists(m, item, what)
 		rec := policy.ClientRecord{ClientKey: d.key(m, "client_key", what, keys)}
 		rec.ID = d.id(m, item, "api_clients", rec.ClientKey, what, ids)
 		rec.Name = d.str(m, "name", what)
@@ -456,8 +461,27 @@ func (d *fileDecoder) clients(n *yaml.Node, data *FileData) {
 	}
 }
 
+// clientLists are the api_clients fields an entry must name explicitly.
+var clientLists = []string{"allowed_ips", "allowed_origins", "allowed_paths"}
+
+// explicitLists reports each allowed_* field missing from a client entry
+// (or null: "allowed_paths:" with nothing under it). An empty list is no
+// restriction, as in the database, but it must be written ([]): a file cut
+// mid-write (an editor saving in place, a copy still running when the
+// watcher reads it) can end inside an entry, and a missing list read as
+// "no restriction" would lift the entry's restrictions until the rest
+// arrives (issue 15: a path-restricted key reached /api/admin).
+func (d *fileDecoder) explicitLists(m map[string]*yaml.Node, item *yaml.Node, what string) {
+	for _, f := range clientLists {
+		if isNull(m[f]) {
+			d.errorf(item.Line, "%s: missing %s: write it on every client, [] for no restriction (a file cut mid-write must not lift a restriction)", what, f)
+		}
+	}
+}
+
 // list reads one allowed_* list, checking each entry on its own line with
-// policy.CompileClient. Absent or null is the empty list.
+// policy.CompileClient. Absent or null (reported by explicitLists) is the
+// empty list.
 func (d *fileDecoder) list(m map[string]*yaml.Node, field, what string, one func(string) policy.ClientRecord) []string {
 	out := []string{}
 	n := m[field]

@@ -181,6 +181,9 @@ users:
 api_clients:
   - client_key: app
     api_key_hash: sha256:` + "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b" + `
+    allowed_origins: []
+    allowed_ips: []
+    allowed_paths: []
 grants:
   - {user: alice, module: inventory, action: view, site: hq}
 `
@@ -314,6 +317,11 @@ func TestParseFileBadListEntries(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := "api_clients:\n  - client_key: a\n    api_key_hash: " + validHash + "\n    " + tc.field + ":\n      - '" + tc.good + "'\n      - '" + tc.bad + "'\n"
+			for _, other := range []string{"allowed_ips", "allowed_origins", "allowed_paths"} {
+				if other != tc.field {
+					doc += "    " + other + ": []\n"
+				}
+			}
 			_, err := store.ParseFile("s.yaml", []byte(doc))
 			fes := store.FileErrors(err)
 			if len(fes) != 1 || fes[0].Line != 6 || !strings.Contains(fes[0].Msg, tc.field) || !strings.Contains(fes[0].Msg, tc.bad) {
@@ -331,7 +339,7 @@ func TestFileReloadKeepsOldDataOnError(t *testing.T) {
 	now := time.Now()
 	before, _ := f.LookupClient("app", now)
 
-	replaceFile(t, path, []byte("api_clients:\n  - client_key: app\n    api_key_hash: plain-secret\n"))
+	replaceFile(t, path, []byte("api_clients:\n  - client_key: app\n    api_key_hash: plain-secret\n    allowed_origins: []\n    allowed_ips: []\n    allowed_paths: []\n"))
 	err := f.Reload()
 	if fes := store.FileErrors(err); len(fes) != 1 || fes[0].Line != 3 {
 		t.Fatalf("Reload() = %v, want one error at line 3", err)

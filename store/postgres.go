@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	gocache "github.com/patrickmn/go-cache"
 	"golang.org/x/sync/singleflight"
@@ -47,7 +48,10 @@ var (
 	listenChannel     = "scopegate_changes"
 	listenerAppName   = "scopegate-listener"
 	poolAppName       = "scopegate"
-	defaultMaxBackoff = 5 * time.Second
+	// maxBackoff caps the delay between reconnect attempts (listener and
+	// full reload): once the database is back, the store is current again
+	// within about this long (SPEC §6 "reconnect ... on their own").
+	maxBackoff = 500 * time.Millisecond
 )
 
 // ErrInvalidDatabaseURL is returned by [OpenPostgres] for a DSN that cannot
@@ -159,9 +163,12 @@ type Postgres struct {
 	events    chan feedEvent
 	// connectFailed receives the first failed listener connection attempt.
 	connectFailed chan error
-	flushes       atomic.Int64 // UPDATE statements sent by the last_used writer
-	flushMu       sync.Mutex   // one flush at a time (ticker and Close)
-	closeOne      sync.Once
+	// dialed receives (without blocking, capacity 1) when the pool opens a
+	// connection: a listener waiting to reconnect tries at once.
+	dialed   chan struct{}
+	flushes  atomic.Int64 // UPDATE statements sent by the last_used writer
+	flushMu  sync.Mutex   // one flush at a time (ticker and Close)
+	closeOne sync.Once
 
 	// Reachability (SPEC §6). loaded: a full load has succeeded once. down:
 	// the database is currently unreachable; lastOK: when it was last seen
@@ -195,6 +202,20 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if _, ok := pcfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pcfg.ConnConfig.RuntimeParams["application_name"] = poolAppName
 	}
+	// A pooled connection that opens is news that the database answers: it
+	// wakes a listener waiting to reconnect (see listen).
+	dialed := make(chan struct{}, 1)
+	afterConnect := pcfg.AfterConnect
+	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		select {
+		case dialed <- struct{}{}:
+		default:
+		}
+		if afterConnect != nil {
+			return afterConnect(ctx, conn)
+		}
+		return nil
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: creating the connection pool: %w", err)
@@ -210,6 +231,7 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		users:   gocache.New(cfg.CacheTTL+cfg.StaleTTL, time.Minute),
 		idToSub: map[string]string{},
 		events:  make(chan feedEvent, 4096),
+		dialed:  dialed,
 
 		connectFailed: make(chan error, 1),
 	}
@@ -312,24 +334,32 @@ func (s *Postgres) Directory(now time.Time) (*policy.Directory, error) {
 	return d, nil
 }
 
-// backoff returns the delay before retry n (0-based): 100ms doubling to 5s.
+// backoff returns the delay before retry n (0-based): 100ms doubling to
+// maxBackoff (500ms). It used to reach 5 s, so a database back from an
+// outage of a few seconds waited up to 5 s more for the next attempt
+// (issue 15).
 func backoff(n int) time.Duration {
 	d := 100 * time.Millisecond
-	for i := 0; i < n && d < defaultMaxBackoff; i++ {
+	for i := 0; i < n && d < maxBackoff; i++ {
 		d *= 2
 	}
-	if d > defaultMaxBackoff {
-		d = defaultMaxBackoff
-	}
-	return d
+	return min(d, maxBackoff)
 }
 
 // sleep waits d or until the store closes; it reports whether to go on.
 func (s *Postgres) sleep(d time.Duration) bool {
+	return s.sleepOr(d, nil)
+}
+
+// sleepOr waits d, or until wake receives, or until the store closes; it
+// reports whether to go on.
+func (s *Postgres) sleepOr(d time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
+	case <-wake:
 		return true
 	case <-s.ctx.Done():
 		return false

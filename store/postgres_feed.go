@@ -40,7 +40,8 @@ type change struct {
 // listen owns the dedicated change-feed connection (not from the pool):
 // connect, LISTEN, ask for a full reload, then forward notifications to the
 // applier, pinging the connection when idle. After any error it marks the
-// database down, reconnects with backoff, and the full reload follows.
+// database down, reconnects with backoff (100 ms doubling to 500 ms, cut
+// short when the pool opens a connection), and the full reload follows.
 func (s *Postgres) listen() {
 	defer s.wg.Done()
 	for attempt := 0; ; attempt++ {
@@ -56,7 +57,10 @@ func (s *Postgres) listen() {
 			default:
 			}
 			s.log.Debug("change feed connect failed", slog.String("err", err.Error()), slog.Int("attempt", attempt))
-			if !s.sleep(backoff(attempt)) {
+			// A pooled connection opening meanwhile (a full-reload retry,
+			// a last_used flush) means the database is back: try now.
+			drain(s.dialed)
+			if !s.sleepOr(backoff(attempt), s.dialed) {
 				return
 			}
 			continue
@@ -80,6 +84,15 @@ func (s *Postgres) listen() {
 		if !s.sleep(backoff(0)) {
 			return
 		}
+	}
+}
+
+// drain empties a wake-up channel of capacity 1, so only a wake-up that
+// comes after it counts.
+func drain(c <-chan struct{}) {
+	select {
+	case <-c:
+	default:
 	}
 }
 

@@ -67,6 +67,7 @@ type Config struct {
 	JWTAudience     string        `envconfig:"SCOPEGATE_JWT_AUDIENCE"`
 	JWTLeeway       time.Duration `envconfig:"SCOPEGATE_JWT_LEEWAY" default:"30s"`
 	JWTSubjectClaim string        `envconfig:"SCOPEGATE_JWT_SUBJECT_CLAIM" default:"sub"`
+	JWTRequireExp   bool          `envconfig:"SCOPEGATE_JWT_REQUIRE_EXP" default:"true"`
 
 	// Caching, change feed, last_used_at (SPEC §6).
 	CacheTTL               time.Duration `envconfig:"SCOPEGATE_CACHE_TTL" default:"30s"`

@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // TestEnvExampleListsEveryVariable: configs/scopegate.env.example names
@@ -49,6 +52,44 @@ func TestJWTAlgorithmsAllowList(t *testing.T) {
 			status, body := httpGet(t, g.base+"/anything", "Authorization", "Bearer "+parityJWT(t, "alice", ""))
 			if status != c.want || !strings.Contains(body, c.reason) {
 				t.Errorf("HS256 token: %d %s, want %d %s", status, body, c.want, c.reason)
+			}
+		})
+	}
+}
+
+// TestJWTRequireExp: a JWT without exp is 401 token_invalid by default and
+// with SCOPEGATE_JWT_REQUIRE_EXP=true, and passes with =false (SPEC §3); a
+// token with exp passes either way.
+func TestJWTRequireExp(t *testing.T) {
+	sign := func(claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(paritySecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	noExp := sign(jwt.MapClaims{"sub": "alice", "iat": time.Now().Unix()})
+	withExp := parityJWT(t, "alice", "")
+	for _, c := range []struct {
+		name, value string // value "": the variable unset
+		noExpStatus int
+	}{
+		{"default", "", 401},
+		{"true", "true", 401},
+		{"false", "false", 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := map[string]string{"SCOPEGATE_STORE_FILE": basicStoreFile(t), "SCOPEGATE_JWT_HS256_SECRET": paritySecret}
+			if c.value != "" {
+				env["SCOPEGATE_JWT_REQUIRE_EXP"] = c.value
+			}
+			g := startGateway(t, env)
+			status, body := httpGet(t, g.base+"/anything", "Authorization", "Bearer "+noExp)
+			if status != c.noExpStatus || (status == 401 && !strings.Contains(body, `"token_invalid"`)) {
+				t.Errorf("token without exp: %d %s, want %d", status, body, c.noExpStatus)
+			}
+			if status, body := httpGet(t, g.base+"/anything", "Authorization", "Bearer "+withExp); status != 200 {
+				t.Errorf("token with exp: %d %s, want 200", status, body)
 			}
 		})
 	}

@@ -219,3 +219,88 @@ func TestServeHS256IssuerNoDiscovery(t *testing.T) {
 		t.Errorf("start-up does not say the issuer is checked in iss only:\n%s", g.logs)
 	}
 }
+
+// TestServeJWKSRotationUnderUnknownKIDStream: with tokens of an unknown kid
+// arriving steadily (every 10 ms), a key the identity provider publishes
+// right after a refetch works at the next allowed refetch, within
+// unknownKIDEvery (plus a margin for the 30 ms fetch and the poll), and the
+// set is refetched at most once per unknownKIDEvery meanwhile. The refetch
+// used to run under the deadline of the limiter wait, which the request
+// that reserved the slot had spent waiting: the slot was lost and a rotated
+// key took 8–10 s, or never came under a dense enough stream.
+func TestServeJWKSRotationUnderUnknownKIDStream(t *testing.T) {
+	idp := newFakeIdP(t, 30*time.Millisecond, "old", "new")
+	serveEnv(t, subEcho(t))
+	t.Setenv("SCOPEGATE_JWT_JWKS_URL", idp.url+"/jwks")
+	g := startServe(t)
+	if s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+idp.sign(t, "old", "")); s != 200 {
+		t.Fatalf("token of the first key: %d %s", s, body)
+	}
+	junk := idp.sign(t, "junk", "")
+	stop := make(chan struct{})
+	streamDone := make(chan struct{})
+	var unexpected atomic.Int64 // junk answers other than 401
+	go func() {
+		defer close(streamDone)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			req, _ := http.NewRequest("GET", g.base+"/api/me", nil)
+			req.Header.Set("Authorization", "Bearer "+junk)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				unexpected.Add(1)
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 401 {
+				unexpected.Add(1)
+			}
+		}
+	}()
+	defer func() { close(stop); <-streamDone }()
+
+	// Publish the new key just after a refetch the stream caused: the
+	// worst case, the next refetch is a whole unknownKIDEvery away.
+	base := idp.jwksHits.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for idp.jwksHits.Load() == base {
+		if time.Now().After(deadline) {
+			t.Fatal("the unknown-kid stream never refetched the JWKS")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	firstFetch := time.Now()
+	hitsAtFirst := idp.jwksHits.Load()
+	idp.current.Store("new")
+	published := time.Now()
+	fresh := idp.sign(t, "new", "")
+	bound := unknownKIDEvery + time.Second
+	for {
+		s, body := httpGet(t, g.base+"/api/me", "Authorization", "Bearer "+fresh)
+		if s == 200 && body == "sub=alice" {
+			break
+		}
+		if time.Since(published) > 2*bound {
+			t.Fatalf("the published key still fails after %v: %d %s", time.Since(published), s, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(published)
+	t.Logf("new key accepted %v after publishing", took)
+	if took > bound {
+		t.Errorf("new key accepted %v after publishing, want within %v", took, bound)
+	}
+	// At most one refetch per unknownKIDEvery since the first one seen.
+	if n, most := idp.jwksHits.Load()-hitsAtFirst, int64(time.Since(firstFetch)/unknownKIDEvery)+1; n > most {
+		t.Errorf("%d refetches in %v, want at most %d", n, time.Since(firstFetch), most)
+	}
+	if n := unexpected.Load(); n != 0 {
+		t.Errorf("%d unknown-kid requests were not answered 401", n)
+	}
+}

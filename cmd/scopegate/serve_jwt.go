@@ -13,9 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/time/rate"
 
 	"github.com/scopegate/scopegate/policy"
 )
@@ -32,6 +30,12 @@ func buildJWT(ctx context.Context, cfg *Config, logger *slog.Logger) (policy.JWT
 		Audience:     cfg.JWTAudience,
 		Leeway:       cfg.JWTLeeway,
 		SubjectClaim: cfg.JWTSubjectClaim,
+		// SPEC §3: a token without exp is token_invalid unless
+		// SCOPEGATE_JWT_REQUIRE_EXP=false.
+		AllowMissingExp: !cfg.JWTRequireExp,
+	}
+	if !cfg.JWTRequireExp {
+		logger.Warn("SCOPEGATE_JWT_REQUIRE_EXP=false: JWTs without exp are accepted and never expire")
 	}
 	if len(jc.Algorithms) == 0 {
 		return jc, &ConfigError{Var: "SCOPEGATE_JWT_ALGORITHMS", Msg: "must list at least one algorithm"}
@@ -92,42 +96,12 @@ func buildJWT(ctx context.Context, cfg *Config, logger *slog.Logger) (policy.JWT
 	return jc, nil
 }
 
-// unknownKIDWait bounds how long a request with an unknown kid waits for
-// the limiter and the refetch of the key set.
-const unknownKIDWait = 2 * time.Second
-
-// newJWKS returns the key set at jwksURL, refreshed every refresh (default
-// 15m) and on an unknown kid at most once per 5 s. An unreachable URL is not
-// an error: the set is fetched again in the background.
-func newJWKS(ctx context.Context, jwksURL string, refresh time.Duration, logger *slog.Logger) (keyfunc.Keyfunc, error) {
-	if refresh <= 0 {
-		refresh = 15 * time.Minute
-	}
-	return keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
-		HTTPTimeout:     10 * time.Second,
-		RefreshInterval: refresh,
-		// An unknown kid refetches the set at most once per 5 s.
-		// RateLimitWaitMax bounds both the wait for the limiter and the
-		// refetch itself (jwkset runs it under the same deadline), so it
-		// must leave room for a remote JWKS to answer: a request with an
-		// unknown kid waits at most unknownKIDWait, and one that would wait
-		// longer fails at once as token_invalid.
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(5*time.Second), 1),
-		RateLimitWaitMax:  unknownKIDWait,
-		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-			return func(_ context.Context, err error) {
-				logger.Warn("JWKS refresh failed", slog.String("url", u), slog.String("err", err.Error()))
-			}
-		},
-	})
-}
-
 // discoveredKeys is the key set named by the issuer's OpenID discovery
 // document. Until discovery succeeds every key lookup fails, so tokens
 // signed with those keys are token_invalid (HS256 with the shared secret
 // does not need it).
 type discoveredKeys struct {
-	kf atomic.Pointer[keyfunc.Keyfunc]
+	kf atomic.Pointer[jwksKeys]
 }
 
 var errNoKeysYet = errors.New("the issuer's keys are not known yet (OpenID discovery has not succeeded)")
@@ -138,7 +112,7 @@ func (d *discoveredKeys) Keyfunc(t *jwt.Token) (any, error) {
 	if kf == nil {
 		return nil, errNoKeysYet
 	}
-	return (*kf).Keyfunc(t)
+	return kf.Keyfunc(t)
 }
 
 // discover reads jwks_uri from discoveryURL and sets up the key set.
@@ -151,7 +125,7 @@ func (d *discoveredKeys) discover(ctx context.Context, discoveryURL string, refr
 	if err != nil {
 		return err
 	}
-	d.kf.Store(&kf)
+	d.kf.Store(kf)
 	return nil
 }
 

@@ -114,6 +114,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{"Redis URL of another scheme", "SCOPEGATE_REDIS_URL", "http://user:supersecret@127.0.0.1:6379", "SCOPEGATE_REDIS_URL"},
 		{"unknown Redis error mode", "SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR", "open", "SCOPEGATE_RATE_LIMIT_ON_REDIS_ERROR"},
 		{"zero Redis timeout", "SCOPEGATE_REDIS_TIMEOUT", "0s", "SCOPEGATE_REDIS_TIMEOUT"},
+		{"require exp not a boolean", "SCOPEGATE_JWT_REQUIRE_EXP", "maybe", "SCOPEGATE_JWT_REQUIRE_EXP"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
