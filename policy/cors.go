@@ -258,6 +258,3 @@ var tokenChar = func() (t [256]bool) {
 	}
 	return t
 }()
-
-// joinHeaderList joins names with ", " for a header value.
-func joinHeaderList(names []string) string { return strings.Join(names, ", ") }

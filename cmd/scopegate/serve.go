@@ -153,63 +153,27 @@ func serve(cfg *Config, logger *slog.Logger, sigs <-chan os.Signal, started serv
 		closeStore()
 		return &ConfigError{Var: "SCOPEGATE_AUTH_PATH", Msg: err.Error()}
 	}
-	for _, pfx := range trusted {
-		if pfx.Bits() == 0 {
-			logger.Warn("SCOPEGATE_TRUSTED_PROXIES trusts every peer: any client can set X-Forwarded-For and call the forward-auth endpoint", slog.String("prefix", pfx.String()))
-		}
-	}
-	if jwtCfg.Keys == nil && len(jwtCfg.HS256Secret) == 0 {
-		logger.Warn("no JWT keys configured (SCOPEGATE_JWT_JWKS_URL, SCOPEGATE_JWT_ISSUER, SCOPEGATE_JWT_HS256_SECRET): every JWT is token_invalid")
-	}
-	if len(upstreams) == 0 {
-		logger.Warn("SCOPEGATE_UPSTREAM_URL is empty: forward-auth and decision-only mode, nothing is proxied")
-	}
-	if !cfg.StripCredentials {
-		logger.Warn("SCOPEGATE_STRIP_CREDENTIALS=false: API keys are forwarded to the upstream")
-	}
+	warnRisky(logger, cfg, trusted, jwtCfg.Keys == nil && len(jwtCfg.HS256Secret) == 0, len(upstreams) == 0)
 
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	l, err := listen(cfg)
 	if err != nil {
 		closeStore()
-		return &listenError{Var: "SCOPEGATE_LISTEN_ADDR", Addr: cfg.ListenAddr, Err: err}
+		return err
 	}
-	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
-	if err != nil {
-		ln.Close()
-		closeStore()
-		return &listenError{Var: "SCOPEGATE_ADMIN_ADDR", Addr: cfg.AdminAddr, Err: err}
+	g := &servers{p: p, srv: p.NewServer(), admin: p.NewAdminServer(), l: l, con: con}
+	if l.grpc != nil {
+		g.grpc = extauthz.New(p, extauthz.Config{})
 	}
-	var grpcSrv *extauthz.Server
-	var grpcLn net.Listener
-	if cfg.GRPCAddr != "" {
-		if grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-			ln.Close()
-			adminLn.Close()
-			closeStore()
-			return &listenError{Var: "SCOPEGATE_GRPC_ADDR", Addr: cfg.GRPCAddr, Err: err}
-		}
-		grpcSrv = extauthz.New(p, extauthz.Config{})
-	}
-	srv, admin := p.NewServer(), p.NewAdminServer()
-	errc := make(chan error, 3)
-	go func() {
-		if cfg.TLSCertFile != "" {
-			errc <- srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
-			return
-		}
-		errc <- srv.Serve(ln)
-	}()
-	go func() { errc <- admin.Serve(adminLn) }()
+	errc := g.start(cfg)
 	grpcAddr := ""
-	if grpcSrv != nil {
-		grpcAddr = grpcLn.Addr().String()
-		go func() { errc <- grpcSrv.Serve(grpcLn) }()
+	if l.grpc != nil {
+		grpcAddr = l.grpc.Addr().String()
 	}
-	logger.Info("serving", slog.String("listen_addr", ln.Addr().String()), slog.String("admin_addr", adminLn.Addr().String()),
+	logger.Info("serving", slog.String("listen_addr", l.traffic.Addr().String()), slog.String("admin_addr", l.admin.Addr().String()),
 		slog.String("grpc_addr", grpcAddr),
 		slog.Int("upstreams", len(upstreams)), slog.String("auth_path", cfg.AuthPath), slog.Bool("tls", cfg.TLSCertFile != ""))
 	if started != nil {
-		started(ln.Addr(), adminLn.Addr())
+		started(l.traffic.Addr(), l.admin.Addr())
 	}
 	go sweepRateLimits(baseCtx, engine)
 
@@ -233,35 +197,7 @@ loop:
 
 	// Stop accepting, finish in-flight requests (bounded), then flush
 	// last_used_at and close the pool.
-	p.SetRulesLoaded(false) // /readyz fails while draining
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	grpcDrained := make(chan bool, 1)
-	if grpcSrv != nil {
-		// The gRPC checks drain alongside the HTTP requests, within the
-		// same timeout (health checks answer NOT_SERVING meanwhile).
-		go func() { grpcDrained <- grpcSrv.Stop(ctx) }()
-	} else {
-		grpcDrained <- true
-	}
-	drainErr := srv.ShutdownWithContext(ctx)
-	if !<-grpcDrained {
-		logger.Warn("shutdown timeout: in-flight gRPC checks cut")
-	}
-	cancel()
-	// Upgrade tunnels (hijacked, so not waited for by the drain) close
-	// once the HTTP requests have drained.
-	p.CloseTunnels()
-	// Shutdown closes only the listeners Serve has registered; a signal that
-	// arrives before Serve got that far would leave ln open.
-	_ = ln.Close()
-	if drainErr != nil {
-		logger.Warn("shutdown timeout: in-flight requests cut", slog.String("err", drainErr.Error()))
-	}
-	con.Close() // ends the open denial streams, which the admin server waits for
-	actx, acancel := context.WithTimeout(context.Background(), time.Second)
-	_ = admin.ShutdownWithContext(actx)
-	acancel()
-	_ = adminLn.Close()
+	g.drain(cfg.ShutdownTimeout, logger)
 	cancelBase()
 	closeStore()
 	logger.Info("stopped")
@@ -269,6 +205,25 @@ loop:
 		return serveErr
 	}
 	return nil
+}
+
+// warnRisky logs one warning for each setting that serves but weakens or
+// narrows what the gateway does.
+func warnRisky(logger *slog.Logger, cfg *Config, trusted []netip.Prefix, noJWTKeys, noUpstream bool) {
+	for _, pfx := range trusted {
+		if pfx.Bits() == 0 {
+			logger.Warn("SCOPEGATE_TRUSTED_PROXIES trusts every peer: any client can set X-Forwarded-For and call the forward-auth endpoint", slog.String("prefix", pfx.String()))
+		}
+	}
+	if noJWTKeys {
+		logger.Warn("no JWT keys configured (SCOPEGATE_JWT_JWKS_URL, SCOPEGATE_JWT_ISSUER, SCOPEGATE_JWT_HS256_SECRET): every JWT is token_invalid")
+	}
+	if noUpstream {
+		logger.Warn("SCOPEGATE_UPSTREAM_URL is empty: forward-auth and decision-only mode, nothing is proxied")
+	}
+	if !cfg.StripCredentials {
+		logger.Warn("SCOPEGATE_STRIP_CREDENTIALS=false: API keys are forwarded to the upstream")
+	}
 }
 
 // buildInfo is the scopegate_build_info gauge: always 1, labelled with the
