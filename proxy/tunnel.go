@@ -310,18 +310,20 @@ func (t *tunnel) close(reason string) bool {
 	}
 	t.reason = reason
 	t.closed.Store(true)
-	client := t.client
 	t.mu.Unlock()
 	if t.timer != nil {
 		t.timer.Stop()
 	}
 	_ = t.up.Close()
-	if client != nil {
-		// fasthttp closes a hijacked connection when the handler (run)
-		// returns, and its Close is a no-op: a past deadline ends the
-		// client pump's read instead.
-		_ = client.SetDeadline(aLongTimeAgo)
+	// fasthttp closes a hijacked connection when the handler (run)
+	// returns, and its Close is a no-op: a past deadline ends the client
+	// pump's read instead. Under t.mu: once run has returned, fasthttp
+	// recycles the connection's wrapper, and run clears t.client first.
+	t.mu.Lock()
+	if t.client != nil {
+		_ = t.client.SetDeadline(aLongTimeAgo)
 	}
+	t.mu.Unlock()
 	s := &t.p.tun
 	s.mu.Lock()
 	delete(s.open, t)
@@ -331,20 +333,25 @@ func (t *tunnel) close(reason string) bool {
 	return true
 }
 
-var tunnelBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
-
 // run is the hijack handler: the 101 (and what the upstream sent after
 // it) goes to the client, then bytes flow both ways until one side closes,
 // stalls or idles. The client's bytes already read by fasthttp come first
 // from c.
 func (t *tunnel) run(c net.Conn) {
 	t.mu.Lock()
-	t.client = c
 	closed := t.reason != ""
+	if !closed {
+		t.client = c
+	}
 	t.mu.Unlock()
 	if closed {
 		return // closed before the hijack ran
 	}
+	defer func() {
+		t.mu.Lock()
+		t.client = nil // c is fasthttp's again once run returns
+		t.mu.Unlock()
+	}()
 	p := t.p
 	_ = c.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
 	if _, err := c.Write(t.head); err != nil {
@@ -364,23 +371,28 @@ func (t *tunnel) run(c net.Conn) {
 	wg.Wait()
 }
 
+// spliceOff makes tunnels copy through user space (a benchmark's switch).
+var spliceOff bool
+
 var aLongTimeAgo = time.Unix(1, 0)
 
 // pump copies src to dst until either fails: srcGone names src closing,
 // dstGone dst; a read past the idle timeout with no byte either way is
-// idle, a write past writeTimeout a stall.
+// idle, a write past writeTimeout a stall. The first read goes through
+// src as given (a hijacked connection may hold bytes fasthttp read ahead;
+// a 64 KiB read empties its 16 KiB buffer); after it, two bare TCP
+// sockets are spliced in the kernel.
 func (t *tunnel) pump(dst, src net.Conn, srcGone, dstGone string, writeTimeout time.Duration) {
 	idle := t.p.cfg.TunnelIdleTimeout
-	bp := tunnelBufs.Get().(*[]byte)
-	defer tunnelBufs.Put(bp)
-	buf := *bp
-	for {
+	var mv mover = newCopier()
+	defer func() { mv.release() }()
+	for first := true; ; first = false {
 		_ = src.SetReadDeadline(time.Now().Add(idle))
-		n, err := src.Read(buf)
+		n, err := mv.fill(src)
 		if n > 0 {
 			t.touch()
 			_ = dst.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if werr := mv.drain(dst, n); werr != nil {
 				if t.closed.Load() {
 					return
 				}
@@ -393,6 +405,12 @@ func (t *tunnel) pump(dst, src net.Conn, srcGone, dstGone string, writeTimeout t
 			}
 		}
 		if err == nil {
+			if first && !spliceOff {
+				if sp := newSplicer(dst, src); sp != nil {
+					mv.release()
+					mv = sp
+				}
+			}
 			continue
 		}
 		if t.closed.Load() {
