@@ -190,10 +190,11 @@ func startBareAuth(ctx context.Context, dir string) (addr string, p *process, er
 
 // process is a child process the bench started; stop ends it by its PID.
 type process struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed once the process has exited and been reaped
+	name  string
+	cmd   *exec.Cmd
+	log   string
+	admin string        // a gateway's admin address (its /metrics), if any
+	done  chan struct{} // closed once the process has exited and been reaped
 }
 
 // exited reports whether the process has ended.

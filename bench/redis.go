@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,7 +136,7 @@ func driveReplicas(t target, addrs []string, conns int, warmup, d time.Duration)
 // startRedisGateways starts the private redis-server and the gateways of
 // the Redis scenarios in want (none wanted: nothing). Without redis-server
 // they are skipped.
-func startRedisGateways(ctx context.Context, e *env, dir, bin string, common, want []string) error {
+func startRedisGateways(ctx context.Context, e *env, dir, bin, baseline string, common, want []string) error {
 	needed := false
 	for _, s := range redisScenarios {
 		needed = needed || slices.Contains(want, s)
@@ -167,6 +168,13 @@ func startRedisGateways(ctx context.Context, e *env, dir, bin string, common, wa
 		if err != nil {
 			return err
 		}
+		if baseline != "" {
+			e.gwRedisBaseAddr, e.gwRedisBase, err = startGateway(ctx, dir, "scopegate-redis-baseline", baseline, common,
+				append(redisEnv(addr, "bench1b:"), "SCOPEGATE_DEFAULT_RATE_LIMIT_PER_MIN="+benchUnlimited)...)
+			if err != nil {
+				return err
+			}
+		}
 	}
 	if slices.Contains(want, "redis-2-replicas") {
 		for i := 0; i < 2; i++ {
@@ -187,7 +195,7 @@ func startRedisGateways(ctx context.Context, e *env, dir, bin string, common, wa
 
 // stopRedisGateways stops what startRedisGateways started, by PID.
 func (e *env) stopRedisGateways() {
-	for _, p := range append([]*process{e.gwLimited, e.gwRedis}, e.replicas...) {
+	for _, p := range append([]*process{e.gwLimited, e.gwRedis, e.gwRedisBase}, e.replicas...) {
 		p.stop()
 	}
 	e.redis.stop()
@@ -231,4 +239,23 @@ func runReplicas(e *env, o options) (scenarioResult, bool, error) {
 		r.RedisCPUus = float64(redis1-redis0) / served
 	}
 	return r, true, nil
+}
+
+// redisCalls reads scopegate_redis_calls_total from gw's /metrics (0 when
+// it cannot).
+func redisCalls(gw *process) int64 {
+	if gw == nil || gw.admin == "" {
+		return 0
+	}
+	status, body, err := fasthttp.GetTimeout(nil, "http://"+gw.admin+"/metrics", 5*time.Second)
+	if err != nil || status != 200 {
+		return 0
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "scopegate_redis_calls_total "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }

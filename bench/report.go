@@ -23,6 +23,9 @@ type scenarioResult struct {
 	// RedisCPUus is the private redis-server's CPU per request (Redis
 	// scenarios).
 	RedisCPUus float64 `json:"redis_cpu_us_per_req,omitempty"`
+	// RedisTakesPerCall is the requests per script call to Redis (the
+	// batching the gateway achieved; from scopegate_redis_calls_total).
+	RedisTakesPerCall float64 `json:"redis_takes_per_call,omitempty"`
 	// Replicas: redis-2-replicas drives one key above its limit through two
 	// gateways; Admitted is what they let through per second against the
 	// configured rate.
@@ -147,7 +150,7 @@ func (r *report) print(w io.Writer) {
 		tw.Flush()
 		for _, s := range rd.Scenarios {
 			if s.RedisCPUus > 0 {
-				fmt.Fprintf(w, "  %s: redis-server CPU %.1f µs/req\n", s.Name, s.RedisCPUus)
+				fmt.Fprintf(w, "  %s: redis-server CPU %.1f µs/req, %.1f requests per script call\n", s.Name, s.RedisCPUus, s.RedisTakesPerCall)
 			}
 			if x := s.Replicas; x != nil {
 				fmt.Fprintf(w, "  %s: %d replicas admitted %.1f/s against a configured %.1f/s (%.1f%%): %d admitted, %d refused in %.1fs (SPEC §9 bound %.0f)\n",

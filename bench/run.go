@@ -60,6 +60,8 @@ type env struct {
 	gwLimited, gwRedis   *process // proxy-apikey-limited, proxy-apikey-redis
 	gwLimitedAddr        string
 	gwRedisAddr          string
+	gwRedisBase          *process // proxy-apikey-redis@baseline
+	gwRedisBaseAddr      string
 	replicas             []*process // redis-2-replicas
 	replicaAddrs         []string
 	userToken            string
@@ -167,7 +169,7 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		defer e.gatewayBase.stop()
 		want = withBaseline(want)
 	}
-	if err := startRedisGateways(ctx, e, dir, bin, common, want); err != nil {
+	if err := startRedisGateways(ctx, e, dir, bin, o.baseline, common, want); err != nil {
 		return nil, err
 	}
 	defer e.stopRedisGateways()
@@ -269,6 +271,7 @@ func startGateway(ctx context.Context, dir, name, bin string, env []string, extr
 		p.stop()
 		return "", nil, err
 	}
+	p.admin = admin
 	return addr, p, nil
 }
 
@@ -282,7 +285,7 @@ func withBaseline(want []string) []string {
 	for _, s := range want {
 		out = append(out, s)
 		switch s {
-		case "proxy-public", "proxy-apikey", "proxy-jwt", "forward-auth", "bad-keys":
+		case "proxy-public", "proxy-apikey", "proxy-jwt", "forward-auth", "bad-keys", "proxy-apikey-redis":
 			out = append(out, s+baselineSuffix)
 		}
 	}
@@ -295,6 +298,7 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 	if base, ok := strings.CutSuffix(name, baselineSuffix); ok {
 		eb := *e
 		eb.gwAddr, eb.gateway = e.gwBaseAddr, e.gatewayBase
+		eb.gwRedisAddr, eb.gwRedis = e.gwRedisBaseAddr, e.gwRedisBase
 		r, ok, err := runScenario(ctx, &eb, base, o)
 		r.Name = name
 		return r, ok, err
@@ -397,9 +401,10 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 	if gw != nil {
 		cpu0, _ = cpuTime(gw.pid())
 	}
-	var redis0 int64
+	var redis0, calls0 int64
 	if e.redis != nil && strings.HasSuffix(name, "-redis") {
 		redis0, _ = cpuTime(e.redis.pid())
+		calls0 = redisCalls(gw)
 	}
 	var x0 int64
 	if e.dbURL != "" {
@@ -432,6 +437,9 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 		if redis0 > 0 && served > 0 {
 			redis1, _ := cpuTime(e.redis.pid())
 			r.RedisCPUus = float64(redis1-redis0) / served
+			if calls := redisCalls(gw) - calls0; calls > 0 {
+				r.RedisTakesPerCall = served / float64(calls)
+			}
 		}
 	}
 	if e.dbURL != "" {

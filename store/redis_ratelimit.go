@@ -194,22 +194,28 @@ func (r *RedisBuckets) Close() error {
 // 2 µs slack absorbs float rounding). The key expires when the bucket would
 // be full again. When N changed since the last take, the bucket keeps the
 // whole tokens it had left, at most N (as the per-process bucket does). The
-// reply holds, per take, taken (1|0) and tat - now after it (µs, as a
-// string: Lua numbers are doubles, RESP integers are not).
+// reply holds, per take, taken (1|0) and the TAT after it (µs, as a string:
+// Lua numbers are doubles, RESP integers are not); the caller subtracts
+// its now, as the script would. One number formatted per take, the one
+// stored: formatting a double is most of the script's own work.
 var gcraScript = redis.NewScript(`
 local period = 60000000
 local out = {}
 for i = 1, #KEYS do
   local key = KEYS[i]
   local now = tonumber(ARGV[2 * i - 1])
-  local n = tonumber(ARGV[2 * i])
+  local ns = ARGV[2 * i]
+  local n = tonumber(ns)
   local step = period / n
   local tat = now
   local changed = false
   local v = redis.call('GET', key)
   if v then
-    local s, m = string.match(v, '^(%S+) (%S+)$')
-    s, m = tonumber(s), tonumber(m)
+    local sp = string.find(v, ' ', 1, true)
+    local s, m
+    if sp then
+      s, m = tonumber(string.sub(v, 1, sp - 1)), tonumber(string.sub(v, sp + 1))
+    end
     if s and m and m > 0 then
       if m == n then
         if s > now then tat = s end
@@ -223,15 +229,17 @@ for i = 1, #KEYS do
   end
   local new = tat + step
   if new - now <= period + 2 then
-    redis.call('SET', key, string.format('%.17g %d', new, n), 'PX', math.max(1, math.ceil((new - now) / 1000)))
+    local sv = string.format('%.17g', new)
+    redis.call('SET', key, sv .. ' ' .. ns, 'PX', math.max(1, math.ceil((new - now) / 1000)))
     out[2 * i - 1] = 1
-    out[2 * i] = string.format('%.17g', new - now)
+    out[2 * i] = sv
   else
+    local sv = string.format('%.17g', tat)
     if changed then
-      redis.call('SET', key, string.format('%.17g %d', tat, n), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+      redis.call('SET', key, sv .. ' ' .. ns, 'PX', math.max(1, math.ceil((tat - now) / 1000)))
     end
     out[2 * i - 1] = 0
-    out[2 * i] = string.format('%.17g', tat - now)
+    out[2 * i] = sv
   end
 end
 return out
@@ -297,6 +305,9 @@ func (r *RedisBuckets) Take(id string, perMin int, now time.Time) policy.BucketA
 var errClosed = errors.New("redis rate limit: closed")
 
 // batcher sends the queued takes, one script call at a time, until Close.
+// It does not wait for more: under load the takes that queue during one
+// call fill the next (the bench measured 21 per call at 20,000 requests/s),
+// and a lone request goes out at once.
 func (r *RedisBuckets) batcher() {
 	defer close(r.stopped)
 	batch := make([]*takeReq, 0, maxBatch)
@@ -307,17 +318,21 @@ func (r *RedisBuckets) batcher() {
 		case <-r.quit:
 			return
 		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case q := <-r.queue:
-				batch = append(batch, q)
-			default:
-				break fill
-			}
-		}
-		r.send(batch)
+		r.send(r.drain(batch))
 	}
+}
+
+// drain appends the takes queued now to batch, up to maxBatch.
+func (r *RedisBuckets) drain(batch []*takeReq) []*takeReq {
+	for len(batch) < maxBatch {
+		select {
+		case q := <-r.queue:
+			batch = append(batch, q)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // send runs one script call for batch and answers every take in it. Takes
@@ -360,20 +375,23 @@ func (r *RedisBuckets) send(batch []*takeReq) {
 	}
 	for i, q := range live {
 		if q.err = err; err == nil {
-			q.a, q.err = gcraAnswer(res[2*i:2*i+2], q.perMin)
+			q.a, q.err = gcraAnswer(res[2*i:2*i+2], q.now, q.perMin)
 		}
 		q.done <- struct{}{}
 	}
 }
 
-// gcraAnswer reads one take's part of the script's reply.
-func gcraAnswer(res []any, perMin int) (policy.BucketAnswer, error) {
+// gcraAnswer reads one take's part of the script's reply: taken, and the
+// TAT after it, which less now (unix µs, in doubles as in the script) is
+// the bucket's debt.
+func gcraAnswer(res []any, now int64, perMin int) (policy.BucketAnswer, error) {
 	taken, ok1 := res[0].(int64)
 	s, ok2 := res[1].(string)
-	debt, err := strconv.ParseFloat(s, 64)
+	tat, err := strconv.ParseFloat(s, 64)
 	if !ok1 || !ok2 || err != nil {
 		return policy.BucketAnswer{}, fmt.Errorf("redis rate limit script: unexpected reply %v", res)
 	}
+	debt := tat - float64(now)
 	const period = 60e6 // µs
 	a := policy.BucketAnswer{Status: policy.BucketRefused, Tokens: float64(perMin) * (period - debt) / period}
 	if taken == 1 {

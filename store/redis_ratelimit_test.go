@@ -16,7 +16,7 @@ import (
 
 var rlT0 = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 
-func newEngine(t *testing.T) *policy.Engine {
+func newEngine(t testing.TB) *policy.Engine {
 	t.Helper()
 	e, err := policy.NewEngine(policy.EngineConfig{})
 	if err != nil {
@@ -27,7 +27,7 @@ func newEngine(t *testing.T) *policy.Engine {
 
 // newRedisBuckets builds shared buckets on addr with a prefix of the test's
 // own; cfg's zero fields take the test defaults.
-func newRedisBuckets(t *testing.T, addr string, cfg RedisBucketsConfig) *RedisBuckets {
+func newRedisBuckets(t testing.TB, addr string, cfg RedisBucketsConfig) *RedisBuckets {
 	t.Helper()
 	cfg.URL = "redis://" + addr + "/0"
 	if cfg.KeyPrefix == "" {
