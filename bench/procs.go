@@ -293,7 +293,7 @@ func findNginx() string {
 
 // nginxConf renders the two nginx front ends of the benchmark: a plain
 // proxy_pass (nginx-proxy) and auth_request to scopegate's /_auth before the
-// upstream (nginx-auth-request), the same shape as configs/nginx.conf.
+// upstream (nginx-auth-request), the same shape as configs/nginx/.
 func nginxConf(dir, proxyAddr, authReqAddr, upstream, gateway string) string {
 	return fmt.Sprintf(`worker_processes auto;
 pid %[1]s/nginx.pid;

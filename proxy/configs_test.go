@@ -199,16 +199,17 @@ func TestForwardAuthEnvoyRemovesUnsetIdentity(t *testing.T) {
 	}
 }
 
-// TestNginxConfigNames: configs/nginx.conf forwards every identity header.
+// TestNginxConfigNames: configs/nginx/scopegate.conf forwards every
+// identity header.
 func TestNginxConfigNames(t *testing.T) {
-	conf := string(readConfig(t, "nginx.conf"))
+	conf := string(readConfig(t, filepath.Join("nginx", "scopegate.conf")))
 	for _, h := range identityNames {
 		if !strings.Contains(conf, "proxy_set_header "+h+" ") {
-			t.Errorf("nginx.conf does not set %s", h)
+			t.Errorf("scopegate.conf does not set %s", h)
 		}
 		v := "$upstream_http_" + strings.ReplaceAll(strings.ToLower(h), "-", "_")
 		if !strings.Contains(conf, v) {
-			t.Errorf("nginx.conf does not read %s", v)
+			t.Errorf("scopegate.conf does not read %s", v)
 		}
 	}
 }

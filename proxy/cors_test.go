@@ -342,7 +342,7 @@ func TestCORSSuspendedClientOrigin(t *testing.T) {
 	waitPreflight(true)
 }
 
-// TestCORSThroughNginx runs the shipped configs/nginx.conf in front of
+// TestCORSThroughNginx runs the shipped configs/nginx/ in front of
 // scopegate (PostgreSQL store, allow_origins: clients) and an app that sets
 // CORS headers of its own: preflights reach scopegate's traffic port and
 // never the app; answers to an allowed origin (allowed, 401, 429) carry

@@ -32,48 +32,57 @@ func nginxBinary(t testing.TB) string {
 	return ""
 }
 
-// startNginx runs the shipped configs/nginx.conf, templated with test
-// ports, in a temporary prefix (pid, logs and temp files there), in the
-// foreground, and stops it (by PID) when the test ends. It returns the
-// address nginx listens on.
+// startNginx runs the shipped configs/nginx/ (nginx.conf, which includes
+// scopegate-http.conf and scopegate.conf) under a real nginx, copied to a
+// temporary directory with only the addresses replaced (the listener on a
+// free loopback port, scopegate's and the app's upstreams). That directory
+// is the prefix (-p), so the pid and temporary files the shipped file puts
+// under it land there; nginx's output (error log, access log) goes to a
+// file there, shown if the test fails. It stops nginx (by PID) when the
+// test ends and returns the address nginx listens on.
 func startNginx(t testing.TB, scopegateAddr, appAddr string) string {
 	t.Helper()
 	bin := nginxBinary(t)
-	src, err := os.ReadFile(filepath.Join("..", "configs", "nginx.conf"))
+	port := freePort(t)
+	dir := t.TempDir()
+	for name, repl := range map[string]map[string]string{
+		"nginx.conf": {
+			"listen 8000;": fmt.Sprintf("listen 127.0.0.1:%d;", port),
+		},
+		"scopegate-http.conf": {
+			"server 127.0.0.1:8080;": "server " + scopegateAddr + ";",
+			"server 127.0.0.1:8081;": "server " + appAddr + ";",
+		},
+		"scopegate.conf": {},
+	} {
+		src, err := os.ReadFile(filepath.Join("..", "configs", "nginx", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := string(src)
+		for old, new := range repl {
+			if !strings.Contains(conf, old) {
+				t.Fatalf("configs/nginx/%s no longer contains %q (update the test template)", name, old)
+			}
+			conf = strings.Replace(conf, old, new, 1)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	confPath := filepath.Join(dir, "nginx.conf")
+	args := []string{"-e", "stderr", "-p", dir + "/", "-c", confPath}
+	if out, err := exec.Command(bin, append([]string{"-t"}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	logPath := filepath.Join(dir, "nginx.out")
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	dir := t.TempDir()
-	conf := string(src)
-	for old, repl := range map[string]string{
-		"listen 80;":               fmt.Sprintf("listen 127.0.0.1:%d;", port),
-		"server 127.0.0.1:8080;":   "server " + scopegateAddr + ";",
-		"server 127.0.0.1:8081;":   "server " + appAddr + ";",
-		"access_log /dev/stdout;":  "access_log " + filepath.Join(dir, "access.log") + ";",
-		"worker_processes auto;":   "worker_processes 1;",
-		"worker_connections 1024;": "worker_connections 256;",
-	} {
-		if !strings.Contains(conf, old) {
-			t.Fatalf("configs/nginx.conf no longer contains %q (update the test template)", old)
-		}
-		conf = strings.Replace(conf, old, repl, 1)
-	}
-	temps := ""
-	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		temps += fmt.Sprintf("    %s_temp_path %s;\n", d, filepath.Join(dir, d))
-	}
-	conf = strings.Replace(conf, "http {\n", "http {\n"+temps, 1)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	globals := fmt.Sprintf("daemon off; master_process on; pid %s; error_log %s info;", filepath.Join(dir, "nginx.pid"), filepath.Join(dir, "error.log"))
-	if out, err := exec.Command(bin, "-t", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", confPath, "-g", globals).CombinedOutput(); err != nil {
-		t.Fatalf("nginx -t: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", confPath, "-g", globals)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	defer logFile.Close() // nginx holds its own descriptors
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +97,8 @@ func startNginx(t testing.TB, scopegateAddr, appAddr string) string {
 			<-done
 		}
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(dir, "error.log")); err == nil {
-				t.Logf("nginx error.log:\n%s", b)
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("nginx output:\n%s", b)
 			}
 		}
 	})
@@ -117,7 +126,7 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// TestNginxForwardAuth runs the shipped configs/nginx.conf under a real
+// TestNginxForwardAuth runs the shipped configs/nginx/ under a real
 // nginx in front of scopegate's /_auth and an echo app.
 func TestNginxForwardAuth(t *testing.T) {
 	nginxBinary(t)
@@ -266,7 +275,7 @@ func TestNginxForwardAuth(t *testing.T) {
 }
 
 // TestReasonCodesThroughNginx runs the reason-code table end to end:
-// client → real nginx (the shipped configs/nginx.conf) → scopegate /_auth
+// client → real nginx (the shipped configs/nginx/) → scopegate /_auth
 // on the real PostgreSQL store → echo app. Cases that need a client address
 // other than loopback (nginx sends $remote_addr) are left to the direct
 // forward-auth tests.
@@ -302,7 +311,7 @@ func TestReasonCodesThroughNginx(t *testing.T) {
 }
 
 // TestNginxRecipeEverySpelling: through a real nginx running the shipped
-// configs/nginx.conf, every spelling of every identity field (case, '_' for
+// configs/nginx/, every spelling of every identity field (case, '_' for
 // '-', two lines) and of the credential fields and overrides it removes
 // (same spellings) is gone from what the app gets, which carries
 // scopegate's identity fields only. nginx drops the '_' names
@@ -325,7 +334,7 @@ func TestNginxRecipeEverySpelling(t *testing.T) {
 
 // TestNginxRecipeDropsForwardingFields: SPEC §5's forwarding fields that
 // only a trusted proxy may set, sent by the client (any case, two lines),
-// do not reach the app behind the shipped configs/nginx.conf; nginx sets
+// do not reach the app behind the shipped configs/nginx/; nginx sets
 // X-Forwarded-For/-Proto/-Host itself.
 func TestNginxRecipeDropsForwardingFields(t *testing.T) {
 	nginxBinary(t)
