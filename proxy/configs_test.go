@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -142,6 +143,20 @@ func TestEnvoyConfig(t *testing.T) {
 	svc, _ := authz["http_service"].(map[string]any)
 	if svc == nil || svc["path_prefix"] != "/_auth/envoy" {
 		t.Errorf("http_service.path_prefix: %v", svc)
+	}
+	// The filter's own allowed_headers; authorization_request's is
+	// deprecated in current Envoy.
+	if _, ok := authz["allowed_headers"].(map[string]any); !ok {
+		t.Errorf("ext_authz has no allowed_headers")
+	}
+	if req, ok := svc["authorization_request"].(map[string]any); ok && req["allowed_headers"] != nil {
+		t.Errorf("http_service.authorization_request.allowed_headers is deprecated: use the filter's allowed_headers")
+	}
+	// Longer than scopegate's own waits in one check: a JWKS refetch for an
+	// unknown kid and a first load of the user, 2 s each.
+	uri, _ := svc["server_uri"].(map[string]any)
+	if d, err := time.ParseDuration(fmt.Sprint(uri["timeout"])); err != nil || d <= 4*time.Second {
+		t.Errorf("http_service.server_uri.timeout %v, want more than 4s", uri["timeout"])
 	}
 	if !strings.Contains(string(raw), "prefix: x-auth-") {
 		t.Errorf("allowed_upstream_headers lacks the x-auth- prefix")
