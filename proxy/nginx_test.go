@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -360,4 +361,69 @@ func TestNginxRecipeDropsForwardingFields(t *testing.T) {
 			t.Errorf("the app got %s = %q, want [%s]", k, got, v)
 		}
 	}
+}
+
+// TestNginxAnswerHygiene: behind the shipped configs/nginx/, a denial
+// carries scopegate's status, reason and X-Request-Id (in the header and
+// the rebuilt body) and none of the fields meant for nginx
+// (X-Scopegate-Reason, X-Scopegate-Error) nor scopegate's or nginx's
+// version in Server; an allowed answer carries the X-Request-Id the app
+// received.
+func TestNginxAnswerHygiene(t *testing.T) {
+	nginxBinary(t)
+	e := newEnv(t, envOptions{noUpstream: true, trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	app := startEcho(t)
+	ngx := startNginx(t, e.addr, app.addr)
+	leaks := func(h http.Header) []string {
+		var out []string
+		for k, v := range h {
+			if strings.HasPrefix(strings.ToLower(k), "x-scopegate-") || (k == "Server" && (v[0] != "nginx")) {
+				out = append(out, k+": "+strings.Join(v, ","))
+			}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name    string
+		headers []string
+		status  int
+		reason  string
+	}{
+		{"no credential", nil, 401, "credentials_missing"},
+		{"unknown key", []string{"X-API-Key", "sg_nope"}, 401, "api_key_invalid"},
+		{"no route", []string{"X-API-Key", e.fix.Token("app")}, 403, "no_route"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := "/api/things"
+			if c.reason == "no_route" {
+				path = "/elsewhere"
+			}
+			r := doRaw(t, netip.Addr{}, ngx, reqText("GET", path, c.headers...))
+			if r.status != c.status || r.reason() != c.reason {
+				t.Fatalf("status %d %s, want %d %s", r.status, r.body, c.status, c.reason)
+			}
+			if l := leaks(r.header); len(l) != 0 {
+				t.Errorf("the client got %q", l)
+			}
+			var body struct {
+				RequestID string `json:"request_id"`
+			}
+			if err := json.Unmarshal(r.body, &body); err != nil || body.RequestID == "" || r.header.Get("X-Request-Id") != body.RequestID {
+				t.Errorf("X-Request-Id %q, body %s", r.header.Get("X-Request-Id"), r.body)
+			}
+		})
+	}
+	t.Run("allowed", func(t *testing.T) {
+		r := doRaw(t, netip.Addr{}, ngx, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")))
+		if r.status != 200 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		id := r.header.Get("X-Request-Id")
+		if got := echoOf(t, r).header("X-Request-Id"); id == "" || got != id {
+			t.Errorf("the client got X-Request-Id %q, the app %q", id, got)
+		}
+		if l := leaks(r.header); len(l) != 0 {
+			t.Errorf("the client got %q", l)
+		}
+	})
 }
