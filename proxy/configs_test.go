@@ -40,10 +40,11 @@ func TestRoutesExample(t *testing.T) {
 	}
 }
 
-// TestTraefikConfig checks the structure of configs/traefik.yml (the
-// Traefik tests run it): forwardAuth to /_auth, trustForwardHeader false, every
-// identity header in authResponseHeaders, and the API key headers removed
-// after the check.
+// TestTraefikConfig checks the structure of configs/traefik/ (the Traefik
+// tests run it): the static file loads the dynamic one; forwardAuth to
+// /_auth, trustForwardHeader false, every identity header in
+// authResponseHeaders, the proxy-only answer fields removed around the
+// check, and the API key headers removed after it.
 func TestTraefikConfig(t *testing.T) {
 	var doc struct {
 		HTTP struct {
@@ -56,12 +57,24 @@ func TestTraefikConfig(t *testing.T) {
 					AuthResponseHeadersRegex string   `yaml:"authResponseHeadersRegex"`
 				} `yaml:"forwardAuth"`
 				Headers *struct {
-					CustomRequestHeaders map[string]*string `yaml:"customRequestHeaders"`
+					CustomRequestHeaders  map[string]*string `yaml:"customRequestHeaders"`
+					CustomResponseHeaders map[string]*string `yaml:"customResponseHeaders"`
 				} `yaml:"headers"`
 			} `yaml:"middlewares"`
 		} `yaml:"http"`
 	}
-	if err := yaml.Unmarshal(readConfig(t, "traefik.yml"), &doc); err != nil {
+	var static struct {
+		Providers struct {
+			File struct{ Filename string } `yaml:"file"`
+		} `yaml:"providers"`
+	}
+	if err := yaml.Unmarshal(readConfig(t, filepath.Join("traefik", "traefik.yml")), &static); err != nil {
+		t.Fatal(err)
+	}
+	if got := static.Providers.File.Filename; got != "configs/traefik/dynamic.yml" {
+		t.Errorf("configs/traefik/traefik.yml loads %q, want configs/traefik/dynamic.yml", got)
+	}
+	if err := yaml.Unmarshal(readConfig(t, filepath.Join("traefik", "dynamic.yml")), &doc); err != nil {
 		t.Fatal(err)
 	}
 	fa := doc.HTTP.Middlewares["scopegate"].ForwardAuth
@@ -83,8 +96,14 @@ func TestTraefikConfig(t *testing.T) {
 			t.Errorf("authResponseHeaders lacks %s", h)
 		}
 	}
-	if got, want := doc.HTTP.Routers["app"].Middlewares, []string{"scopegate", "scopegate-strip"}; !slices.Equal(got, want) {
-		t.Errorf("router app middlewares %q, want %q (the check first)", got, want)
+	if got, want := doc.HTTP.Routers["app"].Middlewares, []string{"scopegate-hide", "scopegate", "scopegate-strip"}; !slices.Equal(got, want) {
+		t.Errorf("router app middlewares %q, want %q (the answer's hygiene around the check, the strip after it)", got, want)
+	}
+	hide := doc.HTTP.Middlewares["scopegate-hide"].Headers
+	for _, h := range []string{"Server", "X-Scopegate-Reason", "X-Scopegate-Error"} {
+		if hide == nil || hide.CustomResponseHeaders[h] == nil || *hide.CustomResponseHeaders[h] != "" {
+			t.Errorf("scopegate-hide does not remove %s from answers", h)
+		}
 	}
 	// Traefik matches the regex against the names as Go keeps them
 	// (canonical: X_auth_user_id), deleting the client's and copying
@@ -308,7 +327,7 @@ func checkRecipeEcho(t *testing.T, recipe string, ec echoed, byPrefix bool) {
 
 // TestKubernetesTraefikRegex: the Traefik IngressRoute recipe of
 // configs/kubernetes strips with the same authResponseHeadersRegex as
-// configs/traefik.yml, which the Traefik tests run.
+// configs/traefik/dynamic.yml, which the Traefik tests run.
 func TestKubernetesTraefikRegex(t *testing.T) {
 	find := func(raw []byte) string {
 		for _, line := range strings.Split(string(raw), "\n") {
@@ -318,9 +337,9 @@ func TestKubernetesTraefikRegex(t *testing.T) {
 		}
 		return ""
 	}
-	want := find(readConfig(t, "traefik.yml"))
+	want := find(readConfig(t, filepath.Join("traefik", "dynamic.yml")))
 	got := find(readConfig(t, filepath.Join("kubernetes", "traefik-ingressroute.yaml")))
 	if want == "" || got != want {
-		t.Errorf("configs/kubernetes/traefik-ingressroute.yaml authResponseHeadersRegex %s, want %s (configs/traefik.yml)", got, want)
+		t.Errorf("configs/kubernetes/traefik-ingressroute.yaml authResponseHeadersRegex %s, want %s (configs/traefik/dynamic.yml)", got, want)
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -45,52 +46,51 @@ func traefikBinary(t testing.TB) string {
 	return ""
 }
 
-// startTraefik runs a real Traefik with the shipped configs/traefik.yml as
-// its dynamic configuration (file provider), the addresses of scopegate and
-// the app substituted, and a static configuration of one entry point on a
-// free loopback port. It stops Traefik (by PID) when the test ends and
+// startTraefik runs a real Traefik on the shipped configs/traefik/: the
+// static traefik.yml and the dynamic.yml its file provider loads, copied to
+// the same relative paths under a temporary directory Traefik starts in,
+// with only the addresses replaced (the entry point on a free loopback
+// port, scopegate's and the app's). Traefik's output goes to a file there,
+// shown if the test fails. It stops Traefik (by PID) when the test ends and
 // returns the entry point's address once the routers serve.
 func startTraefik(t testing.TB, scopegateAddr, appAddr string) string {
 	t.Helper()
 	bin := traefikBinary(t)
-	dyn := string(readConfigTB(t, "traefik.yml"))
-	for old, repl := range map[string]string{
-		`address: "http://127.0.0.1:8080/_auth"`: `address: "http://` + scopegateAddr + `/_auth"`,
-		`- url: "http://127.0.0.1:8080"`:         `- url: "http://` + scopegateAddr + `"`,
-		`- url: "http://127.0.0.1:8081"`:         `- url: "http://` + appAddr + `"`,
-	} {
-		if !strings.Contains(dyn, old) {
-			t.Fatalf("configs/traefik.yml no longer contains %q (update the test template)", old)
-		}
-		dyn = strings.Replace(dyn, old, repl, 1)
-	}
-	dir := t.TempDir()
-	dynPath := filepath.Join(dir, "dynamic.yml")
-	if err := os.WriteFile(dynPath, []byte(dyn), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	static := fmt.Sprintf(`entryPoints:
-  web:
-    address: "%s"
-providers:
-  file:
-    filename: "%s"
-    watch: false
-global:
-  checkNewVersion: false
-  sendAnonymousUsage: false
-log:
-  level: ERROR
-  filePath: "%s"
-`, addr, dynPath, filepath.Join(dir, "traefik.log"))
-	staticPath := filepath.Join(dir, "traefik.yml")
-	if err := os.WriteFile(staticPath, []byte(static), 0o644); err != nil {
+	dir := t.TempDir()
+	for name, repl := range map[string]map[string]string{
+		"traefik.yml": {
+			`address: ":8000"`: `address: "` + addr + `"`,
+		},
+		"dynamic.yml": {
+			`address: "http://127.0.0.1:8080/_auth"`: `address: "http://` + scopegateAddr + `/_auth"`,
+			`- url: "http://127.0.0.1:8080"`:         `- url: "http://` + scopegateAddr + `"`,
+			`- url: "http://127.0.0.1:8081"`:         `- url: "http://` + appAddr + `"`,
+		},
+	} {
+		conf := string(readConfigTB(t, filepath.Join("traefik", name)))
+		for old, new := range repl {
+			if !strings.Contains(conf, old) {
+				t.Fatalf("configs/traefik/%s no longer contains %q (update the test template)", name, old)
+			}
+			conf = strings.Replace(conf, old, new, 1)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "configs", "traefik"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "configs", "traefik", name), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logPath := filepath.Join(dir, "traefik.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--configFile="+staticPath)
+	defer logFile.Close() // the child holds its own descriptor
+	cmd := exec.Command(bin, "--configFile=configs/traefik/traefik.yml")
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +105,8 @@ log:
 			<-done
 		}
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(dir, "traefik.log")); err == nil {
-				t.Logf("traefik.log:\n%s", b)
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("traefik output:\n%s", b)
 			}
 		}
 	})
@@ -138,7 +138,7 @@ func readConfigTB(t testing.TB, name string) []byte {
 	return b
 }
 
-// TestTraefikRecipeEverySpelling runs the shipped configs/traefik.yml under
+// TestTraefikRecipeEverySpelling runs the shipped configs/traefik/ under
 // a real Traefik in front of scopegate's /_auth and an echo app (issue 15:
 // X_Auth_User_Id passed Traefik and reached the app as the identity).
 //   - A header whose name holds '_' and reads as an identity header, in any
@@ -201,4 +201,73 @@ func TestTraefikRecipeAloneStripsUnderscoreSpellings(t *testing.T) {
 			t.Errorf("the app got %s: %q", k, v)
 		}
 	}
+}
+
+// TestTraefikAnswerHygiene: behind the shipped configs/traefik/, a denial
+// reaches the client with scopegate's status, JSON body and X-Request-Id
+// but without the fields meant for proxies that scopegate's own answer to
+// Traefik carries (X-Scopegate-Reason, X-Scopegate-Error, Server:
+// scopegate); an allowed request gives the app the X-Request-Id scopegate
+// chose, and its answer reaches the client without a Server field either.
+func TestTraefikAnswerHygiene(t *testing.T) {
+	traefikBinary(t)
+	e := newEnv(t, envOptions{noUpstream: true, trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	app := startEcho(t)
+	tr := startTraefik(t, e.addr, app.addr)
+	leaks := func(h map[string][]string) []string {
+		var out []string
+		for k, v := range h {
+			if strings.HasPrefix(strings.ToLower(k), "x-scopegate-") || strings.EqualFold(k, "Server") {
+				out = append(out, k+": "+strings.Join(v, ","))
+			}
+		}
+		return out
+	}
+
+	// What Traefik gets from scopegate: the test fails if the recipe stops
+	// hiding them, not because scopegate stopped sending them.
+	direct := doRaw(t, netip.Addr{}, e.addr, reqText("GET", "/_auth", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/api/things"))
+	if direct.status != 401 || len(leaks(direct.header)) < 3 {
+		t.Fatalf("scopegate's own denial: status %d, proxy-only fields %q, want 401 and Server, X-Scopegate-Reason, X-Scopegate-Error", direct.status, leaks(direct.header))
+	}
+
+	for _, c := range []struct {
+		name    string
+		headers []string
+		status  int
+		reason  string
+	}{
+		{"no credential", nil, 401, "credentials_missing"},
+		{"unknown key", []string{"X-API-Key", "sg_nope"}, 401, "api_key_invalid"},
+		{"identity header sent", []string{"X-API-Key", e.fix.Token("app"), "X_Auth_Type", "admin"}, 403, "identity_header_sent"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := doRaw(t, netip.Addr{}, tr, reqText("GET", "/api/things", c.headers...))
+			if r.status != c.status || r.reason() != c.reason {
+				t.Fatalf("status %d %s, want %d %s", r.status, r.body, c.status, c.reason)
+			}
+			if l := leaks(r.header); len(l) != 0 {
+				t.Errorf("the client got %q", l)
+			}
+			var body struct {
+				RequestID string `json:"request_id"`
+			}
+			if err := json.Unmarshal(r.body, &body); err != nil || body.RequestID == "" || r.header.Get("X-Request-Id") != body.RequestID {
+				t.Errorf("X-Request-Id %q, body %s", r.header.Get("X-Request-Id"), r.body)
+			}
+		})
+	}
+
+	t.Run("allowed", func(t *testing.T) {
+		r := doRaw(t, netip.Addr{}, tr, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app"), "X-Request-Id", "traefik-hygiene-1"))
+		if r.status != 200 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		if got := echoOf(t, r).header("X-Request-Id"); got != "traefik-hygiene-1" {
+			t.Errorf("the app got X-Request-Id %q, want traefik-hygiene-1", got)
+		}
+		if l := leaks(r.header); len(l) != 0 {
+			t.Errorf("the client got %q", l)
+		}
+	})
 }

@@ -107,7 +107,7 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"Deployment/scopegate", "Service/scopegate", "ConfigMap/scopegate-routes", "Job/scopegate-migrate",
-		"Deployment/scopegate-redis", "Service/scopegate-redis", "HTTPRoute/api", "IngressRoute/api", "Middleware/scopegate-auth"} {
+		"Deployment/scopegate-redis", "Service/scopegate-redis", "HTTPRoute/api", "IngressRoute/api", "Middleware/scopegate-auth", "Middleware/scopegate-hide"} {
 		if kinds[want] == nil {
 			t.Errorf("no %s in configs/kubernetes", want)
 		}
