@@ -85,10 +85,14 @@ func redisPing(addr string) error {
 }
 
 // redisEnv is the gateway configuration of the Redis backend on addr with
-// its own key prefix.
+// its own key prefix. The timeout is 500ms, not the default 50ms: on a
+// machine this busy (load generator, gateways and Redis on two cores) a
+// take can wait that long for a core, and a timed-out take would be a 503
+// (redis-2-replicas) or a silent local fallback (proxy-apikey-redis), not
+// a measurement of the shared bucket.
 func redisEnv(addr, prefix string) []string {
 	return []string{"SCOPEGATE_RATE_LIMIT_BACKEND=redis", "SCOPEGATE_REDIS_URL=redis://" + addr + "/0",
-		"SCOPEGATE_REDIS_KEY_PREFIX=" + prefix}
+		"SCOPEGATE_REDIS_KEY_PREFIX=" + prefix, "SCOPEGATE_REDIS_TIMEOUT=500ms"}
 }
 
 // driveReplicas sends the load of t (one API key) to the gateways at addrs,
