@@ -371,8 +371,12 @@ func (t *tunnel) run(c net.Conn) {
 	wg.Wait()
 }
 
-// spliceOff makes tunnels copy through user space (a benchmark's switch).
-var spliceOff bool
+// spliceOff makes new pumps copy through user space (the tests' and the
+// benchmark's switch); splicedPumps counts the pumps that went to splice.
+var (
+	spliceOff    atomic.Bool
+	splicedPumps atomic.Int64
+)
 
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -405,10 +409,11 @@ func (t *tunnel) pump(dst, src net.Conn, srcGone, dstGone string, writeTimeout t
 			}
 		}
 		if err == nil {
-			if first && !spliceOff {
+			if first && !spliceOff.Load() {
 				if sp := newSplicer(dst, src); sp != nil {
 					mv.release()
 					mv = sp
+					splicedPumps.Add(1)
 				}
 			}
 			continue

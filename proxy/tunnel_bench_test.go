@@ -36,8 +36,8 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 		{"scopegate-copy", "ws://" + e.addr + "/api/ws", keyHeader(e, "app"), true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			spliceOff = c.noSplice
-			defer func() { spliceOff = false }()
+			spliceOff.Store(c.noSplice)
+			defer spliceOff.Store(false)
 			d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
 			conn, _, err := d.Dial(c.url, c.h)
 			if err != nil {
