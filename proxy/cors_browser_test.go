@@ -6,29 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// chromiumBinary finds headless Chromium on PATH. Without it the test
-// skips loudly, and fails under CI=true (.ci/run installs it).
-func chromiumBinary(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found on PATH and CI=true")
-	}
-	t.Skip("SKIPPING: chromium not found on PATH (apt-get install -y chromium); the browser-level CORS test did not run")
-	return ""
-}
+	"github.com/scopegate/scopegate/internal/testproc"
+)
 
 // browserPage is the script the page runs: three fetch() calls with an API
 // key to the gateway (a cross-origin request with a custom header, so the
@@ -84,34 +69,20 @@ func runBrowser(t *testing.T, bin string, pageLn net.Listener, pageURL, gateway,
 	defer srv.Close()
 
 	dir := t.TempDir()
-	logPath := filepath.Join(dir, "chromium.log")
-	logf, err := os.Create(logPath)
+	p, err := testproc.Start("chromium", exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+filepath.Join(dir, "profile"), pageURL), filepath.Join(dir, "chromium.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+filepath.Join(dir, "profile"), pageURL)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = cmd.Process.Kill() // this Chromium only, by its PID
-		<-exited
-	}()
+	defer p.Stop(nil, 0) // this Chromium only, by its PID
 	var raw []byte
 	select {
 	case raw = <-results:
-	case <-exited:
-		b, _ := os.ReadFile(logPath)
-		t.Fatalf("chromium exited before the page reported:\n%s", b)
+	case <-p.Done():
+		t.Fatalf("chromium exited before the page reported:\n%s", p.Output(0))
 	case <-time.After(60 * time.Second):
-		b, _ := os.ReadFile(logPath)
-		t.Fatalf("no result from the page within 60 s; chromium log:\n%s", b)
+		t.Fatalf("no result from the page within 60 s; chromium log:\n%s", p.Output(0))
 	}
 	var res browserResult
 	if err := json.Unmarshal(raw, &res); err != nil {
@@ -126,7 +97,7 @@ func runBrowser(t *testing.T, bin string, pageLn net.Listener, pageURL, gateway,
 // 200 body and a 429's Retry-After. A page on an origin no client lists
 // cannot read anything (fetch fails).
 func TestCORSBrowser(t *testing.T) {
-	bin := chromiumBinary(t)
+	bin := testproc.Chromium(t)
 	pageLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

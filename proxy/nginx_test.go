@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -14,23 +12,59 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // nginxBinary finds nginx on PATH or at /usr/sbin/nginx. Without it the
 // test skips loudly, and fails under CI=true.
 func nginxBinary(t testing.TB) string {
 	t.Helper()
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
+	p := testproc.Find([]string{"nginx"}, "/usr/sbin/nginx")
+	if p == "" {
+		testproc.SkipOrFail(t, "nginx not found on PATH or at /usr/sbin/nginx; the nginx forward-auth tests did not run")
 	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx"
+	return p
+}
+
+// renderRecipe copies the shipped configs/<recipe>/ files named in repl to
+// dst, each with its old strings replaced by the new ones (the addresses).
+// The test fails when a shipped file no longer holds a string to replace.
+func renderRecipe(t testing.TB, recipe, dst string, repl map[string]map[string]string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("nginx not found (PATH, /usr/sbin/nginx) and CI=true")
+	for name, r := range repl {
+		conf := string(readConfigTB(t, filepath.Join(recipe, name)))
+		for old, new := range r {
+			if !strings.Contains(conf, old) {
+				t.Fatalf("configs/%s/%s no longer contains %q (update the test template)", recipe, name, old)
+			}
+			conf = strings.Replace(conf, old, new, 1)
+		}
+		if err := os.WriteFile(filepath.Join(dst, name), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Skip("SKIPPING: nginx not found on PATH or at /usr/sbin/nginx; the nginx forward-auth tests did not run")
-	return ""
+}
+
+// checkProxiedDenial checks a denial that came through a proxy running a
+// shipped recipe: scopegate's status and reason, none of the fields leaks
+// finds, and an X-Request-Id equal to the body's request_id.
+func checkProxiedDenial(t *testing.T, r *rawResponse, status int, reason string, leaks func(http.Header) []string) {
+	t.Helper()
+	if r.status != status || r.reason() != reason {
+		t.Fatalf("status %d %s, want %d %s", r.status, r.body, status, reason)
+	}
+	if l := leaks(r.header); len(l) != 0 {
+		t.Errorf("the client got %q", l)
+	}
+	var body struct {
+		RequestID string `json:"request_id"`
+	}
+	if err := json.Unmarshal(r.body, &body); err != nil || body.RequestID == "" || r.header.Get("X-Request-Id") != body.RequestID {
+		t.Errorf("X-Request-Id %q, body %s", r.header.Get("X-Request-Id"), r.body)
+	}
 }
 
 // startNginx runs the shipped configs/nginx/ (nginx.conf, which includes
@@ -44,87 +78,27 @@ func nginxBinary(t testing.TB) string {
 func startNginx(t testing.TB, scopegateAddr, appAddr string) string {
 	t.Helper()
 	bin := nginxBinary(t)
-	port := freePort(t)
+	addr := testproc.FreeAddr(t)
 	dir := t.TempDir()
-	for name, repl := range map[string]map[string]string{
+	renderRecipe(t, "nginx", dir, map[string]map[string]string{
 		"nginx.conf": {
-			"listen 8000;": fmt.Sprintf("listen 127.0.0.1:%d;", port),
+			"listen 8000;": "listen " + addr + ";",
 		},
 		"scopegate-http.conf": {
 			"server 127.0.0.1:8080;": "server " + scopegateAddr + ";",
 			"server 127.0.0.1:8081;": "server " + appAddr + ";",
 		},
 		"scopegate.conf": {},
-	} {
-		src, err := os.ReadFile(filepath.Join("..", "configs", "nginx", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		conf := string(src)
-		for old, new := range repl {
-			if !strings.Contains(conf, old) {
-				t.Fatalf("configs/nginx/%s no longer contains %q (update the test template)", name, old)
-			}
-			conf = strings.Replace(conf, old, new, 1)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	confPath := filepath.Join(dir, "nginx.conf")
 	args := []string{"-e", "stderr", "-p", dir + "/", "-c", confPath}
 	if out, err := exec.Command(bin, append([]string{"-t"}, args...)...).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
-	logPath := filepath.Join(dir, "nginx.out")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close() // nginx holds its own descriptors
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt) // fast shutdown of this nginx only
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("nginx output:\n%s", b)
-			}
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx did not start listening on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	// SIGINT: a fast shutdown of this nginx only.
+	p := testproc.Run(t, "nginx", exec.Command(bin, args...), filepath.Join(dir, "nginx.out"), os.Interrupt, 5*time.Second)
+	testproc.WaitReady(t, p, 5*time.Second, 20*time.Millisecond, testproc.Dials(addr))
+	return addr
 }
 
 // TestNginxForwardAuth runs the shipped configs/nginx/ under a real
@@ -399,18 +373,7 @@ func TestNginxAnswerHygiene(t *testing.T) {
 				path = "/elsewhere"
 			}
 			r := doRaw(t, netip.Addr{}, ngx, reqText("GET", path, c.headers...))
-			if r.status != c.status || r.reason() != c.reason {
-				t.Fatalf("status %d %s, want %d %s", r.status, r.body, c.status, c.reason)
-			}
-			if l := leaks(r.header); len(l) != 0 {
-				t.Errorf("the client got %q", l)
-			}
-			var body struct {
-				RequestID string `json:"request_id"`
-			}
-			if err := json.Unmarshal(r.body, &body); err != nil || body.RequestID == "" || r.header.Get("X-Request-Id") != body.RequestID {
-				t.Errorf("X-Request-Id %q, body %s", r.header.Get("X-Request-Id"), r.body)
-			}
+			checkProxiedDenial(t, r, c.status, c.reason, leaks)
 		})
 	}
 	t.Run("allowed", func(t *testing.T) {

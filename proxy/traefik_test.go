@@ -1,9 +1,8 @@
 package proxy
 
 import (
-	"encoding/json"
 	"fmt"
-	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // traefikVersion is the Traefik the recipe tests run; .ci/traefik builds it.
@@ -27,23 +28,15 @@ func traefikBinary(t testing.TB) string {
 		}
 		return p
 	}
-	if p, err := exec.LookPath("traefik"); err == nil {
-		return p
-	}
 	cached := []string{"/var/cache/scopegate/traefik-" + traefikVersion}
 	if home, err := os.UserHomeDir(); err == nil {
 		cached = append(cached, filepath.Join(home, ".cache", "scopegate", "traefik-"+traefikVersion))
 	}
-	for _, p := range cached {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	p := testproc.Find([]string{"traefik"}, cached...)
+	if p == "" {
+		testproc.SkipOrFail(t, "Traefik not found ($SCOPEGATE_TEST_TRAEFIK, PATH, /var/cache/scopegate/traefik-"+traefikVersion+"; .ci/traefik builds it); the Traefik recipe tests did not run")
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("Traefik not found ($SCOPEGATE_TEST_TRAEFIK, PATH, /var/cache/scopegate) and CI=true: run .ci/traefik")
-	}
-	t.Skip("SKIPPING: Traefik not found ($SCOPEGATE_TEST_TRAEFIK, PATH, /var/cache/scopegate/traefik-" + traefikVersion + "; .ci/traefik builds it); the Traefik recipe tests did not run")
-	return ""
+	return p
 }
 
 // startTraefik runs a real Traefik on the shipped configs/traefik/: the
@@ -56,9 +49,9 @@ func traefikBinary(t testing.TB) string {
 func startTraefik(t testing.TB, scopegateAddr, appAddr string) string {
 	t.Helper()
 	bin := traefikBinary(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testproc.FreeAddr(t)
 	dir := t.TempDir()
-	for name, repl := range map[string]map[string]string{
+	renderRecipe(t, "traefik", filepath.Join(dir, "configs", "traefik"), map[string]map[string]string{
 		"traefik.yml": {
 			`address: ":8000"`: `address: "` + addr + `"`,
 		},
@@ -67,65 +60,24 @@ func startTraefik(t testing.TB, scopegateAddr, appAddr string) string {
 			`- url: "http://127.0.0.1:8080"`:         `- url: "http://` + scopegateAddr + `"`,
 			`- url: "http://127.0.0.1:8081"`:         `- url: "http://` + appAddr + `"`,
 		},
-	} {
-		conf := string(readConfigTB(t, filepath.Join("traefik", name)))
-		for old, new := range repl {
-			if !strings.Contains(conf, old) {
-				t.Fatalf("configs/traefik/%s no longer contains %q (update the test template)", name, old)
-			}
-			conf = strings.Replace(conf, old, new, 1)
-		}
-		if err := os.MkdirAll(filepath.Join(dir, "configs", "traefik"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "configs", "traefik", name), []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	logPath := filepath.Join(dir, "traefik.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close() // the child holds its own descriptor
+	})
 	cmd := exec.Command(bin, "--configFile=configs/traefik/traefik.yml")
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt) // this Traefik only
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("traefik output:\n%s", b)
-			}
-		}
-	})
+	// SIGINT to this Traefik only.
+	p := testproc.Run(t, "traefik", cmd, filepath.Join(dir, "traefik.log"), os.Interrupt, 10*time.Second)
 	// Ready when a request reaches scopegate through the routers (its
 	// answers carry X-Request-Id; Traefik's own 404 before the file
 	// provider has loaded does not).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			if r := doRaw(t, netip.Addr{}, addr, reqText("GET", "/api/things")); r.header.Get("X-Request-Id") != "" {
-				return addr
-			}
+	testproc.WaitReady(t, p, 30*time.Second, 50*time.Millisecond, func() error {
+		if err := testproc.Dials(addr)(); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Traefik at %s did not route to scopegate within 30 s", addr)
+		if r := doRaw(t, netip.Addr{}, addr, reqText("GET", "/api/things")); r.header.Get("X-Request-Id") == "" {
+			return fmt.Errorf("Traefik at %s does not route to scopegate yet (status %d)", addr, r.status)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return addr
 }
 
 // readConfigTB is readConfig for any testing.TB.
@@ -214,7 +166,7 @@ func TestTraefikAnswerHygiene(t *testing.T) {
 	e := newEnv(t, envOptions{noUpstream: true, trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	app := startEcho(t)
 	tr := startTraefik(t, e.addr, app.addr)
-	leaks := func(h map[string][]string) []string {
+	leaks := func(h http.Header) []string {
 		var out []string
 		for k, v := range h {
 			if strings.HasPrefix(strings.ToLower(k), "x-scopegate-") || strings.EqualFold(k, "Server") {
@@ -243,18 +195,7 @@ func TestTraefikAnswerHygiene(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := doRaw(t, netip.Addr{}, tr, reqText("GET", "/api/things", c.headers...))
-			if r.status != c.status || r.reason() != c.reason {
-				t.Fatalf("status %d %s, want %d %s", r.status, r.body, c.status, c.reason)
-			}
-			if l := leaks(r.header); len(l) != 0 {
-				t.Errorf("the client got %q", l)
-			}
-			var body struct {
-				RequestID string `json:"request_id"`
-			}
-			if err := json.Unmarshal(r.body, &body); err != nil || body.RequestID == "" || r.header.Get("X-Request-Id") != body.RequestID {
-				t.Errorf("X-Request-Id %q, body %s", r.header.Get("X-Request-Id"), r.body)
-			}
+			checkProxiedDenial(t, r, c.status, c.reason, leaks)
 		})
 	}
 

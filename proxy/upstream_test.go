@@ -22,6 +22,7 @@ import (
 
 	"github.com/scopegate/scopegate/internal/storetest"
 	"github.com/scopegate/scopegate/internal/syncbuf"
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // TestStaleKeepAliveRetried: an upstream that closes each connection after
@@ -376,24 +377,7 @@ func TestUpstreamDroppingNewConnectionsMarkedDown(t *testing.T) {
 // upstream that misbehaves at the byte level.
 func connUpstream(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testproc.ServeConns(t, handle)
 }
 
 // countingUpstream is an unstarted upstream that counts its requests in

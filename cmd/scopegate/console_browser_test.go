@@ -7,24 +7,15 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// chromiumPath finds a Chromium to drive, "" when there is none.
-func chromiumPath() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
+	"github.com/scopegate/scopegate/internal/testproc"
+)
 
 // artefactsEnv is SCOPEGATE_TEST_ARTIFACTS, read before the tests clear
 // the SCOPEGATE_ variables.
@@ -51,13 +42,7 @@ func artefactDir(t *testing.T) string {
 // written as artefacts. Skipped (loudly) without Chromium, failed under
 // CI=true.
 func TestConsoleInBrowser(t *testing.T) {
-	chromium := chromiumPath()
-	if chromium == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is not installed (CI=true): .ci/run installs it")
-		}
-		t.Skip("SKIPPING the browser test: no chromium on PATH (apt-get install -y chromium)")
-	}
+	chromium := testproc.Chromium(t)
 	f := consoleFixture()
 	env := parityEnv(t)
 	path := filepath.Join(t.TempDir(), "store.yaml")

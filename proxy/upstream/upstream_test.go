@@ -10,30 +10,15 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // serveConns answers each connection to a loopback listener with handle
 // until the test ends, and returns the listener's http:// URL.
 func serveConns(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return "http://" + ln.Addr().String()
+	return "http://" + testproc.ServeConns(t, handle)
 }
 
 // answer reads one request and writes raw.
