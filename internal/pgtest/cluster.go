@@ -3,7 +3,6 @@ package pgtest
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -11,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"syscall"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 var errNoBinaries = errors.New("initdb and pg_ctl not found")
@@ -52,15 +53,6 @@ func isExec(p string) bool {
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func startCluster() (*cluster, error) {
 	initdb, pgCtl, err := findBinaries()
 	if err != nil {
@@ -92,7 +84,7 @@ func startCluster() (*cluster, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := testproc.Port()
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err

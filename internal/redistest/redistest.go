@@ -7,6 +7,7 @@ package redistest
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // EnvAddr names the variable that points the tests at another shared Redis.
@@ -28,10 +31,7 @@ const EnvAddr = "SCOPEGATE_TEST_REDIS_ADDR"
 // skip skips t loudly, or fails it when CI=true.
 func skip(t testing.TB, msg string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (fatal because CI=true)")
-	}
-	t.Skip("SKIPPED (no Redis): " + msg)
+	testproc.SkipOrFail(t, "no Redis: "+msg)
 }
 
 // Ping sends PING to addr and reports whether PONG came back.
@@ -113,8 +113,7 @@ type Server struct {
 	bin  string
 	dir  string
 	Addr string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	proc *testproc.Proc
 }
 
 // Start starts a private redis-server (no persistence) and stops it when
@@ -122,13 +121,9 @@ type Server struct {
 // CI=true).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if _, e := os.Stat("/usr/bin/redis-server"); e == nil {
-			bin = "/usr/bin/redis-server"
-		} else {
-			skip(t, "redis-server is not installed")
-		}
+	bin := testproc.Find([]string{"redis-server"}, "/usr/bin/redis-server")
+	if bin == "" {
+		skip(t, "redis-server is not installed")
 	}
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	s.start(0)
@@ -137,55 +132,37 @@ func Start(t testing.TB) *Server {
 }
 
 // start runs redis-server on port (0: a free one), retrying a port another
-// process took between choosing and binding.
+// process took between choosing and binding. Its log is redis.log in the
+// server's directory.
 func (s *Server) start(port int) {
 	s.t.Helper()
 	for attempt := 0; ; attempt++ {
 		p := port
 		if p == 0 {
-			p = freePort(s.t)
+			p = testproc.FreePort(s.t)
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", p)
-		cmd := exec.Command(s.bin, "--bind", "127.0.0.1", "--port", fmt.Sprint(p), "--save", "", "--appendonly", "no",
-			"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"))
-		if err := cmd.Start(); err != nil {
-			s.t.Fatalf("starting redis-server: %v", err)
+		cmd := exec.Command(s.bin, "--bind", "127.0.0.1", "--port", fmt.Sprint(p), "--save", "", "--appendonly", "no", "--dir", s.dir)
+		proc, err := testproc.Start("redis-server", cmd, filepath.Join(s.dir, "redis.log"))
+		if err != nil {
+			s.t.Fatal(err)
 		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-			if Ping(addr) == nil {
-				s.Addr, s.cmd, s.done = addr, cmd, exited
-				return
-			}
-			select {
-			case <-exited:
-				deadline = time.Time{}
-			case <-time.After(10 * time.Millisecond):
-			}
+		err = testproc.Wait(context.Background(), proc, 10*time.Second, 10*time.Millisecond, func() error { return Ping(addr) })
+		if err == nil {
+			s.Addr, s.proc = addr, proc
+			return
 		}
-		_ = cmd.Process.Kill()
-		<-exited
+		proc.Stop(nil, 0)
 		if port != 0 || attempt >= 3 {
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server on %s did not answer:\n%s", addr, log)
+			s.t.Fatalf("redis-server on %s did not answer (%v):\n%s", addr, err, proc.Output(0))
 		}
 	}
 }
 
 // Stop stops the server (by its PID) and waits for it to exit.
 func (s *Server) Stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd = nil
+	s.proc.Stop(syscall.SIGTERM, 5*time.Second)
+	s.proc = nil
 }
 
 // Restart stops the server and starts a new one on the same port: every key
@@ -196,15 +173,6 @@ func (s *Server) Restart() {
 	var port int
 	_, _ = fmt.Sscanf(s.Addr[strings.LastIndexByte(s.Addr, ':')+1:], "%d", &port)
 	s.start(port)
-}
-
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // RelayMode is what a [Relay] does with traffic.
