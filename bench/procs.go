@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,17 +12,17 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/proxy"
 )
 
 // freeAddr returns a free loopback address.
 func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testproc.Port()
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 // upstreamBody is the fixed small answer of the benchmark upstream.
@@ -190,105 +189,62 @@ func startBareAuth(ctx context.Context, dir string) (addr string, p *process, er
 
 // process is a child process the bench started; stop ends it by its PID.
 type process struct {
-	name  string
-	cmd   *exec.Cmd
-	log   string
-	admin string        // a gateway's admin address (its /metrics), if any
-	done  chan struct{} // closed once the process has exited and been reaped
+	*testproc.Proc
+	admin string // a gateway's admin address (its /metrics), if any
 }
 
-// exited reports whether the process has ended.
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// start runs bin with args and env, its output to a log file in dir.
+// start runs bin with args and env, its output to a log file in dir, in a
+// process group of its own.
 func start(dir, name, bin string, args, env []string) (*process, error) {
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p, err := testproc.Start(name, cmd, filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
-	return p, nil
+	return &process{Proc: p}, nil
 }
 
 // pid returns the process id.
-func (p *process) pid() int { return p.cmd.Process.Pid }
+func (p *process) pid() int { return p.Pid() }
 
-// stop sends SIGTERM to the process and, after 10 s, SIGKILL.
+// stop sends SIGTERM to the process and, after 10 s, SIGKILL. A nil p is
+// left alone.
 func (p *process) stop() {
-	if p == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if p != nil {
+		p.Stop(syscall.SIGTERM, 10*time.Second)
 	}
 }
 
-// waitHTTP polls url until it answers 200 or the timeout passes.
+// waitHTTP polls url until it answers 200 or the timeout passes; it gives
+// up early when p (which may be nil) exits.
 func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *process) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	var proc *testproc.Proc
+	name := "server"
+	if p != nil {
+		proc, name = p.Proc, p.Name
+	}
+	err := testproc.Wait(ctx, proc, timeout, 100*time.Millisecond, func() error {
 		status, _, err := fasthttp.GetTimeout(nil, url, time.Second)
-		if err == nil && status == 200 {
-			return nil
+		if err == nil && status != 200 {
+			err = fmt.Errorf("status %d", status)
 		}
-		if p != nil && p.exited() {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return err
+	})
+	if err == nil || ctx.Err() != nil {
+		return err
 	}
 	log := ""
-	if p != nil {
-		if b, err := os.ReadFile(p.log); err == nil {
-			if len(b) > 2000 {
-				b = b[len(b)-2000:]
-			}
-			log = "\n" + string(b)
-		}
+	if proc != nil {
+		log = "\n" + proc.Output(2000)
 	}
-	return fmt.Errorf("%s did not become ready at %s%s", nameOf(p), url, log)
-}
-
-func nameOf(p *process) string {
-	if p == nil {
-		return "server"
-	}
-	return p.name
+	return fmt.Errorf("%s did not become ready at %s (%v)%s", name, url, err, log)
 }
 
 // findNginx returns the nginx binary, "" when it is not installed.
 func findNginx() string {
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx"
-	}
-	return ""
+	return testproc.Find([]string{"nginx"}, "/usr/sbin/nginx")
 }
 
 // nginxConf renders the two nginx front ends of the benchmark: a plain

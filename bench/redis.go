@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // Redis scenarios (issue 13, SPEC §9).
@@ -33,15 +34,7 @@ var redisScenarios = []string{"proxy-apikey-limited", "proxy-apikey-redis", "red
 
 // findRedis returns the redis-server binary, "" when none is installed.
 func findRedis() string {
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/bin/redis-server", "/usr/local/bin/redis-server"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
+	return testproc.Find([]string{"redis-server"}, "/usr/bin/redis-server", "/usr/local/bin/redis-server")
 }
 
 // startRedis runs a private redis-server (no persistence) on a free loopback
@@ -53,17 +46,11 @@ func startRedis(ctx context.Context, dir, bin string) (addr string, p *process, 
 	if err != nil {
 		return "", nil, err
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if redisPing(addr) == nil {
-			return addr, p, nil
-		}
-		if p.exited() || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testproc.Wait(ctx, p.Proc, 10*time.Second, 20*time.Millisecond, func() error { return redisPing(addr) }); err != nil {
+		p.stop()
+		return "", nil, fmt.Errorf("redis-server on %s did not answer (%v; log: %s)", addr, err, p.Log)
 	}
-	p.stop()
-	return "", nil, fmt.Errorf("redis-server on %s did not answer (log: %s)", addr, p.log)
+	return addr, p, nil
 }
 
 // redisPing sends PING and waits for PONG.
