@@ -67,6 +67,18 @@ func checkProxiedDenial(t *testing.T, r *rawResponse, status int, reason string,
 	}
 }
 
+// proxyOnlyFields lists the fields of h meant for a proxy alone
+// (X-Scopegate-*) and a Server field whose values serverOK refuses.
+func proxyOnlyFields(h http.Header, serverOK func(v []string) bool) []string {
+	var out []string
+	for k, v := range h {
+		if strings.HasPrefix(strings.ToLower(k), "x-scopegate-") || (strings.EqualFold(k, "Server") && !serverOK(v)) {
+			out = append(out, k+": "+strings.Join(v, ","))
+		}
+	}
+	return out
+}
+
 // startNginx runs the shipped configs/nginx/ (nginx.conf, which includes
 // scopegate-http.conf and scopegate.conf) under a real nginx, copied to a
 // temporary directory with only the addresses replaced (the listener on a
@@ -349,13 +361,7 @@ func TestNginxAnswerHygiene(t *testing.T) {
 	app := startEcho(t)
 	ngx := startNginx(t, e.addr, app.addr)
 	leaks := func(h http.Header) []string {
-		var out []string
-		for k, v := range h {
-			if strings.HasPrefix(strings.ToLower(k), "x-scopegate-") || (k == "Server" && (v[0] != "nginx")) {
-				out = append(out, k+": "+strings.Join(v, ","))
-			}
-		}
-		return out
+		return proxyOnlyFields(h, func(v []string) bool { return v[0] == "nginx" })
 	}
 	for _, c := range []struct {
 		name    string

@@ -451,11 +451,7 @@ func TestTunnelClosedWhenDenied(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{upstreams: []string{up}})
 			t.Cleanup(e.proxy.CloseTunnels)
-			ws, _, err := wsDial(t, e, c.path, c.header(e))
-			if err != nil {
-				t.Fatalf("dial: %v", err)
-			}
-			defer ws.Close()
+			ws := openTunnel(t, e, c.path, c.header(e))
 			echoRoundTrip(t, ws, []byte("before"))
 			f := e.fix
 			f.Clients = append([]policy.ClientRecord(nil), f.Clients...)
@@ -470,12 +466,7 @@ func TestTunnelClosedWhenDenied(t *testing.T) {
 			if err := fs.Reload(); err != nil {
 				t.Fatal(err)
 			}
-			ws.SetReadDeadline(time.Now().Add(3 * time.Second))
-			_, _, err = ws.ReadMessage()
-			took := time.Since(start)
-			if err == nil || isTimeout(err) {
-				t.Fatalf("tunnel still open after the change: %v", err)
-			}
+			took := awaitTunnelClosed(t, ws, start, "still open after the change")
 			t.Logf("%s: tunnel closed %d ms after the store applied the change", c.name, took.Milliseconds())
 			if took > time.Second {
 				t.Errorf("closed after %v, want within 1 s", took)
@@ -493,18 +484,10 @@ func TestTunnelClosedWhenDenied(t *testing.T) {
 			}
 		}})
 		t.Cleanup(e.proxy.CloseTunnels)
-		ws, _, err := wsDial(t, e, "/api/ws", keyHeader(e, "app"))
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
-		defer ws.Close()
-		ws.SetReadDeadline(time.Now().Add(3 * time.Second))
-		_, _, err = ws.ReadMessage()
-		if err == nil || isTimeout(err) {
-			t.Fatalf("tunnel open past expires_at: %v", err)
-		}
-		t.Logf("key expires: tunnel closed %d ms after expires_at", time.Since(soon).Milliseconds())
-		if late := time.Since(soon); late > time.Second {
+		ws := openTunnel(t, e, "/api/ws", keyHeader(e, "app"))
+		late := awaitTunnelClosed(t, ws, soon, "open past expires_at")
+		t.Logf("key expires: tunnel closed %d ms after expires_at", late.Milliseconds())
+		if late > time.Second {
 			t.Errorf("closed %v after expires_at, want within 1 s", late)
 		}
 	})
@@ -513,19 +496,36 @@ func TestTunnelClosedWhenDenied(t *testing.T) {
 		t.Cleanup(e.proxy.CloseTunnels)
 		// exp 28 s ago (whole seconds): accepted for 1–2 s more (the default 30 s leeway).
 		tok := jwtFor(t, "alice", -28*time.Second)
-		ws, _, err := wsDial(t, e, aliceSite, http.Header{"Authorization": {"Bearer " + tok}})
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
-		defer ws.Close()
-		start := time.Now()
-		ws.SetReadDeadline(time.Now().Add(3 * time.Second))
-		_, _, err = ws.ReadMessage()
-		if err == nil || isTimeout(err) {
-			t.Fatalf("tunnel open past exp + leeway: %v", err)
-		}
-		t.Logf("JWT expired: tunnel closed %d ms after opening (1–2 s of leeway left)", time.Since(start).Milliseconds())
+		ws := openTunnel(t, e, aliceSite, http.Header{"Authorization": {"Bearer " + tok}})
+		took := awaitTunnelClosed(t, ws, time.Now(), "open past exp + leeway")
+		t.Logf("JWT expired: tunnel closed %d ms after opening (1–2 s of leeway left)", took.Milliseconds())
 	})
+}
+
+// openTunnel dials a tunnel (failing the test when that does not work)
+// and closes it when the test ends.
+func openTunnel(t *testing.T, e *env, path string, h http.Header) *websocket.Conn {
+	t.Helper()
+	ws, _, err := wsDial(t, e, path, h)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+// awaitTunnelClosed reads from ws until the gateway closes the tunnel and
+// returns how long after since that was; the test fails when the tunnel is
+// still open after 3 s ("tunnel <open>: ...").
+func awaitTunnelClosed(t *testing.T, ws *websocket.Conn, since time.Time, open string) time.Duration {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, _, err := ws.ReadMessage()
+	took := time.Since(since)
+	if err == nil || isTimeout(err) {
+		t.Fatalf("tunnel %s: %v", open, err)
+	}
+	return took
 }
 
 func jwtHeader(e *env) http.Header {
@@ -657,22 +657,12 @@ func TestTunnelClosedByChangeFeed(t *testing.T) {
 			s, pool := openPostgresStore(t, storetest.Basic())
 			e := newEnv(t, envOptions{store: s, upstreams: []string{up}})
 			t.Cleanup(e.proxy.CloseTunnels)
-			ws, _, err := wsDial(t, e, c.path, c.header(e))
-			if err != nil {
-				t.Fatalf("dial: %v", err)
-			}
-			defer ws.Close()
+			ws := openTunnel(t, e, c.path, c.header(e))
 			echoRoundTrip(t, ws, []byte("before"))
 			if _, err := pool.Exec(context.Background(), c.sql); err != nil {
 				t.Fatal(err)
 			}
-			committed := time.Now()
-			ws.SetReadDeadline(time.Now().Add(3 * time.Second))
-			_, _, err = ws.ReadMessage()
-			took := time.Since(committed)
-			if err == nil || isTimeout(err) {
-				t.Fatalf("tunnel still open 3 s after the commit: %v", err)
-			}
+			took := awaitTunnelClosed(t, ws, time.Now(), "still open 3 s after the commit")
 			t.Logf("%s: tunnel closed %d ms after the commit", c.name, took.Milliseconds())
 			if took > time.Second {
 				t.Errorf("closed %v after the commit, want within 1 s", took)
