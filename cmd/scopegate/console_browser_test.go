@@ -45,11 +45,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	chromium := testproc.Chromium(t)
 	f := consoleFixture()
 	env := parityEnv(t)
-	path := filepath.Join(t.TempDir(), "store.yaml")
-	if err := os.WriteFile(path, f.YAML(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env["SCOPEGATE_STORE_FILE"] = path
+	env["SCOPEGATE_STORE_FILE"] = fixtureStoreFile(t, f)
 	env["SCOPEGATE_ADMIN_TOKEN"] = consoleAdminToken
 	g := startGateway(t, env)
 	sendConsoleMix(t, g, f, consoleMix())

@@ -7,19 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/internal/redistest"
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -216,30 +212,7 @@ type (
 // and /readyz; and that the stream delivers a new denial.
 func TestConsoleAPI(t *testing.T) {
 	f := consoleFixture()
-	t.Run("file", func(t *testing.T) {
-		env := parityEnv(t)
-		path := filepath.Join(t.TempDir(), "store.yaml")
-		if err := os.WriteFile(path, f.YAML(), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		env["SCOPEGATE_STORE_FILE"] = path
-		runConsoleAPI(t, env, f, "file")
-	})
-	t.Run("postgres", func(t *testing.T) {
-		env := parityEnv(t)
-		dsn := pgtest.NewDB(t)
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, f.SQL()); err != nil {
-			t.Fatalf("inserting the fixture: %v", err)
-		}
-		env["SCOPEGATE_DATABASE_URL"] = dsn
-		runConsoleAPI(t, env, f, "postgres")
-	})
+	onBothStores(t, f, func(t *testing.T, env map[string]string, kind string) { runConsoleAPI(t, env, f, kind) })
 }
 
 func runConsoleAPI(t *testing.T, env map[string]string, f storetest.Fixture, kind string) {
@@ -546,7 +519,7 @@ func checkStream(t *testing.T, g *gateway) {
 // still answer and say the store is down.
 func TestConsoleStoreDown(t *testing.T) {
 	env := parityEnv(t)
-	env["SCOPEGATE_DATABASE_URL"] = fmt.Sprintf("postgres://scopegate@127.0.0.1:%d/none?connect_timeout=1", freeLoopbackPort(t))
+	env["SCOPEGATE_DATABASE_URL"] = fmt.Sprintf("postgres://scopegate@127.0.0.1:%d/none?connect_timeout=1", testproc.FreePort(t))
 	env["SCOPEGATE_DATABASE_CONNECT_TIMEOUT"] = "1s"
 	g := startGateway(t, env)
 	r, _ := http.NewRequest("GET", g.base+"/api/things", nil)

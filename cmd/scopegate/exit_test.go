@@ -13,6 +13,7 @@ import (
 
 	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // mainArgsEnv, when set, makes the test binary run scopegate's main with
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 // duration string.
 func TestSIGTERMExitIsPromptPostgres(t *testing.T) {
 	dsn := parityDB(t)
-	port, admin := freeLoopbackPort(t), freeLoopbackPort(t)
+	port, admin := testproc.FreePort(t), testproc.FreePort(t)
 	cmd := exec.Command(os.Args[0])
 	// A binary built with -race sleeps atexit_sleep_ms (default 1 s) at
 	// exit so late races get reported: that is the race runtime, not

@@ -54,16 +54,7 @@ var explainWants = map[string][]string{
 // with the step that decided, and it names the grant that allowed or why
 // none did.
 func TestExplain(t *testing.T) {
-	t.Run("file", func(t *testing.T) {
-		env := parityEnv(t)
-		env["SCOPEGATE_STORE_FILE"] = basicStoreFile(t)
-		runExplainTable(t, env)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		env := parityEnv(t)
-		env["SCOPEGATE_DATABASE_URL"] = parityDB(t)
-		runExplainTable(t, env)
-	})
+	onBothStores(t, storetest.Basic(), func(t *testing.T, env map[string]string, _ string) { runExplainTable(t, env) })
 }
 
 func runExplainTable(t *testing.T, env map[string]string) {

@@ -356,6 +356,12 @@ func parityEnv(t *testing.T) map[string]string {
 // SQL.
 func parityDB(t *testing.T) string {
 	t.Helper()
+	return fixtureDB(t, storetest.Basic())
+}
+
+// fixtureDB returns a fresh migrated database filled with f as SQL.
+func fixtureDB(t *testing.T, f storetest.Fixture) string {
+	t.Helper()
 	dsn := pgtest.NewDB(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -363,10 +369,37 @@ func parityDB(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, storetest.Basic().SQL()); err != nil {
-		t.Fatalf("inserting storetest.Basic().SQL(): %v", err)
+	if _, err := conn.Exec(ctx, f.SQL()); err != nil {
+		t.Fatalf("inserting the fixture: %v", err)
 	}
 	return dsn
+}
+
+// fixtureStoreFile writes f as a file store to a temporary directory and
+// returns its path.
+func fixtureStoreFile(t *testing.T, f storetest.Fixture) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "store.yaml")
+	if err := os.WriteFile(path, f.YAML(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// onBothStores runs run as two subtests, each with a fresh parityEnv:
+// "file", with f as the file store, and "postgres", with f in a fresh
+// database. kind is the subtest's name.
+func onBothStores(t *testing.T, f storetest.Fixture, run func(t *testing.T, env map[string]string, kind string)) {
+	t.Run("file", func(t *testing.T) {
+		env := parityEnv(t)
+		env["SCOPEGATE_STORE_FILE"] = fixtureStoreFile(t, f)
+		run(t, env, "file")
+	})
+	t.Run("postgres", func(t *testing.T) {
+		env := parityEnv(t)
+		env["SCOPEGATE_DATABASE_URL"] = fixtureDB(t, f)
+		run(t, env, "postgres")
+	})
 }
 
 // TestStoreParityDecisions runs one decision table through the real serve,
@@ -374,16 +407,7 @@ func parityDB(t *testing.T) string {
 // PostgreSQL (the same fixture as SQL): both must give the same statuses,
 // reason codes and identity headers.
 func TestStoreParityDecisions(t *testing.T) {
-	t.Run("file", func(t *testing.T) {
-		env := parityEnv(t)
-		env["SCOPEGATE_STORE_FILE"] = basicStoreFile(t)
-		runParityModes(t, env)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		env := parityEnv(t)
-		env["SCOPEGATE_DATABASE_URL"] = parityDB(t)
-		runParityModes(t, env)
-	})
+	onBothStores(t, storetest.Basic(), func(t *testing.T, env map[string]string, _ string) { runParityModes(t, env) })
 }
 
 // runParityModes runs the table through a fresh gateway (fresh rate-limit

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // TestServeSIGTERMUnderLoadPostgres runs `scopegate serve` (the real
@@ -37,12 +38,12 @@ func TestServeSIGTERMUnderLoadPostgres(t *testing.T) {
 	}))
 	defer up.Close()
 	serveEnv(t, up.URL)
-	port := freeLoopbackPort(t)
+	port := testproc.FreePort(t)
 	t.Setenv("SCOPEGATE_STORE_FILE", "")
 	t.Setenv("SCOPEGATE_DATABASE_URL", dsn)
 	t.Setenv("SCOPEGATE_LISTEN_ADDR", fmt.Sprintf("127.0.0.1:%d", port))
 	t.Setenv("SCOPEGATE_LAST_USED_FLUSH_INTERVAL", "1h")
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
 	t.Setenv("SCOPEGATE_ADMIN_ADDR", adminAddr)
 	t.Setenv("SCOPEGATE_LOG_LEVEL", "warn")
 
@@ -166,16 +167,6 @@ func TestServeSIGTERMUnderLoadPostgres(t *testing.T) {
 	if last == nil || last.Before(lastOKSent.Add(-time.Millisecond)) {
 		t.Errorf("last_used_at %v, want ≥ %v (the newest allowed request)", last, lastOKSent)
 	}
-}
-
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func waitListening(t *testing.T, addr string, exit <-chan int) {

@@ -29,11 +29,7 @@ routes:
 // file and returns its path.
 func basicStoreFile(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "store.yaml")
-	if err := os.WriteFile(path, storetest.Basic().YAML(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return fixtureStoreFile(t, storetest.Basic())
 }
 
 // serveEnv sets the environment of a test gateway on loopback ports with
