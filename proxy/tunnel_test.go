@@ -24,6 +24,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/policy"
 	"github.com/scopegate/scopegate/store"
 )
@@ -606,13 +607,7 @@ func openFDs() int {
 // waitFor polls cond until it holds, failing after 10 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testproc.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // TestNginxWebSocket: through a real nginx with the shipped config, a

@@ -10,6 +10,7 @@ import (
 
 	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/internal/storetest"
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -110,9 +111,5 @@ CREATE TRIGGER refuse_users BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION
 // waitUntil polls cond every few milliseconds for up to 5 s.
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5 s", what)
-		}
-	}
+	testproc.WaitFor(t, 5*time.Second, what, cond)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/internal/pgtest"
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // cli runs `scopegate args...` in-process and returns its exit code and
@@ -118,13 +119,7 @@ func TestJWTUserFromCLIOnly(t *testing.T) {
 // waitFor polls cond until it holds, failing after 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testproc.WaitFor(t, 5*time.Second, what, cond)
 }
 
 // TestDirectoryCommands checks the messages and rows of the module, company,

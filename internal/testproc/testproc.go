@@ -239,3 +239,19 @@ func WaitReady(t TB, p *Proc, timeout, interval time.Duration, ready func() erro
 		t.Fatalf("%s was not ready within %s: %v\n%s output:\n%s", p.Name, timeout, err, p.Name, p.Output(4000))
 	}
 }
+
+// WaitFor polls cond every 10 ms until it holds, failing t ("timed out
+// waiting for <what>") when within passes first.
+func WaitFor(t TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	notYet := errors.New("not yet")
+	err := Wait(context.Background(), nil, within, 10*time.Millisecond, func() error {
+		if cond() {
+			return nil
+		}
+		return notYet
+	})
+	if err != nil {
+		t.Fatalf("timed out waiting for %s (%v)", what, within)
+	}
+}

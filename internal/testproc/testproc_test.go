@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -88,5 +89,31 @@ func TestStop(t *testing.T) {
 				t.Errorf("ended by %v, want %v", p.Cmd.ProcessState, c.signal)
 			}
 		})
+	}
+}
+
+// fakeTB records what a helper reports instead of ending the test.
+type fakeTB struct {
+	testing.TB
+	fatal string
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.fatal = fmt.Sprintf(format, args...)
+}
+
+// TestWaitFor: a condition that comes true ends the wait; one that never
+// does fails the test, naming what it waited for.
+func TestWaitFor(t *testing.T) {
+	n := 0
+	WaitFor(t, time.Minute, "the third call", func() bool { n++; return n == 3 })
+	if n != 3 {
+		t.Errorf("cond called %d times, want 3", n)
+	}
+	f := &fakeTB{TB: t}
+	WaitFor(f, 30*time.Millisecond, "never", func() bool { return false })
+	if !strings.Contains(f.fatal, "timed out waiting for never") {
+		t.Errorf("failure %q", f.fatal)
 	}
 }

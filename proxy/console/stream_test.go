@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -52,13 +53,7 @@ func openStream(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 // waitFor polls cond for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testproc.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func denialEvent(now time.Time) *Event {
