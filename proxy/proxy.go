@@ -111,7 +111,8 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 	}
 	p.m = newProxyMetrics(cfg.Metrics)
 	p.tun.init(p, cfg.Metrics)
-	p.pool.New = func() any { return new(reqState) }
+	p.m.routeCountersFor(deps.Engine.Routes())
+	p.pool.New = func() any { return &reqState{route: -1} }
 	return p, nil
 }
 
@@ -124,8 +125,11 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) { p.handle(ctx, false, policy.
 // serves it as an Envoy ext_authz call whatever its target, denied with
 // fault (when not ReasonNone) right after the trusted-peer check.
 func (p *Proxy) handle(ctx *fasthttp.RequestCtx, envoy bool, fault policy.Reason) {
+	p.m.inFlight.Inc()
 	st := p.pool.Get().(*reqState)
 	defer p.release(st)
+	// Counted once the answer is final (after the deferred calls below).
+	defer p.countRequest(ctx, st)
 	// Every answer, a panic's included, gets its CORS headers last.
 	defer p.corsAnswer(ctx, st)
 	defer func() {
@@ -170,6 +174,13 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, envoy bool, fault policy.Reason
 		}
 	}
 	p.serveProxy(ctx, st)
+}
+
+// countRequest counts the answer to a request handle served, by status
+// class and the route its decision matched, and ends its in-flight count.
+func (p *Proxy) countRequest(ctx *fasthttp.RequestCtx, st *reqState) {
+	p.m.countRequest(st.routes, st.route, ctx.Response.StatusCode())
+	p.m.inFlight.Dec()
 }
 
 func (p *Proxy) release(st *reqState) {

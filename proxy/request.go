@@ -58,6 +58,12 @@ type reqState struct {
 	// logged; another one may be a secret sent in the wrong field).
 	knownClient bool
 	xri         []byte // X-Real-IP lines joined (realIP)
+
+	// route is the index of the route the decision matched in routes (the
+	// routes file it was decided with), -1 when none did: the request
+	// counters' label.
+	route  int
+	routes *policy.Routes
 }
 
 func (st *reqState) reset() {
@@ -78,6 +84,7 @@ func (st *reqState) reset() {
 	st.corsOrigin = st.corsOrigin[:0]
 	st.corsAllowed, st.preflightOK, st.preflight = false, false, false
 	st.fault = policy.ReasonNone
+	st.route, st.routes = -1, nil
 }
 
 // valueSource serves the request headers and query parameters a route's

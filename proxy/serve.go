@@ -249,6 +249,7 @@ func requestTime(ctx *fasthttp.RequestCtx) time.Time {
 // settle records d (which took took) and, when it denies, answers it; it
 // reports whether d allows, so the caller goes on.
 func (p *Proxy) settle(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, took time.Duration, forwardAuth bool) bool {
+	st.route, st.routes = d.Route, p.engine.Routes()
 	if d.Allowed() {
 		p.observe(st, d, nil, took, forwardAuth)
 		return true
@@ -308,7 +309,7 @@ func (p *Proxy) observe(st *reqState, d *policy.Decision, a *answer, took time.D
 	if d.Route >= 0 {
 		// The route by its pattern as written in the routes file; absent
 		// when no route matched.
-		attrs[n] = slog.String("route", p.engine.Routes().Path(d.Route))
+		attrs[n] = slog.String("route", st.routes.Path(d.Route))
 		n++
 	}
 	switch {

@@ -95,6 +95,7 @@ func (p *Proxy) answerUnparsed(ctx *fasthttp.RequestCtx, status int, text, why s
 	defer p.release(st)
 	p.requestID(ctx, st, ctx.Request.Header.PeekBytes(hdrRequestID))
 	p.writeAnswer(ctx, st, malformed(status, text))
+	p.m.countRequest(nil, -1, status)
 	p.log.LogAttrs(p.cfg.BaseContext, slog.LevelInfo, "bad request",
 		slog.Int("status", status), slog.String("err", why), slog.String("request_id", string(st.reqID)))
 }
