@@ -84,10 +84,10 @@ func (st *reqState) connectionField(k, v []byte) {
 	}
 }
 
-// hopField reports whether k is to be removed, given the first tokens names
-// of st.names (the Connection tokens).
-func (st *reqState) hopField(k []byte, tokens int, identityPrefix string) bool {
-	if nameIn(k, hopByHop[:]) || identityPrefix != "" && policy.HasHeaderPrefix(b2s(k), identityPrefix) {
+// hopField reports whether k, of class c (classOf), is to be removed, given
+// the first tokens names of st.names (the Connection tokens).
+func (st *reqState) hopField(k []byte, c fieldClass, tokens int, identityPrefix string) bool {
+	if c&classHop != 0 || identityPrefix != "" && policy.HasHeaderPrefix(b2s(k), identityPrefix) {
 		return true
 	}
 	for _, t := range st.names[:tokens] {
@@ -110,7 +110,8 @@ func (p *Proxy) cleanRequestHeaders(h *fasthttp.RequestHeader, st *reqState, rep
 	}
 	tokens := p.keepDecisionRead(st, len(st.names))
 	for k := range h.All() {
-		if st.hopField(k, tokens, p.prefix) || dropBeforeForwarding(k, replaceForwarded) {
+		c := classOf(k)
+		if st.hopField(k, c, tokens, p.prefix) || dropBeforeForwarding(k, c, replaceForwarded) {
 			st.addName(k)
 		}
 	}
@@ -192,7 +193,7 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bo
 	}
 	tokens := len(st.names)
 	for k := range h.All() {
-		if st.hopField(k, tokens, "") && !isTransferEncoding(k) || replacedInResponse(k, rateLimit) {
+		if st.hopField(k, classOf(k), tokens, "") && !isTransferEncoding(k) || replacedInResponse(k, rateLimit) {
 			st.addName(k)
 		}
 	}
@@ -227,12 +228,76 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bo
 //     fields frameworks and CDNs use (X-Real-IP, True-Client-IP,
 //     Client-IP, CF-Connecting-IP...), Front-End-Https, and the forwarded
 //     request fields of nginx's convention (X-Original-URI/-Method).
-func dropBeforeForwarding(name []byte, replaceForwarded bool) bool {
+//
+// c is name's class (classOf).
+func dropBeforeForwarding(name []byte, c fieldClass, replaceForwarded bool) bool {
 	if !policy.ForwardedHeaderName(b2s(name)) {
 		return true // so the lists below need no '_' spellings
 	}
-	return nameIn(name, droppedFromAnyPeer[:]) || nameIn(name, requestOverrides[:]) ||
-		replaceForwarded && (hasPrefixFold(name, "X-Forwarded-") || nameIn(name, droppedFromUntrusted[:]))
+	return c&classDroppedAny != 0 ||
+		replaceForwarded && (c&classDroppedUntrusted != 0 || hasPrefixFold(name, "X-Forwarded-"))
+}
+
+// fieldClass tells which of the lists above (and hopByHop) a field name is
+// in: each name of a request or response is classified once, by a look at
+// the few listed names of its length, rather than compared with every
+// list in turn.
+type fieldClass uint8
+
+const (
+	classHop              fieldClass = 1 << iota // hopByHop
+	classDroppedAny                              // droppedFromAnyPeer, requestOverrides
+	classDroppedUntrusted                        // droppedFromUntrusted
+)
+
+// classedName is a listed name and its class.
+type classedName struct {
+	name  string
+	class fieldClass
+}
+
+// fieldClasses holds the listed names by length (immutable once built).
+var fieldClasses = buildFieldClasses()
+
+func buildFieldClasses() [][]classedName {
+	var byLen [][]classedName
+	add := func(names []string, c fieldClass) {
+		for _, n := range names {
+			for len(byLen) <= len(n) {
+				byLen = append(byLen, nil)
+			}
+			found := false
+			for i := range byLen[len(n)] {
+				if e := &byLen[len(n)][i]; equalFoldASCII([]byte(e.name), n) {
+					e.class |= c
+					found = true
+				}
+			}
+			if !found {
+				byLen[len(n)] = append(byLen[len(n)], classedName{n, c})
+			}
+		}
+	}
+	add(hopByHop[:], classHop)
+	add(droppedFromAnyPeer[:], classDroppedAny)
+	add(requestOverrides[:], classDroppedAny)
+	add(droppedFromUntrusted[:], classDroppedUntrusted)
+	return byLen
+}
+
+// classOf returns the class of the field name, ignoring ASCII case; 0 when
+// no list names it.
+func classOf(name []byte) fieldClass {
+	if len(name) >= len(fieldClasses) {
+		return 0
+	}
+	var c fieldClass
+	for _, e := range fieldClasses[len(name)] {
+		if equalFoldASCII(name, e.name) {
+			c |= e.class
+		}
+	}
+	return c
 }
 
 // The request fields dropBeforeForwarding removes, by peer.
