@@ -170,7 +170,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	srv := p.NewServer()
 	done := make(chan struct{})
-	go func() { _ = srv.Serve(ln); close(done) }()
+	go func() { _ = srv.Serve(p.Listener(ln)); close(done) }()
 	t.Cleanup(func() {
 		// Shutdown only closes listeners Serve has registered: when it runs
 		// before the goroutine above got that far, Serve would then accept

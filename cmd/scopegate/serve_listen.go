@@ -72,11 +72,13 @@ type servers struct {
 func (g *servers) start(cfg *Config) <-chan error {
 	errc := make(chan error, 3)
 	go func() {
+		// Coarse deadlines under TLS (proxy.Proxy.Listener).
+		ln := g.p.Listener(g.l.traffic)
 		if cfg.TLSCertFile != "" {
-			errc <- g.srv.ServeTLS(g.l.traffic, cfg.TLSCertFile, cfg.TLSKeyFile)
+			errc <- g.srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
 			return
 		}
-		errc <- g.srv.Serve(g.l.traffic)
+		errc <- g.srv.Serve(ln)
 	}()
 	go func() { errc <- g.admin.Serve(g.l.admin) }()
 	if g.grpc != nil {
