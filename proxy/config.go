@@ -52,7 +52,8 @@ type Config struct {
 	// also waiting for a free pooled connection, connecting (at most
 	// maxConnectTimeout) and each pause while a body streams either way;
 	// not the length of a response that keeps coming. Default 30s. Past it
-	// before the headers: 504 upstream_timeout.
+	// before the headers: 504 upstream_timeout. Deadlines are renewed
+	// coarsely: it fires at most UpstreamTimeout/16 late, never early.
 	UpstreamTimeout time.Duration
 	// UpstreamFailTimeout is how long an upstream that failed to connect or
 	// answer is skipped (passive health check). Default 10s.
@@ -96,7 +97,8 @@ type Config struct {
 	// 10 MiB. Larger: 413. Bodies are streamed to the upstream, not buffered.
 	MaxBodyBytes int
 	// ReadTimeout, WriteTimeout and IdleTimeout are the client connection
-	// timeouts. Defaults 30s, 60s, 90s.
+	// timeouts. Defaults 30s, 60s, 90s. Served through [Proxy.Listener],
+	// they fire at most a sixteenth of the shortest of the three late.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// MaxConns bounds concurrent client connections (SCOPEGATE_MAX_CONNS).
 	// Default 10000.
