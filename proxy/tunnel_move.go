@@ -35,10 +35,15 @@ func (c *copier) drain(dst net.Conn, n int) error {
 func (c *copier) release() { tunnelBufs.Put(c.bp) }
 
 // bareTCP is the TCP connection under c: c itself, or the connection a
-// fasthttp hijack wraps (its UnsafeConn). It is nil for anything else
-// (TLS above all), which only a copier can carry.
+// fasthttp hijack wraps (its UnsafeConn), under the traffic listener's
+// coarse-deadline wrapper (its UnsafeConn too). It is nil for anything
+// else (TLS above all), which only a copier can carry.
 func bareTCP(c net.Conn) *net.TCPConn {
-	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+	for range 3 {
+		u, ok := c.(interface{ UnsafeConn() net.Conn })
+		if !ok {
+			break
+		}
 		c = u.UnsafeConn()
 	}
 	tc, _ := c.(*net.TCPConn)
