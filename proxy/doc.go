@@ -37,10 +37,10 @@
 //     that the 400-class reasons (path_invalid, forwarded_invalid) are
 //     answered 403, and they also carry X-Scopegate-Reason and
 //     X-Scopegate-Error so nginx, which discards the auth body, can rebuild
-//     the JSON (configs/nginx.conf).
+//     the JSON (configs/nginx/scopegate.conf).
 //   - 429 rate_limited and 503 store_unavailable keep their status: Traefik
 //     and Envoy pass them on (Envoy maps 5xx to its status_on_error);
-//     nginx turns them into 500, which configs/nginx.conf maps back to 429
+//     nginx turns them into 500, which configs/nginx/scopegate.conf maps back to 429
 //     (with Retry-After) or 503 with error_page. Answering 403 instead would
 //     lose the status for Traefik and Envoy, and a 503 is still a denial.
 //   - The original request comes from X-Forwarded-Method/-Uri (Traefik) or

@@ -18,7 +18,7 @@ var (
 	hdrContentType     = []byte("Content-Type")
 	// hdrDenyReason and hdrDenyError carry the reason code and its text on
 	// forward-auth denials, so a proxy that discards the auth body (nginx
-	// auth_request) can rebuild the JSON denial (see configs/nginx.conf).
+	// auth_request) can rebuild the JSON denial (see configs/nginx/scopegate.conf).
 	hdrDenyReason = []byte("X-Scopegate-Reason")
 	hdrDenyError  = []byte("X-Scopegate-Error")
 
