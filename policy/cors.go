@@ -211,14 +211,70 @@ type ClientOrigins struct {
 
 // NewClientOrigins compiles the origins of the active clients in clients
 // (inactive and nil ones are skipped). It reuses each client's compiled
-// patterns.
+// patterns, once per distinct list.
 func NewClientOrigins(clients iter.Seq[*Client]) *ClientOrigins {
-	co := &ClientOrigins{}
+	o := NewOriginLists()
 	for c := range clients {
-		if c == nil || !c.Active || !c.restrictOrigins {
-			continue
-		}
-		s := &c.originSet
+		o.Add(c)
+	}
+	return o.Origins()
+}
+
+// OriginLists counts the active clients of each distinct compiled
+// allowed_origins list (clients carrying equal lists share one, see
+// [CompileClient]), so that a store applying the change of one client
+// rebuilds its [ClientOrigins] only when a list gains its first active
+// client or loses its last, and then in time of the number of distinct
+// lists, not of clients. It is not safe for concurrent use: its owner
+// serializes changes; the ClientOrigins it returns are immutable.
+type OriginLists struct {
+	counts map[*originList]int
+	co     *ClientOrigins // nil: changed since the last Origins
+}
+
+// NewOriginLists returns empty counts.
+func NewOriginLists() *OriginLists {
+	return &OriginLists{counts: make(map[*originList]int)}
+}
+
+// Add counts c's list when c is active and restricts origins; nil is
+// ignored.
+func (o *OriginLists) Add(c *Client) {
+	if c == nil || !c.Active || c.originList == nil {
+		return
+	}
+	n := o.counts[c.originList]
+	if n == 0 {
+		o.co = nil
+	}
+	o.counts[c.originList] = n + 1
+}
+
+// Remove undoes Add(c) for a client added before.
+func (o *OriginLists) Remove(c *Client) {
+	if c == nil || !c.Active || c.originList == nil {
+		return
+	}
+	switch n := o.counts[c.originList]; n {
+	case 0:
+	case 1:
+		delete(o.counts, c.originList)
+		o.co = nil
+	default:
+		o.counts[c.originList] = n - 1
+	}
+}
+
+// Origins returns the union of the counted lists; the same value until a
+// list comes or goes.
+func (o *OriginLists) Origins() *ClientOrigins {
+	if o.co != nil {
+		return o.co
+	}
+	co := &ClientOrigins{}
+	seen := make(map[originPattern]struct{})
+	for l := range o.counts {
+		s := &l.originSet
 		co.set.any = co.set.any || s.any
 		for k := range s.exact {
 			if co.set.exact == nil {
@@ -226,8 +282,14 @@ func NewClientOrigins(clients iter.Seq[*Client]) *ClientOrigins {
 			}
 			co.set.exact[k] = struct{}{}
 		}
-		co.set.wild = append(co.set.wild, s.wild...)
+		for _, w := range s.wild {
+			if _, dup := seen[w]; !dup {
+				seen[w] = struct{}{}
+				co.set.wild = append(co.set.wild, w)
+			}
+		}
 	}
+	o.co = co
 	return co
 }
 

@@ -40,13 +40,23 @@ const (
 )
 
 type verifier struct {
-	kind   hashKind
-	sum    [sha256.Size]byte // hashSHA256
-	bcrypt []byte            // hashBcrypt: the encoded hash
+	kind hashKind
+	sum  [sha256.Size]byte // hashSHA256
+	// *slowHash is set for bcrypt and Argon2id only, so a SHA-256 client
+	// (the common case) carries no room for them.
+	*slowHash
+}
+
+// slowHash is the part of a verifier that only bcrypt and Argon2id need,
+// with the outcomes of their checks remembered.
+type slowHash struct {
+	bcrypt []byte // hashBcrypt: the encoded hash
 	// hashArgon2id
 	salt, key     []byte
 	memory, iters uint32
 	threads       uint8
+
+	verified verifiedCache
 }
 
 var errHashFormat = errors.New("unknown or malformed api_key_hash format")
@@ -62,7 +72,7 @@ func compileHash(h string) (verifier, error) {
 		if _, err := bcrypt.Cost([]byte(h)); err != nil {
 			return verifier{}, errHashFormat
 		}
-		return verifier{kind: hashBcrypt, bcrypt: []byte(h)}, nil
+		return verifier{kind: hashBcrypt, slowHash: &slowHash{bcrypt: []byte(h)}}, nil
 	case strings.HasPrefix(h, "$argon2id$"):
 		return compileArgon2id(h)
 	}
@@ -86,7 +96,7 @@ func compileArgon2id(h string) (verifier, error) {
 	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != "v=19" {
 		return verifier{}, errHashFormat
 	}
-	v := verifier{kind: hashArgon2id}
+	v := verifier{kind: hashArgon2id, slowHash: &slowHash{}}
 	params := strings.Split(parts[3], ",")
 	if len(params) != 3 {
 		return verifier{}, errHashFormat

@@ -177,16 +177,17 @@ func (e *Engine) traceClient(req *Request, m *Match, c *Client, d Decision) {
 	if limit < 0 {
 		limit = e.cfg.DefaultRateLimitPerMin
 	}
+	rec := c.Record()
 	steps := []struct {
 		name   string
 		reason Reason
 		detail string
 	}{
-		{"status", ReasonAPIKeyInactive, fmt.Sprintf("status %q (only active passes)", c.rec.Status)},
+		{"status", ReasonAPIKeyInactive, fmt.Sprintf("status %q (only active passes)", rec.Status)},
 		{"expiry", ReasonAPIKeyExpired, fmt.Sprintf("expires_at %s", timeOrNever(c.ExpiresAt))},
-		{"allowed_ips", ReasonIPNotAllowed, fmt.Sprintf("client address %s; list: %s", req.ClientIP, list(c.rec.AllowedIPs))},
-		{"allowed_origins", ReasonOriginNotAllowed, fmt.Sprintf("Origin %q; list: %s", req.Origin, list(c.rec.AllowedOrigins))},
-		{"allowed_paths", ReasonPathNotAllowed, fmt.Sprintf("%s %s; list: %s", req.Method, m.Path, list(c.rec.AllowedPaths))},
+		{"allowed_ips", ReasonIPNotAllowed, fmt.Sprintf("client address %s; list: %s", req.ClientIP, list(rec.AllowedIPs))},
+		{"allowed_origins", ReasonOriginNotAllowed, fmt.Sprintf("Origin %q; list: %s", req.Origin, list(rec.AllowedOrigins))},
+		{"allowed_paths", ReasonPathNotAllowed, fmt.Sprintf("%s %s; list: %s", req.Method, m.Path, list(rec.AllowedPaths))},
 		{"rate limit", ReasonRateLimited, fmt.Sprintf("%d per minute (0: unlimited); %d left", limit, d.RateLimit.Remaining)},
 	}
 	for _, s := range steps {
