@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,21 +14,6 @@ import (
 
 	"github.com/scopegate/scopegate/policy"
 )
-
-// clientSnap is an immutable view of every API client. A change builds a
-// new snapshot (copy on write) and swaps it in; the usage slots carry over by
-// pointer so no mark is lost across a swap.
-type clientSnap struct {
-	byKey   map[string]*policy.Client
-	byID    map[string]*clientEntry
-	origins *policy.ClientOrigins // the active clients' allowed_origins (sealed)
-}
-
-// seal compiles the snapshot's derived values once its clients are final.
-func (s *clientSnap) seal() *clientSnap {
-	s.origins = policy.NewClientOrigins(maps.Values(s.byKey))
-	return s
-}
 
 // ClientOrigins returns the allowed_origins of the active clients (SPEC §11
 // allow_origins: clients), rebuilt with every change of the client
@@ -41,11 +24,6 @@ func (s *Postgres) ClientOrigins() *policy.ClientOrigins {
 		return snap.origins
 	}
 	return nil
-}
-
-type clientEntry struct {
-	client *policy.Client
-	slot   *usageSlot
 }
 
 // usageSlot holds the newest not-yet-flushed use of one client (unix
@@ -63,13 +41,13 @@ func (s *Postgres) LookupClient(clientKey string, now time.Time) (*policy.Client
 	if snap == nil || s.stale(now) {
 		return nil, ErrUnavailable
 	}
-	return snap.byKey[clientKey], nil
+	return snap.client(clientKey), nil
 }
 
 // Clients returns the number of clients in the snapshot.
 func (s *Postgres) Clients() int {
 	if snap := s.clients.Load(); snap != nil {
-		return len(snap.byID)
+		return snap.n
 	}
 	return 0
 }
@@ -178,20 +156,6 @@ func parseSimpleList(text string) ([]string, bool) {
 	}
 }
 
-// sameRecord reports whether two rows compile to the same client (the
-// last_used_at column aside, which scopegate itself writes).
-func sameRecord(a, b policy.ClientRecord) bool {
-	return a.ID == b.ID && a.ClientKey == b.ClientKey && a.Name == b.Name && a.Status == b.Status &&
-		a.APIKeyHash == b.APIKeyHash && slices.Equal(a.AllowedOrigins, b.AllowedOrigins) &&
-		slices.Equal(a.AllowedIPs, b.AllowedIPs) && slices.Equal(a.AllowedPaths, b.AllowedPaths) &&
-		eqPtr(a.RateLimitPerMin, b.RateLimitPerMin) && eqTime(a.ExpiresAt, b.ExpiresAt) &&
-		a.UpdatedAt.Equal(b.UpdatedAt)
-}
-
-func eqPtr(a, b *int) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
-
-func eqTime(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
-
 // compile compiles a row, logging each malformed entry once per client_key
 // and message. Safe for concurrent use.
 func (s *Postgres) compile(rec policy.ClientRecord) *policy.Client {
@@ -223,21 +187,19 @@ func (s *Postgres) buildClientSnap(ctx context.Context, old *clientSnap) (*clien
 	defer rows.Close()
 	n := 0
 	if old != nil {
-		n = len(old.byID)
+		n = old.n
 	}
-	next := &clientSnap{byKey: make(map[string]*policy.Client, n), byID: make(map[string]*clientEntry, n)}
+	next := newClientSnap(n)
 	for rows.Next() {
 		rec, err := scanClient(rows)
 		if err != nil {
 			return nil, fmt.Errorf("loading api_clients: %w", err)
 		}
-		e := &clientEntry{}
-		if old != nil {
-			if prev := old.byID[rec.ID]; prev != nil {
-				e.slot = prev.slot
-				if sameRecord(prev.client.Record(), rec) {
-					e.client = prev.client
-				}
+		var e clientEntry
+		if prev, ok := old.entry(rec.ID); ok {
+			e.slot = prev.slot
+			if prev.client.SameRow(rec) {
+				e.client = prev.client
 			}
 		}
 		if e.slot == nil {
@@ -246,8 +208,7 @@ func (s *Postgres) buildClientSnap(ctx context.Context, old *clientSnap) (*clien
 		if e.client == nil {
 			e.client = s.compile(rec)
 		}
-		next.byID[rec.ID] = e
-		next.byKey[rec.ClientKey] = e.client
+		next.put(e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("loading api_clients: %w", err)
@@ -257,7 +218,8 @@ func (s *Postgres) buildClientSnap(ctx context.Context, old *clientSnap) (*clien
 
 // reloadClients re-reads the rows with these ids (change feed): changed rows
 // are recompiled, missing ones removed. Usage slots come from the current
-// snapshot, else from also (a snapshot just replaced). Called under writeMu.
+// snapshot, else from also (a snapshot just replaced). Only the shards the
+// ids fall in are copied. Called under writeMu.
 func (s *Postgres) reloadClients(ctx context.Context, ids []string, also *clientSnap) error {
 	old := s.clients.Load()
 	if old == nil {
@@ -271,44 +233,23 @@ func (s *Postgres) reloadClients(ctx context.Context, ids []string, also *client
 	if err != nil {
 		return fmt.Errorf("reloading api_clients: %w", err)
 	}
-	next := &clientSnap{byKey: make(map[string]*policy.Client, len(old.byKey)+len(recs)),
-		byID: make(map[string]*clientEntry, len(old.byID)+len(recs))}
-	for k, v := range old.byKey {
-		next.byKey[k] = v
-	}
-	for k, v := range old.byID {
-		next.byID[k] = v
-	}
+	ed := old.edit()
 	// Drop every named id first (deleted rows, and the old client_key of a
 	// renamed one), then add what the database returned.
 	for _, id := range ids {
-		if prev := next.byID[id]; prev != nil {
-			if next.byKey[prev.client.ClientKey] == prev.client {
-				delete(next.byKey, prev.client.ClientKey)
-			}
-			delete(next.byID, id)
-		}
+		ed.remove(id)
 	}
 	for _, rec := range recs {
-		e := &clientEntry{client: s.compile(rec)}
-		if prev := old.byID[rec.ID]; prev != nil {
+		e := clientEntry{client: s.compile(rec)}
+		if prev, ok := old.entry(rec.ID); ok {
 			e.slot = prev.slot
-		} else if prev := also.entry(rec.ID); prev != nil {
+		} else if prev, ok := also.entry(rec.ID); ok {
 			e.slot = prev.slot
 		} else {
 			e.slot = &usageSlot{}
 		}
-		next.byID[rec.ID] = e
-		next.byKey[rec.ClientKey] = e.client
+		ed.put(e)
 	}
-	s.clients.Store(next.seal())
+	s.clients.Store(ed.next.seal())
 	return nil
-}
-
-// entry returns the entry of id, nil when absent or s is nil.
-func (s *clientSnap) entry(id string) *clientEntry {
-	if s == nil {
-		return nil
-	}
-	return s.byID[id]
 }

@@ -316,10 +316,12 @@ func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, e
 	defer s.writeMu.Unlock()
 	cur := s.clients.Load()
 	if cur != nil {
-		for id, e := range res.clients.byID {
-			if ce := cur.byID[id]; ce != nil && ce.slot != e.slot {
+		// res.clients is not published yet: its shards are still ours.
+		for id, e := range res.clients.entries() {
+			if ce, ok := cur.entry(id); ok && ce.slot != e.slot {
 				ce.slot.markMax(e.slot.pending.Load())
 				e.slot = ce.slot
+				res.clients.ids[shardOf(id)][id] = e
 			}
 		}
 	}

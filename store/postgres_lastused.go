@@ -15,8 +15,8 @@ func (s *Postgres) MarkUsed(clientID string, at time.Time) {
 	if snap == nil {
 		return
 	}
-	e := snap.byID[clientID]
-	if e == nil {
+	e, ok := snap.entry(clientID)
+	if !ok {
 		return
 	}
 	e.slot.markMax(at.UnixNano())
@@ -67,7 +67,7 @@ func (s *Postgres) flush(ctx context.Context) error {
 		slots []*usageSlot
 		vals  []int64
 	)
-	for id, e := range snap.byID {
+	for id, e := range snap.entries() {
 		v := e.slot.pending.Load()
 		if v == 0 {
 			continue

@@ -44,9 +44,9 @@ func (s *Postgres) ListClients() []*policy.Client {
 	if snap == nil {
 		return nil
 	}
-	out := make([]*policy.Client, 0, len(snap.byID))
-	for _, e := range snap.byID {
-		out = append(out, e.client)
+	out := make([]*policy.Client, 0, snap.n)
+	for c := range snap.clients() {
+		out = append(out, c)
 	}
 	return sortClients(out)
 }
