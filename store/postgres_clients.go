@@ -9,8 +9,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/scopegate/scopegate/policy"
 )
@@ -52,23 +54,85 @@ func (s *Postgres) Clients() int {
 	return 0
 }
 
-// scanClient reads one row of clients_all.sql / clients_by_id.sql.
-func scanClient(rows pgx.CollectableRow) (policy.ClientRecord, error) {
-	var r policy.ClientRecord
-	var origins, ips, paths string
-	var rate *int32
-	if err := rows.Scan(&r.ID, &r.ClientKey, &r.Name, &r.Status, &r.APIKeyHash, &origins, &ips, &paths,
-		&rate, &r.ExpiresAt, &r.LastUsedAt, &r.UpdatedAt); err != nil {
-		return r, err
+// rowScan reads rows of clients_all.sql / clients_by_id.sql without a copy
+// of their text: the record it returns aliases the driver's buffer and is
+// valid only until the next row ([policy.CompileClient] keeps no string of
+// it). Loading a million clients then allocates a few objects per row, not
+// a dozen strings.
+type rowScan struct {
+	text                       [8]pgtype.DriverBytes // id … allowed_paths, in column order
+	rate                       pgtype.Int4
+	expires, lastUsed, updated pgtype.Timestamptz
+	dest                       []any
+}
+
+func newRowScan() *rowScan {
+	r := &rowScan{}
+	for i := range r.text {
+		r.dest = append(r.dest, &r.text[i])
 	}
-	if rate != nil {
-		n := int(*rate)
-		r.RateLimitPerMin = &n
+	r.dest = append(r.dest, &r.rate, &r.expires, &r.lastUsed, &r.updated)
+	return r
+}
+
+var errNullColumn = errors.New("NULL in a NOT NULL column of api_clients")
+
+// scan reads the current row.
+func (r *rowScan) scan(rows pgx.Rows) (policy.ClientRecord, error) {
+	var rec policy.ClientRecord
+	if err := rows.Scan(r.dest...); err != nil {
+		return rec, err
 	}
-	r.AllowedOrigins = parseList(origins)
-	r.AllowedIPs = parseList(ips)
-	r.AllowedPaths = parseList(paths)
-	return r, nil
+	for i := range r.text {
+		if r.text[i] == nil {
+			return rec, errNullColumn
+		}
+	}
+	rec.ID, rec.ClientKey, rec.Name = view(r.text[0]), view(r.text[1]), view(r.text[2])
+	rec.Status, rec.APIKeyHash = view(r.text[3]), view(r.text[4])
+	rec.AllowedOrigins = parseList(view(r.text[5]))
+	rec.AllowedIPs = parseList(view(r.text[6]))
+	rec.AllowedPaths = parseList(view(r.text[7]))
+	if r.rate.Valid {
+		n := int(r.rate.Int32)
+		rec.RateLimitPerMin = &n
+	}
+	var err error
+	if rec.ExpiresAt, err = timeOrNil(r.expires); err != nil {
+		return rec, err
+	}
+	if rec.LastUsedAt, err = timeOrNil(r.lastUsed); err != nil {
+		return rec, err
+	}
+	if !r.updated.Valid {
+		return rec, errNullColumn
+	}
+	u, err := timeOrNil(r.updated)
+	if err != nil {
+		return rec, err
+	}
+	rec.UpdatedAt = *u
+	return rec, nil
+}
+
+// timeOrNil returns a timestamptz column's time, nil for NULL. An
+// infinite value is an error, as scanning it into a time.Time is.
+func timeOrNil(t pgtype.Timestamptz) (*time.Time, error) {
+	if !t.Valid {
+		return nil, nil
+	}
+	if t.InfinityModifier != pgtype.Finite {
+		return nil, fmt.Errorf("cannot scan %s into a time", t.InfinityModifier)
+	}
+	return &t.Time, nil
+}
+
+// view returns b as a string without a copy: it must not outlive b.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // parseList turns a jsonb list into its entries: JSON strings become their
@@ -169,7 +233,7 @@ func (s *Postgres) compile(rec policy.ClientRecord) *policy.Client {
 		if seen {
 			continue
 		}
-		s.log.Warn("malformed api_clients entry never matches", slog.String("client_key", rec.ClientKey),
+		s.log.Warn("malformed api_clients entry never matches", slog.String("client_key", strings.Clone(rec.ClientKey)),
 			slog.String("err", err.Error()))
 	}
 	return c
@@ -190,8 +254,9 @@ func (s *Postgres) buildClientSnap(ctx context.Context, old *clientSnap) (*clien
 		n = old.n
 	}
 	next := newClientSnap(n)
+	rs := newRowScan()
 	for rows.Next() {
-		rec, err := scanClient(rows)
+		rec, err := rs.scan(rows)
 		if err != nil {
 			return nil, fmt.Errorf("loading api_clients: %w", err)
 		}
@@ -229,8 +294,17 @@ func (s *Postgres) reloadClients(ctx context.Context, ids []string, also *client
 	if err != nil {
 		return fmt.Errorf("reloading api_clients: %w", err)
 	}
-	recs, err := pgx.CollectRows(rows, scanClient)
-	if err != nil {
+	var compiled []*policy.Client
+	rs := newRowScan()
+	for rows.Next() {
+		rec, err := rs.scan(rows)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("reloading api_clients: %w", err)
+		}
+		compiled = append(compiled, s.compile(rec))
+	}
+	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reloading api_clients: %w", err)
 	}
 	ed := old.edit()
@@ -239,11 +313,11 @@ func (s *Postgres) reloadClients(ctx context.Context, ids []string, also *client
 	for _, id := range ids {
 		ed.remove(id)
 	}
-	for _, rec := range recs {
-		e := clientEntry{client: s.compile(rec)}
-		if prev, ok := old.entry(rec.ID); ok {
+	for _, c := range compiled {
+		e := clientEntry{client: c}
+		if prev, ok := old.entry(c.ID); ok {
 			e.slot = prev.slot
-		} else if prev, ok := also.entry(rec.ID); ok {
+		} else if prev, ok := also.entry(c.ID); ok {
 			e.slot = prev.slot
 		} else {
 			e.slot = &usageSlot{}

@@ -1,0 +1,168 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scopegate/scopegate/internal/pgtest"
+	"github.com/scopegate/scopegate/store"
+)
+
+// EnvScaleClients names the variable that turns on
+// BenchmarkPostgresScaleStart and sets its number of clients (issue 16's
+// scale row is 1000000). Unset, the benchmark is skipped: seeding a
+// million rows takes about a minute, too long for CI.
+const EnvScaleClients = "SCOPEGATE_BENCH_CLIENTS"
+
+// EnvScaleDSN optionally names a database already seeded by seedScale's
+// statement with SCOPEGATE_BENCH_CLIENTS rows, so that two builds can be
+// measured against the same rows without seeding twice. The benchmark
+// revokes a few keys in it and restores them.
+const EnvScaleDSN = "SCOPEGATE_BENCH_DSN"
+
+// seedScale inserts n clients in one statement, with the change triggers
+// off for the seed only (no notification per row; the store is not
+// listening yet anyway). Lists are shared as in seedClients.
+func seedScale(b *testing.B, n int) string {
+	b.Helper()
+	db, dsn := pgtest.NewPool(b)
+	pgtest.Exec(b, db, `BEGIN;
+SET LOCAL session_replication_role = replica;
+INSERT INTO api_clients (client_key, name, status, api_key_hash, allowed_origins, allowed_ips, allowed_paths, rate_limit_per_min)
+SELECT 'client-' || i, 'Client ' || i, 'active',
+       'sha256:' || encode(sha256(('secret-' || i)::bytea), 'hex'),
+       '["https://app.example.com", "https://*.example.org"]',
+       '["10.0.0.0/8", "192.168.1.10"]',
+       '["GET /api/**", "POST /api/orders/*"]',
+       CASE WHEN i % 2 = 0 THEN 600 END
+FROM generate_series(1, `+strconv.Itoa(n)+`) AS i;
+COMMIT;
+ANALYZE api_clients;`)
+	return dsn
+}
+
+// peakRSS returns the process's peak resident set (VmHWM), 0 when unknown.
+func peakRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// BenchmarkPostgresScaleStart is issue 16's scale row: with
+// SCOPEGATE_BENCH_CLIENTS clients in api_clients (1,000,000 for the row),
+// the time from OpenPostgres to a serving store (s-to-serving), the live
+// heap it then holds (MB-heap-live, after GC) and per client
+// (B-heap/client), the highest heap in use sampled every 5 ms during the
+// load (MB-heap-peak), the process's peak RSS (MB-rss-peak), and the time
+// from a committed revocation of one key to the snapshot denying it
+// (ms-revoke, through the change feed), the median of 5.
+//
+//	SCOPEGATE_BENCH_CLIENTS=1000000 go test -run '^$' -bench ScaleStart -benchtime 1x -timeout 30m ./store/
+//
+// The statement that seeds the rows is also in bench/RESULTS.md (issue 16),
+// for a database given by SCOPEGATE_BENCH_DSN.
+func BenchmarkPostgresScaleStart(b *testing.B) {
+	n, _ := strconv.Atoi(os.Getenv(EnvScaleClients))
+	if n <= 0 {
+		b.Skip(EnvScaleClients + " is not set (1000000 for issue 16's scale row)")
+	}
+	dsn := os.Getenv(EnvScaleDSN)
+	if dsn == "" {
+		dsn = seedScale(b, n)
+	}
+	db := pgtest.Connect(b, dsn)
+	ctx := context.Background()
+	cfg := store.PostgresConfig{DSN: dsn, ConnectTimeout: time.Minute, FlushInterval: time.Hour}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		before := heapInUse()
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			var m runtime.MemStats
+			for {
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > peak.Load() {
+					peak.Store(m.HeapInuse)
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+		b.StartTimer()
+		start := time.Now()
+		s, err := store.OpenPostgres(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		toServing := time.Since(start)
+		b.StopTimer()
+		close(stop)
+		<-sampled
+		if !s.Ready(time.Now()) || s.Clients() != n {
+			b.Fatalf("store ready %v with %d clients, want %d", s.Ready(time.Now()), s.Clients(), n)
+		}
+		live := heapInUse() - before
+
+		// Revoke keys one at a time; each must be denied by the snapshot.
+		var revokes []time.Duration
+		for i := 0; i < 5; i++ {
+			key := fmt.Sprintf("client-%d", 1+(i*7919)%n)
+			t0 := time.Now()
+			pgtest.Exec(b, db, "UPDATE api_clients SET status = 'revoked' WHERE client_key = $1", key)
+			for {
+				if c, _ := s.LookupClient(key, time.Now()); c != nil && !c.Active {
+					break
+				}
+				if time.Since(t0) > 30*time.Second {
+					b.Fatalf("revocation of %s not applied within 30 s", key)
+				}
+				runtime.Gosched()
+			}
+			revokes = append(revokes, time.Since(t0))
+		}
+		slicesSort(revokes)
+		b.ReportMetric(toServing.Seconds(), "s-to-serving")
+		b.ReportMetric(float64(live)/(1<<20), "MB-heap-live")
+		b.ReportMetric(float64(live)/float64(n), "B-heap/client")
+		b.ReportMetric(float64(peak.Load())/(1<<20), "MB-heap-peak")
+		b.ReportMetric(float64(peakRSS())/(1<<20), "MB-rss-peak")
+		b.ReportMetric(float64(revokes[len(revokes)/2].Microseconds())/1000, "ms-revoke")
+		b.ReportMetric(float64(revokes[len(revokes)-1].Microseconds())/1000, "ms-revoke-max")
+		if err := s.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		// Undo the revocations for the next round.
+		pgtest.Exec(b, db, "UPDATE api_clients SET status = 'active' WHERE status = 'revoked'")
+		b.StartTimer()
+	}
+}
+
+func slicesSort(d []time.Duration) {
+	for i := 1; i < len(d); i++ {
+		for j := i; j > 0 && d[j] < d[j-1]; j-- {
+			d[j], d[j-1] = d[j-1], d[j]
+		}
+	}
+}
