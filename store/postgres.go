@@ -34,6 +34,7 @@ func query(name string) string {
 var (
 	sqlClientsAll    = query("clients_all")
 	sqlClientsByID   = query("clients_by_id")
+	sqlClientsGuess  = query("clients_estimate")
 	sqlModules       = query("modules")
 	sqlCompanies     = query("companies")
 	sqlSites         = query("sites")

@@ -64,6 +64,11 @@ type rowScan struct {
 	rate                       pgtype.Int4
 	expires, lastUsed, updated pgtype.Timestamptz
 	dest                       []any
+	// What the record points to, reused from row to row.
+	lists      [3][]string // allowed_origins, allowed_ips, allowed_paths
+	rateN      int
+	expiresAt  time.Time
+	lastUsedAt time.Time
 }
 
 func newRowScan() *rowScan {
@@ -90,41 +95,53 @@ func (r *rowScan) scan(rows pgx.Rows) (policy.ClientRecord, error) {
 	}
 	rec.ID, rec.ClientKey, rec.Name = view(r.text[0]), view(r.text[1]), view(r.text[2])
 	rec.Status, rec.APIKeyHash = view(r.text[3]), view(r.text[4])
-	rec.AllowedOrigins = parseList(view(r.text[5]))
-	rec.AllowedIPs = parseList(view(r.text[6]))
-	rec.AllowedPaths = parseList(view(r.text[7]))
+	rec.AllowedOrigins = r.list(0)
+	rec.AllowedIPs = r.list(1)
+	rec.AllowedPaths = r.list(2)
 	if r.rate.Valid {
-		n := int(r.rate.Int32)
-		rec.RateLimitPerMin = &n
+		r.rateN = int(r.rate.Int32)
+		rec.RateLimitPerMin = &r.rateN
 	}
 	var err error
-	if rec.ExpiresAt, err = timeOrNil(r.expires); err != nil {
+	if rec.ExpiresAt, err = timeOrNil(r.expires, &r.expiresAt); err != nil {
 		return rec, err
 	}
-	if rec.LastUsedAt, err = timeOrNil(r.lastUsed); err != nil {
+	if rec.LastUsedAt, err = timeOrNil(r.lastUsed, &r.lastUsedAt); err != nil {
 		return rec, err
 	}
 	if !r.updated.Valid {
 		return rec, errNullColumn
 	}
-	u, err := timeOrNil(r.updated)
-	if err != nil {
+	var u time.Time
+	if _, err := timeOrNil(r.updated, &u); err != nil {
 		return rec, err
 	}
-	rec.UpdatedAt = *u
+	rec.UpdatedAt = u
 	return rec, nil
 }
 
-// timeOrNil returns a timestamptz column's time, nil for NULL. An
-// infinite value is an error, as scanning it into a time.Time is.
-func timeOrNil(t pgtype.Timestamptz) (*time.Time, error) {
+// list parses list i (0 allowed_origins, 1 allowed_ips, 2 allowed_paths)
+// into its scratch slice.
+func (r *rowScan) list(i int) []string {
+	l := parseListInto(r.lists[i], view(r.text[5+i]))
+	if cap(l) > cap(r.lists[i]) {
+		r.lists[i] = l // keep the grown scratch
+	}
+	return l
+}
+
+// timeOrNil stores a timestamptz column's time in *dst and returns dst,
+// nil for NULL. An infinite value is an error, as scanning it into a
+// time.Time is.
+func timeOrNil(t pgtype.Timestamptz, dst *time.Time) (*time.Time, error) {
 	if !t.Valid {
 		return nil, nil
 	}
 	if t.InfinityModifier != pgtype.Finite {
 		return nil, fmt.Errorf("cannot scan %s into a time", t.InfinityModifier)
 	}
-	return &t.Time, nil
+	*dst = t.Time
+	return dst, nil
 }
 
 // view returns b as a string without a copy: it must not outlive b.
@@ -141,11 +158,18 @@ func view(b []byte) string {
 // becomes one such raw entry, never an empty list, so it cannot lift a
 // restriction. An empty array is nil.
 func parseList(text string) []string {
+	return parseListInto(nil, text)
+}
+
+// parseListInto is parseList appending to scratch[:0] in the common case
+// (an array of strings without escapes), so a loader can reuse one slice
+// per list for every row. The result is nil for an empty list.
+func parseListInto(scratch []string, text string) []string {
 	text = strings.Trim(text, " \t\r\n") // JSON whitespace only
 	if text == "[]" || text == "" {
 		return nil
 	}
-	if out, ok := parseSimpleList(text); ok {
+	if out, ok := parseSimpleList(scratch[:0], text); ok {
 		return out
 	}
 	var raw []json.RawMessage
@@ -172,9 +196,10 @@ func parseList(text string) []string {
 // parseSimpleList is the fast path of parseList for the common case, an
 // array of strings without escapes as PostgreSQL prints jsonb: the entries
 // are substrings of text, with no copy. It reports false for anything else.
-func parseSimpleList(text string) ([]string, bool) {
-	n := strings.Count(text, ",") + 1
-	out := make([]string, 0, n)
+func parseSimpleList(out []string, text string) ([]string, bool) {
+	if out == nil {
+		out = make([]string, 0, strings.Count(text, ",")+1)
+	}
 	i := 1 // past '['
 	skip := func() {
 		for i < len(text) && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r') {
@@ -244,15 +269,20 @@ func (s *Postgres) compile(rec policy.ClientRecord) *policy.Client {
 // usage slot. It does not touch the current snapshot, so it may run while
 // the change feed keeps applying changes; see [Postgres.swapFull].
 func (s *Postgres) buildClientSnap(ctx context.Context, old *clientSnap) (*clientSnap, error) {
+	n := 0
+	if old != nil {
+		n = old.n
+	} else {
+		var guess int64
+		if err := s.pool.QueryRow(ctx, sqlClientsGuess).Scan(&guess); err == nil && guess > 0 {
+			n = int(min(guess, 1<<26))
+		}
+	}
 	rows, err := s.pool.Query(ctx, sqlClientsAll)
 	if err != nil {
 		return nil, fmt.Errorf("loading api_clients: %w", err)
 	}
 	defer rows.Close()
-	n := 0
-	if old != nil {
-		n = old.n
-	}
 	next := newClientSnap(n)
 	rs := newRowScan()
 	for rows.Next() {
