@@ -308,7 +308,9 @@ func (s *Postgres) loadFull(base *clientSnap) fullLoad {
 }
 
 // swapFull serves a finished full load: the new snapshot (keeping the usage
-// slots of the one it replaces), then the clients changed while it loaded
+// slots of the one it replaces; in time of the changes applied during the
+// load, not of the clients, so a revocation never waits on a walk of a
+// million entries), then the clients changed while it loaded
 // re-read, the directory unless it changed meanwhile (the newer one stays),
 // and, when asked, every cached user expired (kept to fall back on).
 func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, expireUsers bool) error {
@@ -316,9 +318,13 @@ func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, e
 	defer s.writeMu.Unlock()
 	cur := s.clients.Load()
 	if cur != nil {
-		// res.clients is not published yet: its shards are still ours.
-		for id, e := range res.clients.entries() {
-			if ce, ok := cur.entry(id); ok && ce.slot != e.slot {
+		// The load took its slots from the snapshot it started from, and
+		// only changes applied meanwhile (dirty) can have given cur a slot
+		// it does not know: merge those, not every client. res.clients
+		// is not published yet, so its shards are still ours.
+		for id := range dirty {
+			e, ok := res.clients.entry(id)
+			if ce, cok := cur.entry(id); ok && cok && ce.slot != e.slot {
 				ce.slot.markMax(e.slot.pending.Load())
 				e.slot = ce.slot
 				res.clients.ids[shardOf(id)][id] = e
