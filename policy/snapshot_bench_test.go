@@ -80,3 +80,29 @@ func BenchmarkCompileClients(b *testing.B) {
 	b.ReportMetric(perClient, "B-retained/client")
 	b.ReportMetric(compileMs, "ms-compile")
 }
+
+// TestCompiledClientFootprint keeps issue 16's bound: 100,000 compiled
+// clients of a large member database (see snapshotRecord) retain at most
+// 640 bytes each. A memory bound, not a timing: it cannot flake on a slow
+// machine. Not parallel, so no other test's heap is counted.
+func TestCompiledClientFootprint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles 100,000 clients")
+	}
+	const n, bound = 100000, 640
+	before := heapAlloc()
+	clients := make([]*Client, n)
+	for i := range clients {
+		c, errs := CompileClient(snapshotRecord(i))
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		clients[i] = c
+	}
+	per := float64(heapAlloc()-before-n*8) / n
+	runtime.KeepAlive(clients)
+	t.Logf("%.0f bytes retained per compiled client", per)
+	if per > bound {
+		t.Errorf("%.0f bytes retained per compiled client, want at most %d", per, bound)
+	}
+}
