@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -376,5 +377,69 @@ func TestPostgresWarnsWithoutTriggers(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "change triggers are missing") {
 		t.Errorf("no warning about missing triggers; logs:\n%s", logs)
+	}
+}
+
+// TestPostgresFullReloadCatchesUnnotifiedChanges: the full reload is the
+// safety net behind the change feed. Changes made with the triggers off
+// (no notification) — a revocation, a deletion, a renamed client_key, a
+// new client — are all in the snapshot after Reload, and untouched
+// clients keep their compiled value.
+func TestPostgresFullReloadCatchesUnnotifiedChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	now := time.Now
+	for i := range 300 { // enough clients to spread over many shards
+		pgtest.InsertClient(t, b.db, pgtest.Client{ClientKey: fmt.Sprintf("bulk-%d", i)})
+	}
+	revoke := pgtest.InsertClient(t, b.db, pgtest.Client{ClientKey: "to-revoke"})
+	gone := pgtest.InsertClient(t, b.db, pgtest.Client{ClientKey: "to-delete"})
+	rename := pgtest.InsertClient(t, b.db, pgtest.Client{ClientKey: "old-key"})
+	eventually(t, time.Second, "inserted clients visible", func() bool {
+		c, _ := b.store.LookupClient("old-key", now())
+		return c != nil && b.store.Clients() >= 303
+	})
+	kept, _ := b.store.LookupClient("bulk-7", now())
+	before := b.store.Clients()
+
+	pgtest.Exec(t, b.db, `BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE api_clients SET status = 'revoked' WHERE id = '`+revoke+`';
+DELETE FROM api_clients WHERE id = '`+gone+`';
+UPDATE api_clients SET client_key = 'new-key' WHERE id = '`+rename+`';
+INSERT INTO api_clients (client_key, name, status, api_key_hash) VALUES ('unnotified', 'u', 'active', 'sha256:`+strings.Repeat("ab", 32)+`');
+COMMIT;`)
+	if c, _ := b.store.LookupClient("to-revoke", now()); c == nil || !c.Active {
+		t.Fatal("the change was notified after all: this test needs the triggers off")
+	}
+	if err := b.store.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		key    string
+		exists bool
+		active bool
+	}{
+		{"to-revoke", true, false},
+		{"to-delete", false, false},
+		{"old-key", false, false},
+		{"new-key", true, true},
+		{"unnotified", true, true},
+		{"bulk-7", true, true},
+	}
+	for _, tt := range tests {
+		c, _ := b.store.LookupClient(tt.key, now())
+		if (c != nil) != tt.exists || c != nil && c.Active != tt.active {
+			t.Errorf("after Reload, %s: found %v active %v, want found %v active %v", tt.key, c != nil, c != nil && c.Active, tt.exists, tt.active)
+		}
+	}
+	if c, _ := b.store.LookupClient("new-key", now()); c != nil && c.ID != rename {
+		t.Errorf("new-key has id %s, want %s", c.ID, rename)
+	}
+	if c, _ := b.store.LookupClient("bulk-7", now()); c != kept {
+		t.Error("an unchanged client was recompiled by the reload")
+	}
+	if got := b.store.Clients(); got != before {
+		t.Errorf("Clients() = %d after one delete and one insert, want %d", got, before)
 	}
 }
