@@ -2,6 +2,7 @@ package policy
 
 import (
 	"iter"
+	"maps"
 	"strings"
 )
 
@@ -235,6 +236,12 @@ type OriginLists struct {
 // NewOriginLists returns empty counts.
 func NewOriginLists() *OriginLists {
 	return &OriginLists{counts: make(map[*originList]int)}
+}
+
+// Clone returns a copy that changes independently, in time of the number
+// of distinct lists.
+func (o *OriginLists) Clone() *OriginLists {
+	return &OriginLists{counts: maps.Clone(o.counts), co: o.co}
 }
 
 // Add counts c's list when c is active and restricts origins; nil is

@@ -204,6 +204,12 @@ func TestOriginListsCounts(t *testing.T) {
 	if !allowed("https://a.example.com") || !allowed("https://x.b.example.com") || allowed("https://off.example.com") {
 		t.Fatal("the union is not the active clients' lists")
 	}
+	// A clone changes on its own.
+	clone := o.Clone()
+	clone.Remove(b)
+	if clone.Origins().set.match("https://x.b.example.com") || !allowed("https://x.b.example.com") {
+		t.Error("a clone and its original share their counts")
+	}
 	first := o.Origins()
 	o.Remove(a1)
 	if o.Origins() != first || !allowed("https://a.example.com") {

@@ -120,8 +120,36 @@ type snapEdit struct {
 
 // edit starts the successor of s, taking over its origin-list counts.
 func (s *clientSnap) edit() *snapEdit {
+	return s.editWith(s.lists)
+}
+
+// editWith starts the successor of s with lists as its origin-list counts
+// (which must count s's clients).
+func (s *clientSnap) editWith(lists *policy.OriginLists) *snapEdit {
 	next := *s
+	next.lists = lists
 	return &snapEdit{next: &next}
+}
+
+// buildSnap starts a snapshot from nothing, sized for about n clients:
+// every shard is new, so none is copied.
+func buildSnap(n int) *snapEdit {
+	e := &snapEdit{next: newClientSnap(n)}
+	for i := range clientShards {
+		e.ownKeys[i], e.ownIDs[i] = true, true
+	}
+	return e
+}
+
+// setSlot gives the entry of id (which must exist) another usage slot.
+func (e *snapEdit) setSlot(id string, slot *usageSlot) {
+	ent, ok := e.next.entry(id)
+	if !ok {
+		return
+	}
+	e.own(id, ent.client.ClientKey)
+	ent.slot = slot
+	e.next.ids[shardOf(id)][id] = ent
 }
 
 // own makes the shards of id and key writable.

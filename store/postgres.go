@@ -32,17 +32,18 @@ func query(name string) string {
 }
 
 var (
-	sqlClientsAll    = query("clients_all")
-	sqlClientsByID   = query("clients_by_id")
-	sqlClientsGuess  = query("clients_estimate")
-	sqlModules       = query("modules")
-	sqlCompanies     = query("companies")
-	sqlSites         = query("sites")
-	sqlUserBySub     = query("user_by_sub")
-	sqlGrantsBySub   = query("grants_by_sub")
-	sqlLegacyBySub   = query("legacy_grants_by_sub")
-	sqlUserSubsByID  = query("user_subs_by_id")
-	sqlFlushLastUsed = query("flush_last_used")
+	sqlClientsAll     = query("clients_all")
+	sqlClientsByID    = query("clients_by_id")
+	sqlClientsGuess   = query("clients_estimate")
+	sqlClientsPresent = query("clients_present")
+	sqlModules        = query("modules")
+	sqlCompanies      = query("companies")
+	sqlSites          = query("sites")
+	sqlUserBySub      = query("user_by_sub")
+	sqlGrantsBySub    = query("grants_by_sub")
+	sqlLegacyBySub    = query("legacy_grants_by_sub")
+	sqlUserSubsByID   = query("user_subs_by_id")
+	sqlFlushLastUsed  = query("flush_last_used")
 	// sqlNotifyTriggers checks that the change triggers of migration 0002
 	// exist.
 	sqlNotifyTriggers = query("notify_triggers")

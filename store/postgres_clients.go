@@ -264,51 +264,95 @@ func (s *Postgres) compile(rec policy.ClientRecord) *policy.Client {
 	return c
 }
 
-// buildClientSnap reads every row into a new snapshot. Rows unchanged since
-// old keep their compiled client (and its verified-token cache) and their
-// usage slot. It does not touch the current snapshot, so it may run while
-// the change feed keeps applying changes; see [Postgres.swapFull].
-func (s *Postgres) buildClientSnap(ctx context.Context, old *clientSnap) (*clientSnap, error) {
-	n := 0
+// buildClientSnap reads every row into the successor of old (nil: into a
+// new snapshot), not yet sealed. Rows unchanged since old keep their
+// compiled client (and its verified-token cache) and their usage slot, and
+// the successor shares every shard of old that no change touched: a
+// reload that finds nothing new copies nothing, so a periodic reload of a
+// million clients leaves the collector (and the change feed) alone.
+// lists must be a copy of old's origin-list counts (old's own belong to
+// the writer). It does not touch the current snapshot, so it may run
+// while the change feed keeps applying changes; see [Postgres.swapFull].
+func (s *Postgres) buildClientSnap(ctx context.Context, old *clientSnap, lists *policy.OriginLists) (*snapEdit, error) {
+	var ed *snapEdit
 	if old != nil {
-		n = old.n
+		ed = old.editWith(lists)
 	} else {
+		n := 0
 		var guess int64
 		if err := s.pool.QueryRow(ctx, sqlClientsGuess).Scan(&guess); err == nil && guess > 0 {
 			n = int(min(guess, 1<<26))
 		}
+		ed = buildSnap(n)
 	}
 	rows, err := s.pool.Query(ctx, sqlClientsAll)
 	if err != nil {
 		return nil, fmt.Errorf("loading api_clients: %w", err)
 	}
 	defer rows.Close()
-	next := newClientSnap(n)
+	var seen [clientShards]int // rows found in old, by id shard
 	rs := newRowScan()
 	for rows.Next() {
 		rec, err := rs.scan(rows)
 		if err != nil {
 			return nil, fmt.Errorf("loading api_clients: %w", err)
 		}
-		var e clientEntry
+		e := clientEntry{slot: nil}
 		if prev, ok := old.entry(rec.ID); ok {
-			e.slot = prev.slot
+			seen[shardOf(rec.ID)]++
 			if prev.client.SameRow(rec) {
-				e.client = prev.client
+				continue
 			}
-		}
-		if e.slot == nil {
+			ed.remove(rec.ID)
+			e.slot = prev.slot
+		} else {
 			e.slot = &usageSlot{}
 		}
-		if e.client == nil {
-			e.client = s.compile(rec)
-		}
-		next.put(e)
+		e.client = s.compile(rec)
+		ed.put(e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("loading api_clients: %w", err)
 	}
-	return next.seal(), nil
+	if old != nil {
+		if err := s.dropMissing(ctx, old, &seen, ed); err != nil {
+			return nil, err
+		}
+	}
+	return ed, nil
+}
+
+// dropMissing removes from ed the clients of old that the load did not
+// find (deleted rows). Only a shard whose count of found rows falls short
+// of its size holds one; its ids are checked against the table.
+func (s *Postgres) dropMissing(ctx context.Context, old *clientSnap, seen *[clientShards]int, ed *snapEdit) error {
+	for i, m := range old.ids {
+		if seen[i] == len(m) {
+			continue
+		}
+		ids := make([]string, 0, len(m))
+		for id := range m {
+			ids = append(ids, id)
+		}
+		rows, err := s.pool.Query(ctx, sqlClientsPresent, ids)
+		if err != nil {
+			return fmt.Errorf("loading api_clients: %w", err)
+		}
+		present, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("loading api_clients: %w", err)
+		}
+		kept := make(map[string]struct{}, len(present))
+		for _, id := range present {
+			kept[id] = struct{}{}
+		}
+		for _, id := range ids {
+			if _, ok := kept[id]; !ok {
+				ed.remove(id)
+			}
+		}
+	}
+	return nil
 }
 
 // reloadClients re-reads the rows with these ids (change feed): changed rows

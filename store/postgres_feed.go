@@ -176,7 +176,7 @@ func (s *Postgres) receiveWindow(conn *pgx.Conn) error {
 
 // fullLoad is the result of a background full load.
 type fullLoad struct {
-	clients *clientSnap
+	clients *snapEdit // the successor of the snapshot the load started from
 	dir     *policy.Directory
 	err     error
 }
@@ -281,11 +281,18 @@ func (s *Postgres) apply(first chan<- error) {
 			flushThis, flushNext = flushNext, false
 			dirty, dirDirty = map[string]struct{}{}, false
 			active, pending = pending, nil
+			// The load edits a copy of the counts of origin lists: the
+			// snapshot's own belong to this goroutine, which goes on
+			// applying changes meanwhile.
 			base := s.clients.Load()
+			var lists *policy.OriginLists
+			if base != nil {
+				lists = base.lists.Clone()
+			}
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				results <- s.loadFull(base)
+				results <- s.loadFull(base, lists)
 			}()
 		}
 	}
@@ -293,10 +300,10 @@ func (s *Postgres) apply(first chan<- error) {
 
 // loadFull reads every client and the directory without touching what is
 // served.
-func (s *Postgres) loadFull(base *clientSnap) fullLoad {
+func (s *Postgres) loadFull(base *clientSnap, lists *policy.OriginLists) fullLoad {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ConnectTimeout+fullLoadBudget)
 	defer cancel()
-	snap, err := s.buildClientSnap(ctx, base)
+	snap, err := s.buildClientSnap(ctx, base, lists)
 	if err != nil {
 		return fullLoad{err: err}
 	}
@@ -320,18 +327,16 @@ func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, e
 	if cur != nil {
 		// The load took its slots from the snapshot it started from, and
 		// only changes applied meanwhile (dirty) can have given cur a slot
-		// it does not know: merge those, not every client. res.clients
-		// is not published yet, so its shards are still ours.
+		// it does not know: merge those, not every client.
 		for id := range dirty {
-			e, ok := res.clients.entry(id)
+			e, ok := res.clients.next.entry(id)
 			if ce, cok := cur.entry(id); ok && cok && ce.slot != e.slot {
 				ce.slot.markMax(e.slot.pending.Load())
-				e.slot = ce.slot
-				res.clients.ids[shardOf(id)][id] = e
+				res.clients.setSlot(id, ce.slot)
 			}
 		}
 	}
-	s.clients.Store(res.clients)
+	s.clients.Store(res.clients.next.seal())
 	if len(dirty) > 0 {
 		ids := make([]string, 0, len(dirty))
 		for id := range dirty {
