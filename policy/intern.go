@@ -66,7 +66,6 @@ type pathList struct {
 type interner[T any] struct {
 	mu sync.Mutex
 	m  map[string]weak.Pointer[T]
-	n  int // values compiled (for tests)
 }
 
 var (
@@ -121,7 +120,6 @@ func (in *interner[T]) get(list []string, build func(src listSrc) *T) *T {
 		in.m = make(map[string]weak.Pointer[T])
 	}
 	in.m[key] = wp
-	in.n++
 	runtime.AddCleanup(v, in.forget, internEntry[T]{key, wp})
 	return v
 }
@@ -140,13 +138,6 @@ func (in *interner[T]) forget(e internEntry[T]) {
 	if in.m[e.key] == e.wp {
 		delete(in.m, e.key)
 	}
-}
-
-// len returns the number of entries (live or awaiting their cleanup).
-func (in *interner[T]) len() int {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return len(in.m)
 }
 
 func compileIPList(src listSrc) *ipList {
