@@ -53,36 +53,15 @@ type coarseConn struct {
 	slack time.Duration
 
 	mu      sync.Mutex
-	exact   bool      // UnsafeConn was called: deadlines pass through
 	reading bool      // a Read is in progress
 	rdWant  time.Time // the read deadline asked for
 	rdSet   time.Time // the read deadline set on Conn
 	wdSet   time.Time // the write deadline set on Conn
 }
 
-// UnsafeConn returns the connection under c, for a tunnel that moves
-// bytes between the sockets themselves (splice(2)): from then on c sets
-// every deadline exactly and at once, the pending read deadline first,
-// since reads no longer go through c.
-func (c *coarseConn) UnsafeConn() net.Conn {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.exact {
-		c.exact = true
-		if !c.rdWant.Equal(c.rdSet) {
-			c.rdSet = c.rdWant
-			_ = c.Conn.SetReadDeadline(c.rdWant)
-		}
-	}
-	return c.Conn
-}
-
 // coarse returns the deadline to set on the connection for want, given
 // the one set (set), and whether it must be set at all.
 func (c *coarseConn) coarse(want, set time.Time) (time.Time, bool) {
-	if c.exact {
-		return want, !want.Equal(set)
-	}
 	if want.IsZero() {
 		return want, !set.IsZero()
 	}
@@ -130,7 +109,7 @@ func (c *coarseConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rdWant = t
-	if c.reading || c.exact {
+	if c.reading {
 		return c.applyRead()
 	}
 	return nil

@@ -119,23 +119,6 @@ func TestCoarseConn(t *testing.T) {
 			t.Errorf("the read deadline fired %v early", want.Sub(now))
 		}
 	})
-	t.Run("UnsafeConn makes deadlines exact", func(t *testing.T) {
-		c, _ := coarsePair(t, time.Second)
-		want := time.Now().Add(time.Minute)
-		_ = c.SetReadDeadline(want) // pending: no Read yet
-		if raw := c.UnsafeConn(); raw != c.Conn {
-			t.Fatalf("UnsafeConn returned %T", raw)
-		}
-		if !c.rdSet.Equal(want) {
-			t.Errorf("the pending read deadline was not applied: %v, want %v", c.rdSet, want)
-		}
-		later := want.Add(time.Millisecond)
-		_ = c.SetReadDeadline(later)
-		_ = c.SetWriteDeadline(later)
-		if !c.rdSet.Equal(later) || !c.wdSet.Equal(later) {
-			t.Errorf("after UnsafeConn: read %v write %v, want both %v", c.rdSet, c.wdSet, later)
-		}
-	})
 	t.Run("SetDeadline is exact", func(t *testing.T) {
 		c, _ := coarsePair(t, time.Second)
 		d := time.Now().Add(time.Minute)

@@ -371,32 +371,25 @@ func (t *tunnel) run(c net.Conn) {
 	wg.Wait()
 }
 
-// spliceOff makes new pumps copy through user space (the tests' and the
-// benchmark's switch); splicedPumps counts the pumps that went to splice.
-var (
-	spliceOff    atomic.Bool
-	splicedPumps atomic.Int64
-)
-
 var aLongTimeAgo = time.Unix(1, 0)
 
 // pump copies src to dst until either fails: srcGone names src closing,
 // dstGone dst; a read past the idle timeout with no byte either way is
-// idle, a write past writeTimeout a stall. The first read goes through
-// src as given (a hijacked connection may hold bytes fasthttp read ahead;
-// a 64 KiB read empties its 16 KiB buffer); after it, two bare TCP
-// sockets are spliced in the kernel.
+// idle, a write past writeTimeout a stall. Bytes go through a 64 KiB
+// buffer: splice(2) between the sockets was tried and measured no faster
+// on loopback (see bench/RESULTS.md, session 6).
 func (t *tunnel) pump(dst, src net.Conn, srcGone, dstGone string, writeTimeout time.Duration) {
 	idle := t.p.cfg.TunnelIdleTimeout
-	var mv mover = newCopier()
-	defer func() { mv.release() }()
-	for first := true; ; first = false {
+	bp := tunnelBufs.Get().(*[]byte)
+	defer tunnelBufs.Put(bp)
+	buf := *bp
+	for {
 		_ = src.SetReadDeadline(time.Now().Add(idle))
-		n, err := mv.fill(src)
+		n, err := src.Read(buf)
 		if n > 0 {
 			t.touch()
 			_ = dst.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if werr := mv.drain(dst, n); werr != nil {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
 				if t.closed.Load() {
 					return
 				}
@@ -409,13 +402,6 @@ func (t *tunnel) pump(dst, src net.Conn, srcGone, dstGone string, writeTimeout t
 			}
 		}
 		if err == nil {
-			if first && !spliceOff.Load() {
-				if sp := newSplicer(dst, src); sp != nil {
-					mv.release()
-					mv = sp
-					splicedPumps.Add(1)
-				}
-			}
 			continue
 		}
 		if t.closed.Load() {
@@ -432,6 +418,8 @@ func (t *tunnel) pump(dst, src net.Conn, srcGone, dstGone string, writeTimeout t
 		return
 	}
 }
+
+var tunnelBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // passAnswer finishes an upstream's answer for the client: the response
 // header hygiene, X-Request-Id and the RateLimit headers.

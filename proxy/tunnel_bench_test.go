@@ -17,8 +17,7 @@ import (
 // comes back), so the ratio is what the tunnel costs. The writer runs
 // ahead of the reader, so the pipe stays full. cpu-ns/op is the whole test
 // process's CPU (client, echo upstream and scopegate) per message, which
-// a busy machine disturbs less than MB/s; "scopegate-copy" turns splice(2)
-// off, so the two ways of moving bytes compare in one run.
+// a busy machine disturbs less than MB/s.
 //
 //	go test -run '^$' -bench TunnelThroughput -benchtime 2000x ./proxy/
 func BenchmarkTunnelThroughput(b *testing.B) {
@@ -29,15 +28,11 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 	for _, c := range []struct {
 		name, url string
 		h         http.Header
-		noSplice  bool
 	}{
-		{"direct", "ws" + strings.TrimPrefix(up, "http") + "/api/ws", nil, false},
-		{"scopegate", "ws://" + e.addr + "/api/ws", keyHeader(e, "app"), false},
-		{"scopegate-copy", "ws://" + e.addr + "/api/ws", keyHeader(e, "app"), true},
+		{"direct", "ws" + strings.TrimPrefix(up, "http") + "/api/ws", nil},
+		{"scopegate", "ws://" + e.addr + "/api/ws", keyHeader(e, "app")},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			spliceOff.Store(c.noSplice)
-			defer spliceOff.Store(false)
 			d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
 			conn, _, err := d.Dial(c.url, c.h)
 			if err != nil {

@@ -88,30 +88,6 @@ func echoRoundTrip(t testing.TB, c *websocket.Conn, msg []byte) {
 // the 101 carries the upstream's Sec-WebSocket-Accept and X-Request-Id but
 // none of its other fields.
 func TestTunnelEcho(t *testing.T) {
-	// Both movers: splice(2) between the sockets (Linux), and the 64 KiB
-	// copy that TLS and other systems use.
-	for _, copyOnly := range []bool{false, true} {
-		t.Run(map[bool]string{false: "splice", true: "copy"}[copyOnly], func(t *testing.T) {
-			spliceOff.Store(copyOnly)
-			defer spliceOff.Store(false)
-			spliced := splicedPumps.Load()
-			testTunnelEcho(t)
-			if copyOnly || runtime.GOOS != "linux" {
-				if n := splicedPumps.Load() - spliced; n != 0 {
-					t.Errorf("%d pumps spliced with splicing off", n)
-				}
-				return
-			}
-			// A pump switches right after its first write, which the
-			// client may read first.
-			waitFor(t, "both directions of all 65 tunnels spliced", func() bool {
-				return splicedPumps.Load()-spliced >= 2*65
-			})
-		})
-	}
-}
-
-func testTunnelEcho(t *testing.T) {
 	e := newEnv(t, envOptions{upstreams: []string{wsEcho(t)}})
 	t.Cleanup(e.proxy.CloseTunnels)
 	c, resp, err := wsDial(t, e, "/api/ws", keyHeader(e, "app"))
