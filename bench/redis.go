@@ -200,10 +200,11 @@ func runReplicas(e *env, o options) (scenarioResult, bool, error) {
 		req.SetRequestURI("/api/orders/1")
 		req.Header.Set("X-API-Key", tok)
 	}}
-	var cpu0, redis0 int64
+	var cpu0, redis0, calls0 int64
 	for _, g := range e.replicas {
 		c, _ := cpuTime(g.pid())
 		cpu0 += c
+		calls0 += redisCalls(g)
 	}
 	redis0, _ = cpuTime(e.redis.pid())
 	res, byStatus := driveReplicas(t, e.replicaAddrs, o.conns, o.warmup, o.duration)
@@ -220,10 +221,14 @@ func runReplicas(e *env, o options) (scenarioResult, bool, error) {
 		P50us: us(res.Percentile(50)), P99us: us(res.Percentile(99)), P999us: us(res.Percentile(99.9)), Replicas: x}
 	served := res.RPS() * (o.warmup + o.duration).Seconds()
 	if served > 0 {
-		var cpu1 int64
+		var cpu1, calls1 int64
 		for _, g := range e.replicas {
 			c, _ := cpuTime(g.pid())
 			cpu1 += c
+			calls1 += redisCalls(g)
+		}
+		if calls1 > calls0 {
+			r.RedisTakesPerCall = served / float64(calls1-calls0)
 		}
 		redis1, _ := cpuTime(e.redis.pid())
 		r.GatewayCPUus = float64(cpu1-cpu0) / served
