@@ -197,9 +197,13 @@ func (r *RedisBuckets) Close() error {
 // reply holds, per take, taken (1|0) and the TAT after it (µs, as a string:
 // Lua numbers are doubles, RESP integers are not); the caller subtracts
 // its now, as the script would. One number formatted per take, the one
-// stored: formatting a double is most of the script's own work.
+// stored, and the library functions held in locals (a global lookup per
+// call is a table read in Redis's sandbox): together about a quarter of
+// the script's CPU per take (bench/RESULTS.md, session 6).
 var gcraScript = redis.NewScript(`
 local period = 60000000
+local tonumber, find, sub, format = tonumber, string.find, string.sub, string.format
+local floor, ceil, max, min, call = math.floor, math.ceil, math.max, math.min, redis.call
 local out = {}
 for i = 1, #KEYS do
   local key = KEYS[i]
@@ -209,19 +213,19 @@ for i = 1, #KEYS do
   local step = period / n
   local tat = now
   local changed = false
-  local v = redis.call('GET', key)
+  local v = call('GET', key)
   if v then
-    local sp = string.find(v, ' ', 1, true)
+    local sp = find(v, ' ', 1, true)
     local s, m
     if sp then
-      s, m = tonumber(string.sub(v, 1, sp - 1)), tonumber(string.sub(v, sp + 1))
+      s, m = tonumber(sub(v, 1, sp - 1)), tonumber(sub(v, sp + 1))
     end
     if s and m and m > 0 then
       if m == n then
         if s > now then tat = s end
       else
-        local left = math.floor(m * (period - math.max(s - now, 0)) / period + 1e-9)
-        left = math.max(0, math.min(left, n))
+        local left = floor(m * (period - max(s - now, 0)) / period + 1e-9)
+        left = max(0, min(left, n))
         tat = now + period - left * step
         changed = true
       end
@@ -229,14 +233,14 @@ for i = 1, #KEYS do
   end
   local new = tat + step
   if new - now <= period + 2 then
-    local sv = string.format('%.17g', new)
-    redis.call('SET', key, sv .. ' ' .. ns, 'PX', math.max(1, math.ceil((new - now) / 1000)))
+    local sv = format('%.17g', new)
+    call('SET', key, sv .. ' ' .. ns, 'PX', max(1, ceil((new - now) / 1000)))
     out[2 * i - 1] = 1
     out[2 * i] = sv
   else
-    local sv = string.format('%.17g', tat)
+    local sv = format('%.17g', tat)
     if changed then
-      redis.call('SET', key, sv .. ' ' .. ns, 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+      call('SET', key, sv .. ' ' .. ns, 'PX', max(1, ceil((tat - now) / 1000)))
     end
     out[2 * i - 1] = 0
     out[2 * i] = sv
