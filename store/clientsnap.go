@@ -141,17 +141,6 @@ func buildSnap(n int) *snapEdit {
 	return e
 }
 
-// setSlot gives the entry of id (which must exist) another usage slot.
-func (e *snapEdit) setSlot(id string, slot *usageSlot) {
-	ent, ok := e.next.entry(id)
-	if !ok {
-		return
-	}
-	e.own(id, ent.client.ClientKey)
-	ent.slot = slot
-	e.next.ids[shardOf(id)][id] = ent
-}
-
 // own makes the shards of id and key writable.
 func (e *snapEdit) own(id, key string) {
 	if i := shardOf(id); !e.ownIDs[i] {

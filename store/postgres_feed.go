@@ -325,15 +325,26 @@ func (s *Postgres) swapFull(res fullLoad, dirty map[string]struct{}, dirDirty, e
 	defer s.writeMu.Unlock()
 	cur := s.clients.Load()
 	if cur != nil {
-		// The load took its slots from the snapshot it started from, and
-		// only changes applied meanwhile (dirty) can have given cur a slot
-		// it does not know: merge those, not every client.
+		// A client changed while the load ran (dirty) may have been read
+		// before its change: a revocation the feed already applied to cur
+		// would be served undone until the re-read below, or for good if
+		// it fails. So the new snapshot takes cur's entry for each (its
+		// client and its slot, the load's pending usage merged in), or
+		// none when cur has none; the re-read then brings the rows.
+		// Removed first, then put: two dirty clients may swap a client_key.
+		var keep []clientEntry
 		for id := range dirty {
-			e, ok := res.clients.next.entry(id)
-			if ce, cok := cur.entry(id); ok && cok && ce.slot != e.slot {
+			ce, cok := cur.entry(id)
+			if e, ok := res.clients.next.entry(id); ok && cok && ce.slot != e.slot {
 				ce.slot.markMax(e.slot.pending.Load())
-				res.clients.setSlot(id, ce.slot)
 			}
+			res.clients.remove(id)
+			if cok {
+				keep = append(keep, ce)
+			}
+		}
+		for _, ce := range keep {
+			res.clients.put(ce)
 		}
 	}
 	s.clients.Store(res.clients.next.seal())
