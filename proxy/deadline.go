@@ -27,7 +27,8 @@ import (
 //     while a Read is blocked takes effect at once, as net.Conn specifies;
 //   - a deadline less than two slacks away when it is set (an interrupt:
 //     now or in the past) and SetDeadline (both) are set exactly and at
-//     once.
+//     once, unless the deadline already set falls within the slack after
+//     it (it fires that soon anyway).
 func (p *Proxy) Listener(ln net.Listener) net.Listener {
 	slack := min(p.cfg.ReadTimeout, p.cfg.WriteTimeout, p.cfg.IdleTimeout) / 16
 	return &coarseListener{Listener: ln, slack: slack}
@@ -53,7 +54,7 @@ type coarseConn struct {
 	slack time.Duration
 
 	mu      sync.Mutex
-	reading bool      // a Read is in progress
+	reading bool      // a Read is in progress (one reader at a time, as fasthttp and tunnels read)
 	rdWant  time.Time // the read deadline asked for
 	rdSet   time.Time // the read deadline set on Conn
 	wdSet   time.Time // the write deadline set on Conn

@@ -385,6 +385,12 @@ func (t *tunnel) pump(dst, src net.Conn, srcGone, dstGone string, writeTimeout t
 	buf := *bp
 	for {
 		_ = src.SetReadDeadline(time.Now().Add(idle))
+		if t.closed.Load() {
+			// close may have set its past deadline just before the
+			// line above replaced it: the read would then wait an idle
+			// timeout on a tunnel already closed.
+			return
+		}
 		n, err := src.Read(buf)
 		if n > 0 {
 			t.touch()
