@@ -86,13 +86,6 @@ func (p *Pool) Handshake(x *Exchange, req *fasthttp.Request, resp *fasthttp.Resp
 	return t, Upgraded
 }
 
-func outcomeOf(err error) Outcome {
-	if errors.Is(err, fasthttp.ErrTimeout) || isTimeout(err) {
-		return Timeout
-	}
-	return Unavailable
-}
-
 var (
 	hdrUpgrade = []byte("Upgrade")
 	valWS      = []byte("websocket")

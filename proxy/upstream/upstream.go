@@ -321,12 +321,18 @@ func (p *Pool) Do(x *Exchange, req *fasthttp.Request, resp *fasthttp.Response, n
 	}
 	if err != nil {
 		x.Err = err
-		if errors.Is(err, fasthttp.ErrTimeout) || isTimeout(err) {
-			return Timeout
-		}
-		return Unavailable
+		return outcomeOf(err)
 	}
 	return frame(x, &p.cfg, req, resp)
+}
+
+// outcomeOf is the outcome of an exchange that failed with err: Timeout
+// for a timeout, else Unavailable.
+func outcomeOf(err error) Outcome {
+	if errors.Is(err, fasthttp.ErrTimeout) || isTimeout(err) {
+		return Timeout
+	}
+	return Unavailable
 }
 
 // send tries the upstreams in turn while a connection cannot be opened.
