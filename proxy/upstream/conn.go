@@ -15,11 +15,10 @@ import (
 // does not hold a request that long before the next one is tried.
 const maxConnectTimeout = 5 * time.Second
 
-// dialer returns u's HostClient Dial: open, under a conn.
-func dialer(cfg *Config, tlsConfig *tls.Config, u *upstream) fasthttp.DialFunc {
-	open := opener(cfg, tlsConfig)
+// dialer returns u's HostClient Dial: u.open, under a conn.
+func dialer(cfg *Config, u *upstream) fasthttp.DialFunc {
 	return func(addr string) (net.Conn, error) {
-		c, err := open(addr)
+		c, err := u.open(addr)
 		if err != nil {
 			return nil, err
 		}

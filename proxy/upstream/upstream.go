@@ -234,8 +234,8 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 	if isTLS {
 		tlsConfig = &tls.Config{ServerName: pu.Hostname(), MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
 	}
-	u.hc.Dial = dialer(cfg, tlsConfig, u)
 	u.open = opener(cfg, tlsConfig)
+	u.hc.Dial = dialer(cfg, u)
 	return u, nil
 }
 
