@@ -90,18 +90,14 @@ func (c *coarseConn) Read(b []byte) (int, error) {
 	c.reading = true
 	err := c.applyRead()
 	c.mu.Unlock()
+	n := 0
 	if err == nil {
-		var n int
 		n, err = c.Conn.Read(b)
-		c.mu.Lock()
-		c.reading = false
-		c.mu.Unlock()
-		return n, err
 	}
 	c.mu.Lock()
 	c.reading = false
 	c.mu.Unlock()
-	return 0, err
+	return n, err
 }
 
 // SetReadDeadline takes effect at the next Read, or at once while a Read
