@@ -16,7 +16,8 @@ import (
 	"github.com/scopegate/scopegate/policy"
 )
 
-func readConfig(t *testing.T, name string) []byte {
+// readConfig reads the shipped configs/name.
+func readConfig(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "configs", name))
 	if err != nil {

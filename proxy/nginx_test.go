@@ -35,7 +35,7 @@ func renderRecipe(t testing.TB, recipe, dst string, repl map[string]map[string]s
 		t.Fatal(err)
 	}
 	for name, r := range repl {
-		conf := string(readConfigTB(t, filepath.Join(recipe, name)))
+		conf := string(readConfig(t, filepath.Join(recipe, name)))
 		for old, new := range r {
 			if !strings.Contains(conf, old) {
 				t.Fatalf("configs/%s/%s no longer contains %q (update the test template)", recipe, name, old)

@@ -80,16 +80,6 @@ func startTraefik(t testing.TB, scopegateAddr, appAddr string) string {
 	return addr
 }
 
-// readConfigTB is readConfig for any testing.TB.
-func readConfigTB(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "configs", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestTraefikRecipeEverySpelling runs the shipped configs/traefik/ under
 // a real Traefik in front of scopegate's /_auth and an echo app (issue 15:
 // X_Auth_User_Id passed Traefik and reached the app as the identity).
