@@ -183,6 +183,20 @@ func newEnv(t testing.TB, o envOptions) *env {
 	return e
 }
 
+// startAdmin serves e's admin listener on a loopback port until the test
+// ends and returns its base URL.
+func (e *env) startAdmin(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e.proxy.NewAdminServer()
+	go srv.Serve(ln)
+	t.Cleanup(func() { _ = srv.Shutdown(); _ = ln.Close() })
+	return "http://" + ln.Addr().String()
+}
+
 // openFileStore writes f as a declarative store file and opens it.
 func openFileStore(t testing.TB, f storetest.Fixture) *store.File {
 	t.Helper()

@@ -170,14 +170,7 @@ func TestAdmin(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.do(directPeer, reqText("GET", "/api/things")) // one denial
 	e.do(directPeer, reqText("GET", "/api/things", "X-API-Key", e.fix.Token("app")))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := e.proxy.NewAdminServer()
-	go srv.Serve(ln)
-	t.Cleanup(func() { _ = srv.Shutdown(); _ = ln.Close() })
-	base := "http://" + ln.Addr().String()
+	base := e.startAdmin(t)
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)
 		if err != nil {

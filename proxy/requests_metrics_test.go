@@ -51,16 +51,10 @@ func TestRequestMetrics(t *testing.T) {
 	// A second gateway on the same metrics set whose upstream is down.
 	down := newEnv(t, envOptions{upstreams: []string{"http://" + deadAddr(t)}, mutate: shared})
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := e.proxy.NewAdminServer()
-	go admin.Serve(ln)
-	t.Cleanup(func() { _ = admin.Shutdown(); _ = ln.Close() })
+	admin := e.startAdmin(t)
 	scrape := func() string {
 		t.Helper()
-		resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+		resp, err := http.Get(admin + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
