@@ -95,16 +95,18 @@ func (m *proxyMetrics) denied(r policy.Reason) *metrics.Counter {
 // one per status class.
 func requestCounters(s *metrics.Set, route string) [statusClasses]*metrics.Counter {
 	var c [statusClasses]*metrics.Counter
+	label := labelValue(route)
 	for i, class := range statusClassNames {
-		c[i] = s.GetOrCreateCounter(`scopegate_requests_total{code="` + class + `",route="` + labelValue(route) + `"}`)
+		c[i] = s.GetOrCreateCounter(`scopegate_requests_total{code="` + class + `",route="` + label + `"}`)
 	}
 	return c
 }
 
 // labelValue escapes s for a Prometheus label value.
-func labelValue(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
+func labelValue(s string) string { return labelEscaper.Replace(s) }
+
+// labelEscaper is built once: a Replacer is safe for concurrent use.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 // routeCountersFor returns the request counters of routes, building them
 // when routes is not the routes file they were last built for (the first
