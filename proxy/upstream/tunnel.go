@@ -50,11 +50,7 @@ func (p *Pool) Handshake(x *Exchange, req *fasthttp.Request, resp *fasthttp.Resp
 		x.Err, x.Answered = err, time.Now()
 		return Tunnel{}, outcomeOf(err)
 	}
-	if u := x.last; u.tls {
-		req.URI().SetSchemeBytes(strHTTPS)
-	} else {
-		req.URI().SetSchemeBytes(strHTTP)
-	}
+	x.last.setScheme(req.URI())
 	req.URI().DisablePathNormalizing = true
 	_ = c.SetDeadline(time.Now().Add(p.cfg.Timeout))
 	br := bufio.NewReaderSize(c, p.cfg.MaxHeaderBytes)

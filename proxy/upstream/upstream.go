@@ -350,11 +350,7 @@ func (p *Pool) send(x *Exchange, req *fasthttp.Request, resp *fasthttp.Response,
 			// the parsed URI's host as Host, so that is where it goes.
 			req.URI().SetHost(u.hc.Addr)
 		}
-		if u.tls {
-			req.URI().SetSchemeBytes(strHTTPS)
-		} else {
-			req.URI().SetSchemeBytes(strHTTP)
-		}
+		u.setScheme(req.URI())
 		err = u.hc.Do(req, resp)
 		if err == nil || !isDialError(err) || x.body.exceeded {
 			return err
@@ -362,6 +358,15 @@ func (p *Pool) send(x *Exchange, req *fasthttp.Request, resp *fasthttp.Response,
 		u.markDown()
 	}
 	return err
+}
+
+// setScheme sets uri's scheme to u's (http or https).
+func (u *upstream) setScheme(uri *fasthttp.URI) {
+	if u.tls {
+		uri.SetSchemeBytes(strHTTPS)
+	} else {
+		uri.SetSchemeBytes(strHTTP)
+	}
 }
 
 var (
