@@ -61,7 +61,7 @@ func (p *Pool) Handshake(x *Exchange, req *fasthttp.Request, resp *fasthttp.Resp
 	}
 	upgraded := false
 	if err == nil {
-		upgraded, err = ReadHandshakeAnswer(br, resp, p.cfg.MaxBodyBytes)
+		upgraded, err = readHandshakeAnswer(br, resp, p.cfg.MaxBodyBytes)
 	}
 	x.Answered = time.Now()
 	if err != nil || !upgraded {
@@ -87,14 +87,14 @@ var (
 	valWS      = []byte("websocket")
 )
 
-// ReadHandshakeAnswer reads the upstream's answer to an upgrade handshake
+// readHandshakeAnswer reads the upstream's answer to an upgrade handshake
 // from br into resp: interim answers (100, 102, 103) are skipped; a 101 is
 // upgraded when its Upgrade is websocket and its Connection names upgrade
 // (any case), and otherwise an error (the upstream switched to something
 // the gateway did not ask for); any other answer is read whole, its body
 // up to maxBody bytes, and is not upgraded. Nothing after a 101's header
 // block is read.
-func ReadHandshakeAnswer(br *bufio.Reader, resp *fasthttp.Response, maxBody int) (upgraded bool, err error) {
+func readHandshakeAnswer(br *bufio.Reader, resp *fasthttp.Response, maxBody int) (upgraded bool, err error) {
 	// fasthttp skips interim answers, and a 101 has no body, so
 	// ReadLimitBody stops at its header block.
 	if err := resp.ReadLimitBody(br, maxBody); err != nil {

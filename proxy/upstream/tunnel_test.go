@@ -28,7 +28,7 @@ func TestReadHandshakeAnswer(t *testing.T) {
 	for _, c := range cases {
 		var resp fasthttp.Response
 		br := bufio.NewReader(strings.NewReader(c.answer))
-		up, err := ReadHandshakeAnswer(br, &resp, 1<<10)
+		up, err := readHandshakeAnswer(br, &resp, 1<<10)
 		if up != c.upgraded || (err != nil) != c.fails || !c.fails && resp.StatusCode() != c.status {
 			t.Errorf("%s: upgraded %v, err %v, status %d", c.name, up, err, resp.StatusCode())
 		}
@@ -54,7 +54,7 @@ func FuzzReadHandshakeAnswer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, answer string) {
 		var resp fasthttp.Response
 		br := bufio.NewReaderSize(strings.NewReader(answer), 4096)
-		up, err := ReadHandshakeAnswer(br, &resp, 1<<12)
+		up, err := readHandshakeAnswer(br, &resp, 1<<12)
 		if !up {
 			return
 		}
