@@ -60,13 +60,14 @@ func (r *denialRing) add(e *Event) uint64 {
 		d.path = appendCut(d.path[:0], e.Path, maxPath)
 		d.clientKey = appendCut(d.clientKey[:0], e.ClientKey, maxClientKey)
 		d.userSub = appendCut(d.userSub[:0], e.UserSub, maxUserSub)
-		d.requestID = append(d.requestID[:0], e.RequestID[:min(len(e.RequestID), maxRequestID)]...)
+		d.requestID = appendCut(d.requestID[:0], e.RequestID, maxRequestID)
 	}
 	d.mu.Unlock()
 	return seq
 }
 
-func appendCut(dst []byte, s string, n int) []byte {
+// appendCut appends s, cut to n bytes, to dst.
+func appendCut[S string | []byte](dst []byte, s S, n int) []byte {
 	if len(s) > n {
 		s = s[:n]
 	}
