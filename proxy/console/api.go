@@ -25,7 +25,7 @@ func (c *Console) Serve(ctx *fasthttp.RequestCtx) bool {
 	var h func(*fasthttp.RequestCtx)
 	switch path {
 	case "/":
-		h = c.servePage
+		h = c.ServePage
 	case PathOverview:
 		h = c.jsonHandler(func(now time.Time) any { return c.overview(now) })
 	case PathClients:

@@ -41,10 +41,11 @@ func hashSource(s string) string {
 	return "sha256-" + base64.StdEncoding.EncodeToString(h[:])
 }
 
-// servePage answers the page. Status is set by the caller (the admin
-// listener answers it 401 when the token is missing: the page then asks
-// for it).
-func (c *Console) servePage(ctx *fasthttp.RequestCtx) {
+// ServePage answers the page whatever the path: Serve uses it for "/",
+// and the admin listener for a browser that has no token yet. Status is
+// set by the caller (the admin listener answers it 401 when the token is
+// missing: the page then asks for it).
+func (c *Console) ServePage(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/html; charset=utf-8")
 	h := &ctx.Response.Header
 	h.Set("Content-Security-Policy", pageCSP)
@@ -53,7 +54,3 @@ func (c *Console) servePage(ctx *fasthttp.RequestCtx) {
 	h.Set("X-Frame-Options", "DENY")
 	ctx.SetBody(page)
 }
-
-// ServePage answers the page whatever the path (the admin listener uses it
-// for a browser that has no token yet).
-func (c *Console) ServePage(ctx *fasthttp.RequestCtx) { c.servePage(ctx) }
