@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -16,7 +17,7 @@ import (
 // whose three requests a minute the printed lines use up. With TLS on, the
 // warm-up is skipped (its certificate may not be trusted here).
 func demoWarmUp(base, keyHeader, userJWT string, logger *slog.Logger) {
-	if len(base) < 7 || base[:7] != "http://" {
+	if !strings.HasPrefix(base, "http://") {
 		return
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
