@@ -206,9 +206,6 @@ func start(dir, name, bin string, args, env []string) (*process, error) {
 	return &process{Proc: p}, nil
 }
 
-// pid returns the process id.
-func (p *process) pid() int { return p.Pid() }
-
 // stop sends SIGTERM to the process and, after 10 s, SIGKILL. A nil p is
 // left alone.
 func (p *process) stop() {

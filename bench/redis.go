@@ -202,11 +202,11 @@ func runReplicas(e *env, o options) (scenarioResult, bool, error) {
 	}}
 	var cpu0, redis0, calls0 int64
 	for _, g := range e.replicas {
-		c, _ := cpuTime(g.pid())
+		c, _ := cpuTime(g.Pid())
 		cpu0 += c
 		calls0 += redisCalls(g)
 	}
-	redis0, _ = cpuTime(e.redis.pid())
+	redis0, _ = cpuTime(e.redis.Pid())
 	res, byStatus := driveReplicas(t, e.replicaAddrs, o.conns, o.warmup, o.duration)
 	if res.FirstError != "" {
 		fmt.Fprintf(os.Stderr, "redis-2-replicas: first error: %s\n", res.FirstError)
@@ -223,14 +223,14 @@ func runReplicas(e *env, o options) (scenarioResult, bool, error) {
 	if served > 0 {
 		var cpu1, calls1 int64
 		for _, g := range e.replicas {
-			c, _ := cpuTime(g.pid())
+			c, _ := cpuTime(g.Pid())
 			cpu1 += c
 			calls1 += redisCalls(g)
 		}
 		if calls1 > calls0 {
 			r.RedisTakesPerCall = served / float64(calls1-calls0)
 		}
-		redis1, _ := cpuTime(e.redis.pid())
+		redis1, _ := cpuTime(e.redis.Pid())
 		r.GatewayCPUus = float64(cpu1-cpu0) / served
 		r.RedisCPUus = float64(redis1-redis0) / served
 	}

@@ -399,11 +399,11 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 	}
 	var cpu0 int64
 	if gw != nil {
-		cpu0, _ = cpuTime(gw.pid())
+		cpu0, _ = cpuTime(gw.Pid())
 	}
 	var redis0, calls0 int64
 	if e.redis != nil && strings.HasSuffix(name, "-redis") {
-		redis0, _ = cpuTime(e.redis.pid())
+		redis0, _ = cpuTime(e.redis.Pid())
 		calls0 = redisCalls(gw)
 	}
 	var x0 int64
@@ -428,14 +428,14 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 	if gw != nil {
 		// CPU is counted from the start of the warm-up; divide by all
 		// requests the gateway served in that time (estimated from the rate).
-		cpu1, _ := cpuTime(gw.pid())
+		cpu1, _ := cpuTime(gw.Pid())
 		served := res.RPS() * (o.warmup + o.duration).Seconds()
 		if served > 0 {
 			r.GatewayCPUus = float64(cpu1-cpu0) / served
 		}
-		r.GatewayPeakRSSKiB, _ = peakRSS(gw.pid())
+		r.GatewayPeakRSSKiB, _ = peakRSS(gw.Pid())
 		if redis0 > 0 && served > 0 {
-			redis1, _ := cpuTime(e.redis.pid())
+			redis1, _ := cpuTime(e.redis.Pid())
 			r.RedisCPUus = float64(redis1-redis0) / served
 			if calls := redisCalls(gw) - calls0; calls > 0 {
 				r.RedisTakesPerCall = served / float64(calls)
