@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -140,7 +141,7 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 		for i := 0; i < 5; i++ {
 			revokes = append(revokes, timeRevocation(b, db, s, fmt.Sprintf("client-%d", 1+(i*7919)%n)))
 		}
-		slicesSort(revokes)
+		slices.Sort(revokes)
 
 		// Three more while a full reload (SIGHUP, or the periodic one)
 		// reads every row: it starts, and 300 ms later the revocations
@@ -155,7 +156,7 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 		if err := <-reloaded; err != nil {
 			b.Fatal(err)
 		}
-		slicesSort(during)
+		slices.Sort(during)
 		b.ReportMetric(toServing.Seconds(), "s-to-serving")
 		b.ReportMetric(loadCPU.Seconds(), "s-cpu-load")
 		b.ReportMetric(float64(live)/(1<<20), "MB-heap-live")
@@ -182,14 +183,6 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func slicesSort(d []time.Duration) {
-	for i := 1; i < len(d); i++ {
-		for j := i; j > 0 && d[j] < d[j-1]; j-- {
-			d[j], d[j-1] = d[j-1], d[j]
-		}
-	}
 }
 
 // timeRevocation revokes key and returns how long until the store's
