@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -120,14 +119,14 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 			}
 		}()
 		b.StartTimer()
-		cpu0 := cpuTime()
+		cpu0 := store.ProcessCPU()
 		start := time.Now()
 		s, err := store.OpenPostgres(ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
 		toServing := time.Since(start)
-		loadCPU := cpuTime() - cpu0
+		loadCPU := store.ProcessCPU() - cpu0
 		b.StopTimer()
 		close(stop)
 		<-sampled
@@ -174,15 +173,6 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 		pgtest.Exec(b, db, "UPDATE api_clients SET status = 'active' WHERE status = 'revoked'")
 		b.StartTimer()
 	}
-}
-
-// cpuTime returns the CPU time the process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // timeRevocation revokes key and returns how long until the store's
