@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -10,19 +11,25 @@ import (
 	"github.com/scopegate/scopegate/store"
 )
 
-// seedClients inserts n clients with a few list entries each, like a large
-// member database.
-func seedClients(b *testing.B, n int) string {
-	b.Helper()
-	db, dsn := pgtest.NewPool(b)
-	pgtest.Exec(b, db, `INSERT INTO api_clients (client_key, name, status, api_key_hash, allowed_origins, allowed_ips, allowed_paths, rate_limit_per_min)
+// seedSQL is the statement that inserts n clients with a few list entries
+// each, like a large member database. n is in the text, not a parameter,
+// so that seedScale can run it among other statements.
+func seedSQL(n int) string {
+	return `INSERT INTO api_clients (client_key, name, status, api_key_hash, allowed_origins, allowed_ips, allowed_paths, rate_limit_per_min)
 SELECT 'client-' || i, 'Client ' || i, 'active',
        'sha256:' || encode(sha256(('secret-' || i)::bytea), 'hex'),
        '["https://app.example.com", "https://*.example.org"]',
        '["10.0.0.0/8", "192.168.1.10"]',
        '["GET /api/**", "POST /api/orders/*"]',
        CASE WHEN i % 2 = 0 THEN 600 END
-FROM generate_series(1, $1::int) AS i`, n)
+FROM generate_series(1, ` + strconv.Itoa(n) + `) AS i`
+}
+
+// seedClients inserts n clients (seedSQL) into a new database.
+func seedClients(b *testing.B, n int) string {
+	b.Helper()
+	db, dsn := pgtest.NewPool(b)
+	pgtest.Exec(b, db, seedSQL(n))
 	return dsn
 }
 

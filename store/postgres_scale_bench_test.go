@@ -31,20 +31,13 @@ const EnvScaleDSN = "SCOPEGATE_BENCH_DSN"
 
 // seedScale inserts n clients in one statement, with the change triggers
 // off for the seed only (no notification per row; the store is not
-// listening yet anyway). Lists are shared as in seedClients.
+// listening yet anyway): the rows of seedSQL.
 func seedScale(b *testing.B, n int) string {
 	b.Helper()
 	db, dsn := pgtest.NewPool(b)
 	pgtest.Exec(b, db, `BEGIN;
 SET LOCAL session_replication_role = replica;
-INSERT INTO api_clients (client_key, name, status, api_key_hash, allowed_origins, allowed_ips, allowed_paths, rate_limit_per_min)
-SELECT 'client-' || i, 'Client ' || i, 'active',
-       'sha256:' || encode(sha256(('secret-' || i)::bytea), 'hex'),
-       '["https://app.example.com", "https://*.example.org"]',
-       '["10.0.0.0/8", "192.168.1.10"]',
-       '["GET /api/**", "POST /api/orders/*"]',
-       CASE WHEN i % 2 = 0 THEN 600 END
-FROM generate_series(1, `+strconv.Itoa(n)+`) AS i;
+`+seedSQL(n)+`;
 COMMIT;
 ANALYZE api_clients;`)
 	return dsn
