@@ -102,6 +102,10 @@ type RedisBuckets struct {
 	quit      chan struct{} // closed by Close
 	stopped   chan struct{} // closed when the batcher has returned
 	closeOnce sync.Once
+	// keys and args are the batcher's scratch for the script call's
+	// arguments, reused from call to call.
+	keys []string
+	args []any
 }
 
 type redisMetrics struct {
@@ -344,7 +348,7 @@ func (r *RedisBuckets) drain(batch []*takeReq) []*takeReq {
 // is bounded by the earliest deadline left.
 func (r *RedisBuckets) send(batch []*takeReq) {
 	now := time.Now()
-	live := batch[:0:0]
+	live := batch[:0] // filtered in place: batch is the batcher's own
 	var deadline time.Time
 	for _, q := range batch {
 		if !now.Before(q.deadline) {
@@ -360,12 +364,12 @@ func (r *RedisBuckets) send(batch []*takeReq) {
 	if len(live) == 0 {
 		return
 	}
-	keys := make([]string, len(live))
-	args := make([]any, 0, 2*len(live))
-	for i, q := range live {
-		keys[i] = q.key
+	keys, args := r.keys[:0], r.args[:0]
+	for _, q := range live {
+		keys = append(keys, q.key)
 		args = append(args, q.now, q.perMin)
 	}
+	r.keys, r.args = keys, args
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	res, err := gcraScript.Run(ctx, r.client, keys, args...).Slice()
 	cancel()
