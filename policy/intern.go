@@ -182,12 +182,5 @@ func compilePathList(src listSrc) *pathList {
 // uvarint decodes a uvarint written by [binary.AppendUvarint] at the start
 // of s: the value and its width. s must hold a whole one.
 func uvarint(s string) (v uint64, w int) {
-	for shift := 0; ; shift += 7 {
-		c := s[w]
-		w++
-		v |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return v, w
-		}
-	}
+	return binary.Uvarint(bytesOf(s))
 }
