@@ -177,15 +177,15 @@ func (c *Client) decodeCold() (d coldRow) {
 	n, w := uvarint(s)
 	d.status, s = s[w:w+int(n)], s[w+int(n):]
 	if d.flags&coldRate != 0 {
-		v, w := uvarint(s)
-		d.rate, s = int(int64(v>>1)^-int64(v&1)), s[w:]
+		v, w := varint(s)
+		d.rate, s = int(v), s[w:]
 	}
 	readTime := func(utc bool) time.Time {
-		sec, w := uvarint(s)
+		sec, w := varint(s)
 		s = s[w:]
 		ns, w := uvarint(s)
 		s = s[w:]
-		t := time.Unix(int64(sec>>1)^-int64(sec&1), int64(ns))
+		t := time.Unix(sec, int64(ns))
 		if utc {
 			t = t.UTC()
 		}
@@ -199,10 +199,10 @@ func (c *Client) decodeCold() (d coldRow) {
 	return d
 }
 
-// appendTime appends t as zigzag seconds and nanoseconds.
+// appendTime appends t as zigzag seconds ([binary.AppendVarint]) and
+// nanoseconds.
 func appendTime(b []byte, t time.Time) []byte {
-	sec := t.Unix()
-	b = binary.AppendUvarint(b, uint64(sec<<1)^uint64(sec>>63))
+	b = binary.AppendVarint(b, t.Unix())
 	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
 }
 
@@ -273,8 +273,7 @@ func CompileClient(rec ClientRecord) (*Client, []error) {
 	b = binary.AppendUvarint(b, uint64(len(rec.Status)))
 	b = append(b, rec.Status...)
 	if rec.RateLimitPerMin != nil {
-		r := int64(*rec.RateLimitPerMin)
-		b = binary.AppendUvarint(b, uint64(r<<1)^uint64(r>>63))
+		b = binary.AppendVarint(b, int64(*rec.RateLimitPerMin))
 	}
 	if rec.LastUsedAt != nil {
 		b = appendTime(b, *rec.LastUsedAt)

@@ -184,3 +184,9 @@ func compilePathList(src listSrc) *pathList {
 func uvarint(s string) (v uint64, w int) {
 	return binary.Uvarint(bytesOf(s))
 }
+
+// varint decodes a varint written by [binary.AppendVarint] (zigzag) at the
+// start of s: the value and its width. s must hold a whole one.
+func varint(s string) (v int64, w int) {
+	return binary.Varint(bytesOf(s))
+}
