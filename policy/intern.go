@@ -142,41 +142,33 @@ func (in *interner[T]) forget(e internEntry[T]) {
 
 func compileIPList(src listSrc) *ipList {
 	l := &ipList{listSrc: src}
-	for _, s := range src.src {
-		p, err := compileIP(s)
-		if err != nil {
-			l.errs = append(l.errs, entryError{s, err})
-			continue
-		}
-		l.ips = append(l.ips, p)
-	}
+	compileEach(&l.listSrc, compileIP, func(p netip.Prefix) { l.ips = append(l.ips, p) })
 	return l
 }
 
 func compileOriginList(src listSrc) *originList {
 	l := &originList{listSrc: src}
-	for _, s := range src.src {
-		o, err := compileOrigin(s)
-		if err != nil {
-			l.errs = append(l.errs, entryError{s, err})
-			continue
-		}
-		l.originSet.add(o)
-	}
+	compileEach(&l.listSrc, compileOrigin, l.originSet.add)
 	return l
 }
 
 func compilePathList(src listSrc) *pathList {
 	l := &pathList{listSrc: src}
-	for _, s := range src.src {
-		g, err := compileGlob(s, false)
+	compileEach(&l.listSrc, func(s string) (glob, error) { return compileGlob(s, false) }, l.paths.add)
+	return l
+}
+
+// compileEach compiles every entry of l with compile: a malformed one is
+// recorded in l.errs, the others go to add, in order.
+func compileEach[V any](l *listSrc, compile func(string) (V, error), add func(V)) {
+	for _, s := range l.src {
+		v, err := compile(s)
 		if err != nil {
 			l.errs = append(l.errs, entryError{s, err})
 			continue
 		}
-		l.paths.add(g)
+		add(v)
 	}
-	return l
 }
 
 // uvarint decodes a uvarint written by [binary.AppendUvarint] at the start
