@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,8 +136,12 @@ func TestRedisBucketsKey(t *testing.T) {
 		t.Errorf("PTTL %s = %d ms, want (2000, 3000]", key, ms)
 	}
 	v, err := redistest.Command(addr, "GET", key)
-	if err != nil || !strings.HasSuffix(v, " 60") {
-		t.Errorf("GET %s = %q, %v; want \"<tat> 60\"", key, v, err)
+	// 1, then tat and N as little-endian doubles: three tokens of one a
+	// second taken at rlT0.
+	wantTAT := float64(rlT0.Add(3 * time.Second).UnixMicro())
+	if err != nil || len(v) != 17 || v[0] != 1 ||
+		math.Float64frombits(le64(v[1:])) != wantTAT || math.Float64frombits(le64(v[9:])) != 60 {
+		t.Errorf("GET %s = %q, %v; want 1, %v, 60 in binary", key, v, err, wantTAT)
 	}
 	r.Take("43", 1, rlT0)
 	before, _ := redistest.Command(addr, "GET", prefix+"rl:43")
@@ -145,6 +150,39 @@ func TestRedisBucketsKey(t *testing.T) {
 	}
 	if after, _ := redistest.Command(addr, "GET", prefix+"rl:43"); after != before {
 		t.Errorf("a refusal changed the key: %q → %q", before, after)
+	}
+}
+
+// TestRedisBucketsReadsTextValue: a bucket written by an earlier version
+// ("<tat> <N>" in text) is read, not reset, so a rolling upgrade keeps
+// the new replicas' takes within the limit.
+func TestRedisBucketsReadsTextValue(t *testing.T) {
+	addr := redistest.Shared(t)
+	prefix := redistest.Prefix(t)
+	r := newRedisBuckets(t, addr, RedisBucketsConfig{KeyPrefix: prefix})
+	now := rlT0.UnixMicro()
+	tests := []struct {
+		id, value string
+		limit     int
+		want      policy.BucketStatus
+		tokens    float64 // after the take
+	}{
+		// 59 of 60 taken a moment ago: one left.
+		{"t1", fmt.Sprintf("%d 60", now+59_000_000), 60, policy.BucketTaken, 0},
+		// all 60 taken: refused.
+		{"t2", fmt.Sprintf("%d 60", now+60_000_000), 60, policy.BucketRefused, 0},
+		// a fractional TAT as %.17g wrote it.
+		{"t3", fmt.Sprintf("%.17g 7", float64(now)+6*60e6/7+0.5), 7, policy.BucketTaken, 0},
+	}
+	for _, tt := range tests {
+		key := prefix + "rl:" + tt.id
+		if _, err := redistest.Command(addr, "SET", key, tt.value, "PX", "60000"); err != nil {
+			t.Fatal(err)
+		}
+		a := r.Take(tt.id, tt.limit, rlT0)
+		if a.Status != tt.want || math.Abs(a.Tokens-tt.tokens) > 1e-6 {
+			t.Errorf("%s: take on %q = %+v, want %v with %v tokens", tt.id, tt.value, a, tt.want, tt.tokens)
+		}
 	}
 }
 
