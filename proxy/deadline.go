@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -45,13 +46,14 @@ func (l *coarseListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &coarseConn{Conn: c, slack: l.slack}, nil
+	return &coarseConn{Conn: c, slack: l.slack, peer: addrOf(c.RemoteAddr())}, nil
 }
 
 // coarseConn is a connection with coarse deadlines (see [Proxy.Listener]).
 type coarseConn struct {
 	net.Conn
 	slack time.Duration
+	peer  netip.Addr // the peer's IP address, parsed at accept (peerAddr)
 
 	mu      sync.Mutex
 	reading bool      // a Read is in progress (one reader at a time, as fasthttp and tunnels read)

@@ -3,9 +3,12 @@ package proxy
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // coarsePair returns a coarseConn with slack and the peer end of its
@@ -180,3 +183,60 @@ func BenchmarkCoarseConn(b *testing.B) {
 		})
 	}
 }
+
+// TestPeerAddrAtAccept: a connection from the traffic listener carries its
+// peer, parsed once, and peerAddr reads it; another connection's peer is
+// parsed from RemoteAddr. Both unmap IPv4-mapped addresses.
+func TestPeerAddrAtAccept(t *testing.T) {
+	remote := &net.TCPAddr{IP: net.ParseIP("::ffff:10.1.2.3"), Port: 4000}
+	want := netip.MustParseAddr("10.1.2.3")
+	c := fakeConn{remote: remote}
+	ln := &coarseListener{Listener: &oneConnListener{c: c}, slack: time.Second}
+	accepted, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, conn := range map[string]net.Conn{"accepted": accepted, "plain": c} {
+		var ctx fasthttp.RequestCtx
+		ctx.Init2(conn, nil, false)
+		if got := peerAddr(&ctx); got != want {
+			t.Errorf("%s: peerAddr = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// BenchmarkPeerAddr: the peer of a request on an accepted connection
+// (parsed at accept) against one parsed from RemoteAddr per request.
+func BenchmarkPeerAddr(b *testing.B) {
+	c := fakeConn{remote: &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 4000}}
+	ln := &coarseListener{Listener: &oneConnListener{c: c}, slack: time.Second}
+	accepted, _ := ln.Accept()
+	for name, conn := range map[string]net.Conn{"accepted": accepted, "plain": c} {
+		b.Run(name, func(b *testing.B) {
+			var ctx fasthttp.RequestCtx
+			ctx.Init2(conn, nil, false)
+			b.ReportAllocs()
+			for b.Loop() {
+				if !peerAddr(&ctx).IsValid() {
+					b.Fatal("no peer")
+				}
+			}
+		})
+	}
+}
+
+// fakeConn is a net.Conn with a remote address and nothing else.
+type fakeConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c fakeConn) RemoteAddr() net.Addr { return c.remote }
+
+// oneConnListener accepts c once.
+type oneConnListener struct {
+	net.Listener
+	c net.Conn
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) { return l.c, nil }

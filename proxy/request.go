@@ -160,7 +160,19 @@ func (v *valueSource) Query(name string) (string, int) {
 // allocate. An unknown address type yields the zero Addr (never trusted,
 // never in an allow-list).
 func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	switch a := ctx.RemoteAddr().(type) {
+	// A traffic connection parsed its peer once, at accept. The contexts
+	// built for Envoy's gRPC checks, explain and tunnels set their peer
+	// and have no *coarseConn.
+	if c, ok := ctx.Conn().(*coarseConn); ok {
+		return c.peer
+	}
+	return addrOf(ctx.RemoteAddr())
+}
+
+// addrOf is a's IP address (IPv4-mapped addresses unmapped), the zero Addr
+// for an address that is not TCP or UDP.
+func addrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
 	case *net.TCPAddr:
 		ip, _ := netip.AddrFromSlice(a.IP)
 		return ip.Unmap()
