@@ -41,19 +41,21 @@ func TestPostgresChangeFeedLatency(t *testing.T) {
 	b := setup(t, nil)
 	ctx := context.Background()
 	now := time.Now
-	// The NOTIFY path is asserted at 100 ms; the other changes at the 1 s of
-	// SPEC §6, so a loaded CI machine does not make this test flaky.
-	const budget, specBudget = 100 * time.Millisecond, time.Second
+	// Every change is asserted at the 1 s of SPEC §6 (the periodic reload
+	// is minutes away, so only the change feed can meet it); the latency
+	// itself is logged, and measured by BenchmarkPostgresScaleStart, not
+	// asserted here: a 100 ms bound failed on a loaded machine.
+	const specBudget = time.Second
 
 	id := pgtest.InsertClient(t, b.db, pgtest.Client{ClientKey: "fresh"})
-	d := eventually(t, budget, "inserted client visible", func() bool {
+	d := eventually(t, specBudget, "inserted client visible", func() bool {
 		c, _ := b.store.LookupClient("fresh", now())
 		return c != nil && c.Active
 	})
 	t.Logf("insert visible after %v", d)
 
 	pgtest.Exec(t, b.db, "UPDATE api_clients SET status = 'revoked' WHERE id = $1", id)
-	d = eventually(t, budget, "revocation visible", func() bool {
+	d = eventually(t, specBudget, "revocation visible", func() bool {
 		c, _ := b.store.LookupClient("fresh", now())
 		return c != nil && !c.Active
 	})

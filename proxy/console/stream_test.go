@@ -88,12 +88,21 @@ func TestStreamSlowBrowser(t *testing.T) {
 	waitFor(t, "the first stream", func() bool { return c.subs.count() == 1 })
 	big := &Event{Time: now, Status: 401, Reason: policy.ReasonCredentialsMissing, Route: -1, Method: "GET",
 		Path: "/" + strings.Repeat("p", 250), RequestID: []byte(strings.Repeat("r", 200))}
-	start := time.Now()
-	for i := 0; i < 50000; i++ { // ~30 MB of events: more than any socket buffer holds
-		c.Observe(big)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("recording 50000 denials with a stuck stream took %v", d)
+	// ~30 MB of events: more than any socket buffer holds. Were Observe to
+	// wait on the stuck connection, the loop would never end; its speed is
+	// BenchmarkObserve's, so only that it ends is asserted (a liveness
+	// bound, far above any machine's time).
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 50000; i++ {
+			c.Observe(big)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Observe blocked on a browser that does not read")
 	}
 	waitFor(t, "drops to be counted", func() bool { return c.subs.dropped.Load() > 0 })
 
