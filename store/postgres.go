@@ -249,7 +249,6 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	// waits for, unless the first connection attempt already failed (the
 	// database is down: start not ready) or ctx ends.
 	first := make(chan error, 1)
-	defer raiseGCPercent()() // for the first load; see raiseGCPercent
 	s.wg.Add(3)
 	go s.listen()
 	go s.apply(first)

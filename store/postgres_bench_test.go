@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scopegate/scopegate/internal/gcload"
 	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/store"
 )
@@ -56,7 +57,9 @@ func BenchmarkPostgresSnapshotLoad(b *testing.B) {
 		var retained uint64
 		for b.Loop() {
 			before := heapInUse()
+			restore := gcload.Raise() // as serve does
 			s, err := store.OpenPostgres(ctx, cfg)
+			restore()
 			if err != nil {
 				b.Fatal(err)
 			}

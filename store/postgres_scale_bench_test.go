@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scopegate/scopegate/internal/gcload"
 	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/store"
 )
@@ -114,7 +115,9 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 		b.StartTimer()
 		cpu0 := store.ProcessCPU()
 		start := time.Now()
+		restore := gcload.Raise() // as serve does
 		s, err := store.OpenPostgres(ctx, cfg)
+		restore()
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/scopegate/scopegate/internal/gcload"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -19,6 +20,10 @@ func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*opene
 		return nil, err
 	}
 	set := metrics.NewSet()
+	// OpenPostgres returns once the first full load is in: that load keeps
+	// nearly all it allocates, so it runs at a higher GOGC (gcload.Raise),
+	// and the setting found is back before serving.
+	restore := gcload.Raise()
 	s, err := store.OpenPostgres(ctx, store.PostgresConfig{
 		DSN:               cfg.DatabaseURL,
 		Logger:            logger,
@@ -32,6 +37,7 @@ func openPostgres(ctx context.Context, cfg *Config, logger *slog.Logger) (*opene
 		LegacyPermissions: cfg.LegacyPermissions,
 		UserSync:          store.UserSyncConfig{Enabled: cfg.userSyncOn(), Interval: cfg.UserSyncInterval},
 	})
+	restore()
 	if errors.Is(err, store.ErrInvalidDatabaseURL) {
 		return nil, &ConfigError{Var: "SCOPEGATE_DATABASE_URL", Msg: "cannot be parsed as a PostgreSQL connection string"}
 	}

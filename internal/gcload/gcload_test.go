@@ -1,26 +1,26 @@
-package store
+package gcload
 
 import (
 	"runtime/debug"
 	"testing"
 )
 
-// TestRaiseGCPercent: overlapping raises restore the setting found once
+// TestRaise: overlapping raises restore the setting found once
 // the last ends, and a higher setting than the load's is left alone.
-func TestRaiseGCPercent(t *testing.T) {
+func TestRaise(t *testing.T) {
 	orig := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(orig)
 	current := func() int { p := debug.SetGCPercent(0); debug.SetGCPercent(p); return p }
 
-	a := raiseGCPercent()
-	b := raiseGCPercent()
-	if got := current(); got != loadGCPercent {
-		t.Fatalf("during the loads GOGC = %d, want %d", got, loadGCPercent)
+	a := Raise()
+	b := Raise()
+	if got := current(); got != Percent {
+		t.Fatalf("during the loads GOGC = %d, want %d", got, Percent)
 	}
 	a()
 	a() // a second call does nothing
-	if got := current(); got != loadGCPercent {
-		t.Errorf("with one load left GOGC = %d, want %d", got, loadGCPercent)
+	if got := current(); got != Percent {
+		t.Errorf("with one load left GOGC = %d, want %d", got, Percent)
 	}
 	b()
 	if got := current(); got != 100 {
@@ -28,7 +28,7 @@ func TestRaiseGCPercent(t *testing.T) {
 	}
 
 	debug.SetGCPercent(1000)
-	c := raiseGCPercent()
+	c := Raise()
 	if got := current(); got != 1000 {
 		t.Errorf("a higher GOGC was lowered to %d", got)
 	}
