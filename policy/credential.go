@@ -54,8 +54,7 @@ func ParseCredential(h CredentialHeaders) Credential {
 		return apiKeyCredential(h.APIKey, false)
 	}
 	if h.Authorization != "" {
-		scheme, tok, _ := strings.Cut(strings.TrimSpace(h.Authorization), " ")
-		tok = strings.TrimSpace(tok)
+		scheme, tok := SplitAuthorization(h.Authorization)
 		switch {
 		case strings.EqualFold(scheme, "Bearer"):
 			if looksLikeJWT(tok) {
@@ -70,6 +69,16 @@ func ParseCredential(h CredentialHeaders) Credential {
 		return Credential{Kind: CredentialJWT, Token: h.JWTCookie}
 	}
 	return Credential{}
+}
+
+// SplitAuthorization splits an Authorization value into its scheme and
+// its credentials, spaces around each trimmed: "Bearer  t " is "Bearer"
+// and "t". Scheme names are case-insensitive (strings.EqualFold); a value
+// without credentials yields token "". The one reader of Authorization's
+// form: credentials here, the admin token in proxy.
+func SplitAuthorization(v string) (scheme, token string) {
+	scheme, token, _ = strings.Cut(strings.TrimSpace(v), " ")
+	return scheme, strings.TrimSpace(token)
 }
 
 func apiKeyCredential(tok string, inAuth bool) Credential {

@@ -107,3 +107,21 @@ func FuzzParseCredential(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitAuthorization(t *testing.T) {
+	tests := []struct{ in, scheme, token string }{
+		{"Bearer abc", "Bearer", "abc"},
+		{"bearer  abc ", "bearer", "abc"},
+		{" ApiKey k.s", "ApiKey", "k.s"},
+		{"Bearer", "Bearer", ""},
+		{"Bearer ", "Bearer", ""},
+		{"Basic dXNlcjpwYXNz", "Basic", "dXNlcjpwYXNz"},
+		{"Bearer a b", "Bearer", "a b"},
+		{"", "", ""},
+	}
+	for _, tt := range tests {
+		if s, tok := SplitAuthorization(tt.in); s != tt.scheme || tok != tt.token {
+			t.Errorf("SplitAuthorization(%q) = %q, %q; want %q, %q", tt.in, s, tok, tt.scheme, tt.token)
+		}
+	}
+}

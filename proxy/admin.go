@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"strings"
@@ -9,6 +8,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/policy"
 )
 
 // AdminHandler serves the admin listener: /healthz (the process is up),
@@ -60,8 +61,6 @@ func (p *Proxy) AdminHandler(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-var bearerPrefix = []byte("bearer ")
-
 // adminAuthorized reports whether the request may use the admin paths: no
 // admin token is configured, or Authorization carries it as a Bearer
 // token. The comparison is of SHA-256 digests in constant time, so neither
@@ -70,11 +69,11 @@ func (p *Proxy) adminAuthorized(h *fasthttp.RequestHeader) bool {
 	if !p.adminTokenSet {
 		return true
 	}
-	v := h.Peek("Authorization")
-	if len(v) <= len(bearerPrefix) || !bytes.EqualFold(v[:len(bearerPrefix)], bearerPrefix) {
+	scheme, tok := policy.SplitAuthorization(b2s(h.Peek("Authorization")))
+	if tok == "" || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
-	got := sha256.Sum256(bytes.TrimSpace(v[len(bearerPrefix):]))
+	got := sha256.Sum256(s2b(tok))
 	return subtle.ConstantTimeCompare(got[:], p.adminToken[:]) == 1
 }
 
