@@ -199,21 +199,27 @@ func (r *RedisBuckets) Close() error {
 	return err
 }
 
-// gcraScript is the shared bucket (SPEC §9): GCRA with the theoretical
-// arrival time (TAT) in microseconds, for a batch of takes in one atomic
-// call. KEYS[i] is take i's key (a key may come more than once: its takes
-// run in order, the later ones reading what the earlier wrote; the keys
-// are read with one MGET); ARGV[1] holds, per take, two little-endian doubles: the
-// request's time (unix µs) and the limit N per minute. A bucket is full
-// when tat ≤ now; a take is allowed when tat + 60s/N ≤ now + 60s (a 2 µs
-// slack absorbs float rounding). The key expires when the bucket would be
-// full again. When N changed since the last take, the bucket keeps the
-// whole tokens it had left, at most N (as the per-process bucket does).
+// gcraScript is the shared bucket (SPEC §9): GCRA for a batch of takes in
+// one atomic call. KEYS[i] is take i's key (a key may come more than once:
+// its takes run in order, the later ones reading what the earlier wrote;
+// the keys are read with one MGET); ARGV[1] holds, per take, two
+// little-endian doubles: the request's time (unix µs) and the limit N per
+// minute.
 //
-// The value is 17 bytes: 1, then tat and N as little-endian doubles; the
-// text "<tat> <N>" of earlier versions is still read. The reply holds one
-// little-endian double per take: the TAT after it, negated when the take
-// was refused; the caller subtracts its now, as the script would.
+// A bucket is its debt: how far (µs) its theoretical arrival time is ahead
+// of now; 0 is full, and a take adds 60s/N. A take is allowed when the
+// debt after it is at most 60s (a 2 µs slack absorbs float rounding). The
+// debt is kept relative, not as an absolute time, so it stays exact for
+// any N: at unix µs a double's resolution is 0.25 µs, coarser than 60s/N
+// for N above ~2.4e8. When N changed since the last take, the bucket
+// keeps the whole tokens it had left, at most N (as the per-process bucket
+// does). The key expires when the bucket would be full again.
+//
+// The value is 25 bytes: 1, then the time it was written at, the debt
+// then and N, as little-endian doubles; the text "<tat> <N>" of earlier
+// versions is still read. The reply holds one little-endian double per
+// take: the debt after it, negated when the take was refused (a refused
+// take's debt is above 60s, a taken one's at least 60s/N: never zero).
 //
 // Binary numbers, not text: formatting and parsing doubles (printf's
 // %.17g, strtod) and one argument and one reply element per number were
@@ -232,44 +238,48 @@ for i = 1, #KEYS do
   local now, n
   now, n, pos = sunpack('<dd', args, pos)
   local step = period / n
-  local tat = now
+  local debt = 0
   local changed = false
   local v = cur[key]
   if v == nil then v = vals[i] end
   if v then
-    local s, m
-    if #v == 17 and byte(v, 1) == 1 then
-      s, m = sunpack('<dd', v, 2)
+    local d, m
+    if #v == 25 and byte(v, 1) == 1 then
+      local at
+      at, d, m = sunpack('<ddd', v, 2)
+      d = d - (now - at)
     else
       local sp = find(v, ' ', 1, true)
       if sp then
-        s, m = tonumber(sub(v, 1, sp - 1)), tonumber(sub(v, sp + 1))
+        local s = tonumber(sub(v, 1, sp - 1))
+        m = tonumber(sub(v, sp + 1))
+        if s then d = s - now end
       end
     end
-    if s and m and m > 0 then
+    if d and m and m > 0 then
       if m == n then
-        if s > now then tat = s end
+        if d > 0 then debt = d end
       else
-        local left = floor(m * (period - max(s - now, 0)) / period + 1e-9)
+        local left = floor(m * (period - max(d, 0)) / period + 1e-9)
         left = max(0, min(left, n))
-        tat = now + period - left * step
+        debt = period - left * step
         changed = true
       end
     end
   end
-  local new = tat + step
-  if new - now <= period + 2 then
-    local w = pack('<Bdd', 1, new, n)
-    call('SET', key, w, 'PX', max(1, ceil((new - now) / 1000)))
+  local new = debt + step
+  if new <= period + 2 then
+    local w = pack('<Bddd', 1, now, new, n)
+    call('SET', key, w, 'PX', max(1, ceil(new / 1000)))
     cur[key] = w
     out[i] = pack('<d', new)
   else
     if changed then
-      local w = pack('<Bdd', 1, tat, n)
-      call('SET', key, w, 'PX', max(1, ceil((tat - now) / 1000)))
+      local w = pack('<Bddd', 1, now, debt, n)
+      call('SET', key, w, 'PX', max(1, ceil(debt / 1000)))
       cur[key] = w
     end
-    out[i] = pack('<d', -tat)
+    out[i] = pack('<d', -debt)
   end
 end
 return table.concat(out)
@@ -312,6 +322,9 @@ func (r *RedisBuckets) Take(id string, perMin int, now time.Time) policy.BucketA
 	a, err := q.a, q.err
 	*q = takeReq{done: q.done}
 	takePool.Put(q)
+	if err == errClosed {
+		return r.fallback(id, perMin, now) // closing: no outage to report
+	}
 	if err != nil {
 		if r.br.fail(time.Now(), r.cfg.RetryInterval) {
 			r.cfg.Logger.Warn("redis rate limit unavailable; falling back until it answers",
@@ -352,6 +365,14 @@ func (r *RedisBuckets) unlockWaking() {
 	}
 }
 
+// fresh reports whether q has used less than a tenth of its timeout, so
+// the batcher may still yield before sending it: on saturated cores a
+// yield can cost a scheduling round, and a take past its deadline would
+// open the breaker.
+func (r *RedisBuckets) fresh(q *takeReq) bool {
+	return time.Until(q.deadline) > r.cfg.Timeout-r.cfg.Timeout/10
+}
+
 // batchYields is how many times, at most, the batcher yields its core
 // before taking the queue, as long as the queue grows: requests already
 // running on a core that are about to take then join this call instead
@@ -377,7 +398,7 @@ func (r *RedisBuckets) batcher() {
 			<-r.wake
 			r.mu.Lock()
 		}
-		for i, n := 0, 0; i < batchYields && len(r.pending) > n && len(r.pending) < maxBatch; i++ {
+		for i, n := 0, 0; i < batchYields && len(r.pending) > n && len(r.pending) < maxBatch && r.fresh(r.pending[0]); i++ {
 			n = len(r.pending)
 			r.mu.Unlock()
 			runtime.Gosched()
@@ -440,7 +461,7 @@ func (r *RedisBuckets) send(batch []*takeReq) {
 	}
 	for i, q := range live {
 		if q.err = err; err == nil {
-			q.a = gcraAnswer(math.Float64frombits(le64(res[8*i:])), q.now, q.perMin)
+			q.a = gcraAnswer(math.Float64frombits(le64(res[8*i:])), q.perMin)
 		}
 		q.done <- struct{}{}
 	}
@@ -454,16 +475,15 @@ func le64(s string) uint64 {
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
-// gcraAnswer reads one take's part of the script's reply: the TAT after it,
-// negated when the take was refused, which less now (unix µs, in doubles
-// as in the script) is the bucket's debt.
-func gcraAnswer(v float64, now int64, perMin int) policy.BucketAnswer {
+// gcraAnswer reads one take's part of the script's reply: the bucket's
+// debt after it (µs), negated when the take was refused.
+func gcraAnswer(debt float64, perMin int) policy.BucketAnswer {
 	a := policy.BucketAnswer{Status: policy.BucketTaken}
-	if v < 0 {
-		a.Status, v = policy.BucketRefused, -v
+	if debt < 0 {
+		a.Status, debt = policy.BucketRefused, -debt
 	}
 	const period = 60e6 // µs
-	a.Tokens = float64(perMin) * (period - (v - float64(now))) / period
+	a.Tokens = float64(perMin) * (period - debt) / period
 	return a
 }
 

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,6 +96,12 @@ func TestRedisBucketsMatchLocal(t *testing.T) {
 		{"b", 1 * time.Millisecond, 7, policy.ReasonNone},
 		{"c", 0, 1_000_000, policy.ReasonNone},
 		{"c", 30 * time.Second, 1_000_000, policy.ReasonNone},
+		// 60s/N below a double's resolution at unix µs (0.25 µs): the
+		// debt is kept relative, so every take still counts.
+		{"d", 0, 1_000_000_000, policy.ReasonNone},
+		{"d", 0, 1_000_000_000, policy.ReasonNone},
+		{"d", 0, 1_000_000_000, policy.ReasonNone},
+		{"d", time.Microsecond, 1_000_000_000, policy.ReasonNone},
 	}
 	now := rlT0
 	for i, s := range steps {
@@ -136,12 +143,12 @@ func TestRedisBucketsKey(t *testing.T) {
 		t.Errorf("PTTL %s = %d ms, want (2000, 3000]", key, ms)
 	}
 	v, err := redistest.Command(addr, "GET", key)
-	// 1, then tat and N as little-endian doubles: three tokens of one a
-	// second taken at rlT0.
-	wantTAT := float64(rlT0.Add(3 * time.Second).UnixMicro())
-	if err != nil || len(v) != 17 || v[0] != 1 ||
-		math.Float64frombits(le64(v[1:])) != wantTAT || math.Float64frombits(le64(v[9:])) != 60 {
-		t.Errorf("GET %s = %q, %v; want 1, %v, 60 in binary", key, v, err, wantTAT)
+	// 1, then the time written, the debt then and N as little-endian
+	// doubles: three tokens of one a second taken at rlT0.
+	at := float64(rlT0.UnixMicro())
+	if err != nil || len(v) != 25 || v[0] != 1 || math.Float64frombits(le64(v[1:])) != at ||
+		math.Float64frombits(le64(v[9:])) != 3e6 || math.Float64frombits(le64(v[17:])) != 60 {
+		t.Errorf("GET %s = %q, %v; want 1, %v, 3e6, 60 in binary", key, v, err, at)
 	}
 	r.Take("43", 1, rlT0)
 	before, _ := redistest.Command(addr, "GET", prefix+"rl:43")
@@ -433,5 +440,113 @@ func TestParseRedisErrorMode(t *testing.T) {
 	}
 	if _, err := ParseRedisURL("redis://user:secret@127.0.0.1:6379/2"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestGCRAScriptBatchEqualsSequential: takes sent in one script call give
+// the answers and leave the values the same takes give one call each: a
+// key repeated in the batch (its limit changing, its time going back), a
+// key holding an earlier version's text value under another limit, a
+// missing key.
+func TestGCRAScriptBatchEqualsSequential(t *testing.T) {
+	addr := redistest.Shared(t)
+	pa, pb := redistest.Prefix(t)+"batch:", redistest.Prefix(t)+"seq:"
+	batched := newRedisBuckets(t, addr, RedisBucketsConfig{KeyPrefix: pa})
+	seq := newRedisBuckets(t, addr, RedisBucketsConfig{KeyPrefix: pb})
+	legacy := fmt.Sprintf("%d 10", rlT0.Add(45*time.Second).UnixMicro()) // 2.5 of 10 left
+	for _, p := range []string{pa, pb} {
+		if _, err := redistest.Command(addr, "SET", p+"rl:B", legacy, "PX", "60000"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	takes := []struct {
+		id    string
+		after time.Duration
+		limit int
+	}{
+		{"A", 0, 5}, {"B", 0, 7}, {"A", 0, 5}, {"C", 0, 3}, {"A", time.Second, 6},
+		{"B", 0, 7}, {"A", -2 * time.Second, 5}, {"A", 0, 5}, {"A", 0, 5}, {"A", 0, 5}, {"C", 0, 3},
+		{"B", 0, 7}, {"B", 0, 7},
+	}
+	var batch []*takeReq
+	now := rlT0
+	for _, tk := range takes {
+		now = now.Add(tk.after)
+		batch = append(batch, &takeReq{key: pa + "rl:" + tk.id, perMin: tk.limit, now: now.UnixMicro(),
+			deadline: time.Now().Add(time.Minute), done: make(chan struct{}, 1)})
+	}
+	batched.send(batch)
+	now = rlT0
+	for i, tk := range takes {
+		now = now.Add(tk.after)
+		<-batch[i].done
+		if batch[i].err != nil {
+			t.Fatalf("take %d in the batch: %v", i, batch[i].err)
+		}
+		got, want := batch[i].a, seq.Take(tk.id, tk.limit, now)
+		if got != want {
+			t.Errorf("take %d (%s at %v, %d/min): batched %+v, one per call %+v", i, tk.id, now.Sub(rlT0), tk.limit, got, want)
+		}
+	}
+	for _, id := range []string{"A", "B", "C"} {
+		a, errA := redistest.Command(addr, "GET", pa+"rl:"+id)
+		b, errB := redistest.Command(addr, "GET", pb+"rl:"+id)
+		if errA != nil || errB != nil || a != b {
+			t.Errorf("value of %s: batched %q (%v), one per call %q (%v)", id, a, errA, b, errB)
+		}
+	}
+	if calls := batched.m.calls.Get(); calls != 1 {
+		t.Errorf("the batch took %d script calls, want 1", calls)
+	}
+}
+
+// TestRedisBucketsCloseWhileTaking: takes queued or in flight when Close
+// runs are all answered (taken, or per OnError), and closing is not an
+// outage: the breaker stays closed.
+func TestRedisBucketsCloseWhileTaking(t *testing.T) {
+	addr := redistest.Shared(t)
+	for round := 0; round < 20; round++ {
+		r := newRedisBuckets(t, addr, RedisBucketsConfig{OnError: RedisErrorDeny})
+		var answered sync.WaitGroup
+		var done atomic.Int64
+		var mu sync.Mutex
+		bad := map[policy.BucketStatus]int{}
+		for g := 0; g < 64; g++ {
+			answered.Add(1)
+			go func() {
+				defer answered.Done()
+				for i := 0; i < 50; i++ {
+					a := r.Take(fmt.Sprint(g%8), 1<<30, time.Now())
+					if a.Status != policy.BucketTaken && a.Status != policy.BucketUnavailable {
+						mu.Lock()
+						bad[a.Status]++
+						mu.Unlock()
+					}
+					done.Add(1)
+				}
+			}()
+		}
+		// Close at a point that moves from round to round.
+		for start := time.Now(); done.Load() <= int64(round*100); time.Sleep(50 * time.Microsecond) {
+			if time.Since(start) > time.Minute {
+				t.Fatalf("round %d: only %d takes answered in a minute", round, done.Load())
+			}
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		finished := make(chan struct{})
+		go func() { answered.Wait(); close(finished) }()
+		select {
+		case <-finished:
+		case <-time.After(time.Minute):
+			t.Fatalf("round %d: a take was never answered after Close (%d of 3200 answered)", round, done.Load())
+		}
+		if len(bad) > 0 {
+			t.Errorf("round %d: unexpected answers %v", round, bad)
+		}
+		if r.br.isOpen() {
+			t.Errorf("round %d: Close opened the breaker", round)
+		}
 	}
 }
