@@ -26,9 +26,11 @@ func (p *Proxy) observeConsole(st *reqState, d *policy.Decision, a *answer, took
 		Method:    st.req.Method,
 		Path:      st.req.RawPath,
 		ClientKey: d.Identity.ClientKey,
-		UserSub:   d.Identity.UserSub,
-		RequestID: st.reqID,
-		RateLimit: d.RateLimit,
+		// knownClient: the store found the presented client_key.
+		ClientFound: st.knownClient,
+		UserSub:     d.Identity.UserSub,
+		RequestID:   st.reqID,
+		RateLimit:   d.RateLimit,
 	}
 	if e.Time.IsZero() { // denied before decide ran (path, forwarded headers)
 		e.Time = time.Now()

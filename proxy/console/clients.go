@@ -26,26 +26,13 @@ type clientTable struct {
 	byKey map[string]*clientStats
 }
 
-// knownClient reports whether a request presenting a client_key that the
-// table lacks still proves the store knows it: an allowed API-key request,
-// or a denial that only a found client reaches (SPEC §3 checks 3–8). Other
-// denials (api_key_invalid first of all) may carry any made-up key, which
-// must not grow the table.
-func knownClient(r policy.Reason) bool {
-	switch r {
-	case policy.ReasonNone, policy.ReasonAPIKeyInactive, policy.ReasonAPIKeyExpired, policy.ReasonIPNotAllowed,
-		policy.ReasonOriginNotAllowed, policy.ReasonPathNotAllowed, policy.ReasonRateLimited:
-		return true
-	}
-	return false
-}
-
 // observeClient counts e for the client whose key it presented, when the
-// store knows that client.
+// store knows that client. A key the table lacks is added only when the
+// store found it (Event.ClientFound): a made-up key must not grow it.
 func (c *Console) observeClient(e *Event) {
 	cs := c.clients.Load().byKey[e.ClientKey]
 	if cs == nil {
-		if !knownClient(e.Reason) {
+		if !e.ClientFound {
 			return
 		}
 		cs = c.addClient(e.ClientKey)

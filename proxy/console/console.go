@@ -119,8 +119,11 @@ type Event struct {
 	Path   string // raw path, no query
 	// ClientKey is the client_key the request presented ("" for none).
 	ClientKey string
-	UserSub   string
-	RequestID []byte
+	// ClientFound: the store found the client ClientKey names (the key
+	// is not made up).
+	ClientFound bool
+	UserSub     string
+	RequestID   []byte
 	// RateLimit is the client's bucket state when the request reached it.
 	RateLimit policy.RateLimitState
 }

@@ -63,8 +63,8 @@ func TestObserveNoAllocs(t *testing.T) {
 	sub := c.subs.add(4) // a stream open, never read: its sends are dropped
 	defer c.subs.remove(sub)
 	reqID := []byte("req-1")
-	allow := Event{Time: now, Took: 20 * time.Microsecond, Status: 200, Route: 0, Method: "GET", Path: "/a/x", ClientKey: "app", RequestID: reqID}
-	deny := Event{Time: now, Took: 5 * time.Microsecond, Status: 403, Reason: policy.ReasonPathNotAllowed, Route: 1, Method: "DELETE", Path: "/b/x", ClientKey: "app", RequestID: reqID}
+	allow := Event{Time: now, Took: 20 * time.Microsecond, Status: 200, Route: 0, Method: "GET", Path: "/a/x", ClientKey: "app", ClientFound: true, RequestID: reqID}
+	deny := Event{Time: now, Took: 5 * time.Microsecond, Status: 403, Reason: policy.ReasonPathNotAllowed, Route: 1, Method: "DELETE", Path: "/b/x", ClientKey: "app", ClientFound: true, RequestID: reqID}
 	unknown := Event{Time: now, Status: 401, Reason: policy.ReasonAPIKeyInvalid, Route: -1, Method: "GET", Path: "/zzz", ClientKey: "nobody", RequestID: reqID}
 	c.Observe(&deny) // first denial of app allocates its reason counters, once
 	for name, e := range map[string]*Event{"allow": &allow, "deny": &deny, "unknown key": &unknown} {
@@ -87,7 +87,7 @@ func BenchmarkObserve(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			e := Event{Time: now, Took: 30 * time.Microsecond, Status: 200, Route: 0, Method: "GET", Path: "/a/x", ClientKey: "app", RequestID: reqID}
+			e := Event{Time: now, Took: 30 * time.Microsecond, Status: 200, Route: 0, Method: "GET", Path: "/a/x", ClientKey: "app", ClientFound: true, RequestID: reqID}
 			if i&3 == 3 {
 				e.Status, e.Reason = 403, policy.ReasonPathNotAllowed
 			}
@@ -224,9 +224,9 @@ func TestSlowSubscriberNeverBlocks(t *testing.T) {
 func TestClientsAndRoutes(t *testing.T) {
 	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	c := testConsole(t, &now)
-	c.Observe(&Event{Time: now, Route: 0, ClientKey: "lim", RateLimit: policy.RateLimitState{Applied: true, Limit: 60, Remaining: 10}})
-	c.Observe(&Event{Time: now, Route: 1, ClientKey: "app", Reason: policy.ReasonPathNotAllowed, Status: 403})
-	c.Observe(&Event{Time: now, Route: 1, ClientKey: "app"})
+	c.Observe(&Event{Time: now, Route: 0, ClientKey: "lim", ClientFound: true, RateLimit: policy.RateLimitState{Applied: true, Limit: 60, Remaining: 10}})
+	c.Observe(&Event{Time: now, Route: 1, ClientKey: "app", ClientFound: true, Reason: policy.ReasonPathNotAllowed, Status: 403})
+	c.Observe(&Event{Time: now, Route: 1, ClientKey: "app", ClientFound: true})
 	now = now.Add(5 * time.Second)
 	views := map[string]clientView{}
 	for _, v := range c.clientViews(now) {
@@ -255,5 +255,24 @@ func TestClientsAndRoutes(t *testing.T) {
 	st.mu.Unlock()
 	if vs := c.clientViews(now); len(vs) != 1 || len(c.clients.Load().byKey) != 1 {
 		t.Errorf("after delete: %d views, %d tables entries", len(vs), len(c.clients.Load().byKey))
+	}
+}
+
+// TestClientFoundDecidesTheTable: a client_key joins the clients table
+// when the store found it, whatever the answer (a 503 of a Redis in deny
+// mode included), and never when it did not, even on an allowed request
+// (a public route does not look the key up).
+func TestClientFoundDecidesTheTable(t *testing.T) {
+	now := time.Now()
+	c := testConsole(t, &now)
+	before := len(c.clients.Load().byKey)
+	c.Observe(&Event{Time: now, Route: 0, ClientKey: "made-up", Status: 200})
+	c.Observe(&Event{Time: now, Route: 0, ClientKey: "app", ClientFound: true, Status: 503, Reason: policy.ReasonRateLimitUnavailable})
+	byKey := c.clients.Load().byKey
+	if byKey["made-up"] != nil {
+		t.Error("a key the store did not find joined the table")
+	}
+	if cs := byKey["app"]; cs == nil || cs.requests.Load() != 1 {
+		t.Errorf("a found client's 503 was not counted (table %d → %d entries)", before, len(byKey))
 	}
 }
