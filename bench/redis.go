@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/redistest"
 	"github.com/scopegate/scopegate/internal/testproc"
 )
 
@@ -46,29 +46,11 @@ func startRedis(ctx context.Context, dir, bin string) (addr string, p *process, 
 	if err != nil {
 		return "", nil, err
 	}
-	if err := testproc.Wait(ctx, p.Proc, 10*time.Second, 20*time.Millisecond, func() error { return redisPing(addr) }); err != nil {
+	if err := testproc.Wait(ctx, p.Proc, 10*time.Second, 20*time.Millisecond, func() error { return redistest.Ping(addr) }); err != nil {
 		p.stop()
 		return "", nil, fmt.Errorf("redis-server on %s did not answer (%v; log: %s)", addr, err, p.Log)
 	}
 	return addr, p, nil
-}
-
-// redisPing sends PING and waits for PONG.
-func redisPing(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("PING: %q %v", line, err)
-	}
-	return nil
 }
 
 // redisEnv is the gateway configuration of the Redis backend on addr with
