@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // snapshotRecord is client i of a large member database, as the store reads
@@ -36,15 +38,6 @@ func snapshotRecord(i int) ClientRecord {
 	return rec
 }
 
-// heapAlloc returns the live heap after two collections.
-func heapAlloc() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // BenchmarkCompileClients compiles a snapshot of 100,000 clients (see
 // snapshotRecord) and keeps them: B-retained/client is the live heap they
 // hold (records dropped), ms-compile the time CompileClient took for all
@@ -56,7 +49,7 @@ func BenchmarkCompileClients(b *testing.B) {
 	var perClient, compileMs float64
 	for b.Loop() {
 		b.StopTimer()
-		before := heapAlloc()
+		before := testproc.LiveHeap()
 		clients := make([]*Client, n)
 		var spent time.Duration
 		b.StartTimer()
@@ -72,7 +65,7 @@ func BenchmarkCompileClients(b *testing.B) {
 		}
 		b.StopTimer()
 		sliceBytes := uint64(n * 8)
-		perClient = float64(heapAlloc()-before-sliceBytes) / n
+		perClient = float64(testproc.LiveHeap()-before-sliceBytes) / n
 		compileMs = float64(spent.Microseconds()) / 1000
 		runtime.KeepAlive(clients)
 		b.StartTimer()
@@ -90,7 +83,7 @@ func TestCompiledClientFootprint(t *testing.T) {
 		t.Skip("compiles 100,000 clients")
 	}
 	const n, bound = 100000, 640
-	before := heapAlloc()
+	before := testproc.LiveHeap()
 	clients := make([]*Client, n)
 	for i := range clients {
 		c, errs := CompileClient(snapshotRecord(i))
@@ -99,7 +92,7 @@ func TestCompiledClientFootprint(t *testing.T) {
 		}
 		clients[i] = c
 	}
-	per := float64(heapAlloc()-before-n*8) / n
+	per := float64(testproc.LiveHeap()-before-n*8) / n
 	runtime.KeepAlive(clients)
 	t.Logf("%.0f bytes retained per compiled client", per)
 	if per > bound {

@@ -3,14 +3,13 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -111,18 +110,10 @@ func BenchmarkUserSync(b *testing.B) {
 // the store's writer and change feed included; PostgreSQL's own is not) per
 // iteration as cpu-ns/op, from now until the returned function runs.
 func reportCPU(b *testing.B) func() {
-	start := processCPU()
+	start := testproc.ProcessCPU()
 	return func() {
 		if b.N > 0 {
-			b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testproc.ProcessCPU()-start)/float64(b.N), "cpu-ns/op")
 		}
 	}
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

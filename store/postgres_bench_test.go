@@ -2,13 +2,13 @@ package store_test
 
 import (
 	"context"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/scopegate/scopegate/internal/gcload"
 	"github.com/scopegate/scopegate/internal/pgtest"
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -34,14 +34,6 @@ func seedClients(b *testing.B, n int) string {
 	return dsn
 }
 
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // BenchmarkPostgresSnapshotLoad loads 100,000 clients: cold (OpenPostgres:
 // connect, LISTEN, load and compile everything) and reload (the periodic
 // full reload, which keeps unchanged compiled clients). MB-retained is the
@@ -56,7 +48,7 @@ func BenchmarkPostgresSnapshotLoad(b *testing.B) {
 		b.ReportAllocs()
 		var retained uint64
 		for b.Loop() {
-			before := heapInUse()
+			before := testproc.LiveHeap()
 			restore := gcload.Raise() // as serve does
 			s, err := store.OpenPostgres(ctx, cfg)
 			restore()
@@ -67,7 +59,7 @@ func BenchmarkPostgresSnapshotLoad(b *testing.B) {
 				b.Fatalf("loaded %d clients, want %d", got, n)
 			}
 			b.StopTimer()
-			retained = heapInUse() - before
+			retained = testproc.LiveHeap() - before
 			if err := s.Close(ctx); err != nil {
 				b.Fatal(err)
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/scopegate/scopegate/internal/gcload"
 	"github.com/scopegate/scopegate/internal/pgtest"
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -91,7 +92,7 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		before := heapInUse()
+		before := testproc.LiveHeap()
 		var peak atomic.Uint64
 		stop := make(chan struct{})
 		sampled := make(chan struct{})
@@ -113,7 +114,7 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 			}
 		}()
 		b.StartTimer()
-		cpu0 := store.ProcessCPU()
+		cpu0 := testproc.ProcessCPU()
 		start := time.Now()
 		restore := gcload.Raise() // as serve does
 		s, err := store.OpenPostgres(ctx, cfg)
@@ -122,14 +123,14 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		toServing := time.Since(start)
-		loadCPU := store.ProcessCPU() - cpu0
+		loadCPU := testproc.ProcessCPU() - cpu0
 		b.StopTimer()
 		close(stop)
 		<-sampled
 		if !s.Ready(time.Now()) || s.Clients() != n {
 			b.Fatalf("store ready %v with %d clients, want %d", s.Ready(time.Now()), s.Clients(), n)
 		}
-		live := heapInUse() - before
+		live := testproc.LiveHeap() - before
 
 		// Revoke keys one at a time; each must be denied by the snapshot.
 		var revokes []time.Duration

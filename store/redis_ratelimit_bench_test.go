@@ -6,11 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/scopegate/scopegate/internal/redistest"
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -37,7 +37,7 @@ func benchmarkRedisTake(b *testing.B, addr string, callers int) {
 		ids[i] = fmt.Sprintf("client-%03d", i)
 	}
 	r.Take(ids[0], 1<<30, time.Now()) // loads the script
-	calls0, redis0, cpu0 := r.m.calls.Get(), redisCPU(b, addr), ProcessCPU()
+	calls0, redis0, cpu0 := r.m.calls.Get(), redisCPU(b, addr), testproc.ProcessCPU()
 	var next atomic.Int64
 	b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()
@@ -53,20 +53,9 @@ func benchmarkRedisTake(b *testing.B, addr string, callers int) {
 	})
 	b.StopTimer()
 	n := float64(b.N)
-	b.ReportMetric(float64(ProcessCPU()-cpu0)/n, "cpu-ns/op")
+	b.ReportMetric(float64(testproc.ProcessCPU()-cpu0)/n, "cpu-ns/op")
 	b.ReportMetric(float64(redisCPU(b, addr)-redis0)/n, "redis-cpu-ns/op")
 	b.ReportMetric(n/float64(r.m.calls.Get()-calls0), "takes/call")
-}
-
-// ProcessCPU is this process's user and system CPU so far, 0 when
-// unknown. It is exported (in a test file) for the benchmarks of package
-// store_test too.
-func ProcessCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // redisCPU is the CPU redis-server at addr has used (INFO cpu).
