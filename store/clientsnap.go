@@ -26,7 +26,6 @@ func shardOf(s string) int { return int(maphash.String(shardSeed, s) % clientSha
 type clientSnap struct {
 	keys    [clientShards]map[string]*policy.Client // by client_key
 	ids     [clientShards]map[string]clientEntry    // by id
-	n       int                                     // clients
 	origins *policy.ClientOrigins                   // the active clients' allowed_origins (sealed)
 	// lists counts the active clients' origin lists. It belongs to the
 	// writer (under writeMu, or the builder of an unpublished snapshot):
@@ -50,6 +49,15 @@ func newClientSnap(n int) *clientSnap {
 		s.ids[i] = make(map[string]clientEntry, per)
 	}
 	return s
+}
+
+// len returns the number of clients.
+func (s *clientSnap) len() int {
+	n := 0
+	for _, ids := range s.ids {
+		n += len(ids)
+	}
+	return n
 }
 
 // client returns the client with this client_key, nil when none. It does
@@ -96,11 +104,7 @@ func (s *clientSnap) clients() iter.Seq[*policy.Client] {
 // (see snapEdit). It does not remove a previous entry of the same id.
 func (s *clientSnap) put(e clientEntry) {
 	c := e.client
-	ids := s.ids[shardOf(c.ID)]
-	if _, had := ids[c.ID]; !had {
-		s.n++
-	}
-	ids[c.ID] = e
+	s.ids[shardOf(c.ID)][c.ID] = e
 	s.keys[shardOf(c.ClientKey)][c.ClientKey] = c
 	s.lists.Add(c)
 }
@@ -174,7 +178,6 @@ func (e *snapEdit) remove(id string) {
 		delete(e.next.keys[shardOf(c.ClientKey)], c.ClientKey)
 	}
 	delete(e.next.ids[shardOf(id)], id)
-	e.next.n--
 	e.next.lists.Remove(c)
 }
 

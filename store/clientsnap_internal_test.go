@@ -33,8 +33,8 @@ func TestClientSnapEdit(t *testing.T) {
 	}
 	old.put(clientEntry{client: snapClient(t, n, "active", "https://own.example.com"), slot: &usageSlot{}})
 	old.seal()
-	if old.n != n+1 || !allowed(old, "https://own.example.com") || !allowed(old, "https://shared.example.com") {
-		t.Fatalf("built snapshot: %d clients, origins own/shared %v/%v", old.n,
+	if old.len() != n+1 || !allowed(old, "https://own.example.com") || !allowed(old, "https://shared.example.com") {
+		t.Fatalf("built snapshot: %d clients, origins own/shared %v/%v", old.len(),
 			allowed(old, "https://own.example.com"), allowed(old, "https://shared.example.com"))
 	}
 
@@ -56,8 +56,8 @@ func TestClientSnapEdit(t *testing.T) {
 	if c := next.client("key-7"); c == nil || c.Active {
 		t.Errorf("next: key-7 = %v, want suspended", c)
 	}
-	if next.n != n+1 || allowed(next, "https://own.example.com") || !allowed(next, "https://shared.example.com") {
-		t.Errorf("next: %d clients, origins own/shared %v/%v, want %d, false/true", next.n,
+	if next.len() != n+1 || allowed(next, "https://own.example.com") || !allowed(next, "https://shared.example.com") {
+		t.Errorf("next: %d clients, origins own/shared %v/%v, want %d, false/true", next.len(),
 			allowed(next, "https://own.example.com"), allowed(next, "https://shared.example.com"), n+1)
 	}
 	copied := 0
@@ -74,7 +74,7 @@ func TestClientSnapEdit(t *testing.T) {
 	ed = next.edit()
 	ed.remove("id-3")
 	last := ed.next.seal()
-	if last.client("key-3") != nil || last.n != n || next.client("key-3") == nil {
-		t.Errorf("delete: key-3 still found (%v) or count %d, want gone and %d", last.client("key-3") != nil, last.n, n)
+	if last.client("key-3") != nil || last.len() != n || next.client("key-3") == nil {
+		t.Errorf("delete: key-3 still found (%v) or count %d, want gone and %d", last.client("key-3") != nil, last.len(), n)
 	}
 }

@@ -49,7 +49,7 @@ func (s *Postgres) LookupClient(clientKey string, now time.Time) (*policy.Client
 // Clients returns the number of clients in the snapshot.
 func (s *Postgres) Clients() int {
 	if snap := s.clients.Load(); snap != nil {
-		return snap.n
+		return snap.len()
 	}
 	return 0
 }

@@ -44,7 +44,7 @@ func (s *Postgres) ListClients() []*policy.Client {
 	if snap == nil {
 		return nil
 	}
-	out := make([]*policy.Client, 0, snap.n)
+	out := make([]*policy.Client, 0, snap.len())
 	for c := range snap.clients() {
 		out = append(out, c)
 	}
