@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/deadline"
 )
 
 // Listener returns ln with coarse deadlines on its connections, for the
@@ -27,11 +29,13 @@ import (
 //     so the next Read is the idle wait that replaces it). One asked for
 //     while a Read is blocked takes effect at once, as net.Conn specifies;
 //   - a deadline less than two slacks away when it is set (an interrupt:
-//     now or in the past) and SetDeadline (both) are set exactly and at
-//     once, unless the deadline already set falls within the slack after
-//     it (it fires that soon anyway).
+//     now or in the past) is set exactly and at once, unless the deadline
+//     already set falls within the slack after it (it fires that soon
+//     anyway); SetDeadline (both) is always set exactly and at once.
+//
+// The rule is internal/deadline's, which upstream connections share.
 func (p *Proxy) Listener(ln net.Listener) net.Listener {
-	slack := min(p.cfg.ReadTimeout, p.cfg.WriteTimeout, p.cfg.IdleTimeout) / 16
+	slack := deadline.Slack(min(p.cfg.ReadTimeout, p.cfg.WriteTimeout, p.cfg.IdleTimeout))
 	return &coarseListener{Listener: ln, slack: slack}
 }
 
@@ -62,24 +66,9 @@ type coarseConn struct {
 	wdSet   time.Time // the write deadline set on Conn
 }
 
-// coarse returns the deadline to set on the connection for want, given
-// the one set (set), and whether it must be set at all.
-func (c *coarseConn) coarse(want, set time.Time) (time.Time, bool) {
-	if want.IsZero() {
-		return want, !set.IsZero()
-	}
-	if !set.IsZero() && !set.Before(want) && set.Sub(want) <= c.slack {
-		return set, false // set fires at most slack after want
-	}
-	if time.Until(want) < 2*c.slack {
-		return want, true // near or past: exactly
-	}
-	return want.Add(c.slack), true
-}
-
 // applyRead sets the read deadline asked for; c.mu is held.
 func (c *coarseConn) applyRead() error {
-	d, ok := c.coarse(c.rdWant, c.rdSet)
+	d, ok := deadline.Coarse(c.rdWant, c.rdSet, c.slack)
 	if !ok {
 		return nil
 	}
@@ -118,7 +107,7 @@ func (c *coarseConn) SetReadDeadline(t time.Time) error {
 func (c *coarseConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d, ok := c.coarse(t, c.wdSet)
+	d, ok := deadline.Coarse(t, c.wdSet, c.slack)
 	if !ok {
 		return nil
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/internal/deadline"
 )
 
 // maxConnectTimeout bounds opening one upstream connection (TCP and TLS
@@ -95,7 +97,7 @@ func (tlsConn) Handshake() error { return nil }
 type conn struct {
 	net.Conn
 	timeout  time.Duration
-	slack    time.Duration // how late a deadline may fire (deadlineSlack)
+	slack    time.Duration // how late a deadline may fire (deadline.Slack)
 	rd, wd   time.Time     // the read and write deadlines set on Conn
 	bufSize  int           // the client's read buffer: a header block that fills it is too large
 	up       *upstream     // whose health the connection reports
@@ -123,31 +125,26 @@ const (
 )
 
 func newConn(c net.Conn, timeout time.Duration, bufSize int, u *upstream) *conn {
-	return &conn{Conn: c, timeout: timeout, slack: deadlineSlack(timeout), bufSize: bufSize, up: u}
+	return &conn{Conn: c, timeout: timeout, slack: deadline.Slack(timeout), bufSize: bufSize, up: u}
 }
 
-// deadlineSlack is how much later than due a deadline of a connection with
-// this timeout may fire: a sixteenth of it. Renewing a deadline costs a
-// clock read and a change to the runtime's timer heap; with the slack, a
-// deadline already set within it of the due instant is kept, so a busy
-// connection renews it about once per timeout/16 instead of on every
-// read and write. A timeout never fires early, and at most timeout/16 late
-// (30 s: 1.9 s).
-func deadlineSlack(timeout time.Duration) time.Duration { return timeout / 16 }
-
 // setReadDeadline makes Conn's read deadline due at d, at most c.slack
-// late: a deadline already set in [d, d+slack] is kept, else it is set to
-// d+slack.
+// late (deadline.Coarse: a busy keep-alive connection renews it about once
+// per slack instead of on every read).
 func (c *conn) setReadDeadline(d time.Time) error {
-	if !c.rd.Before(d) && c.rd.Sub(d) <= c.slack {
+	set, ok := deadline.Coarse(d, c.rd, c.slack)
+	if !ok {
 		return nil
 	}
-	c.rd = d.Add(c.slack)
-	return c.Conn.SetReadDeadline(c.rd)
+	c.rd = set
+	return c.Conn.SetReadDeadline(set)
 }
 
 // SetDeadline, SetReadDeadline and SetWriteDeadline set Conn's deadlines
 // exactly, and keep what setReadDeadline and setWriteDeadline know of them.
+// Nothing calls them today (the HostClient sets no timeouts of its own and
+// tunnels use the bare connection); they keep c.rd and c.wd true if
+// anything does.
 func (c *conn) SetDeadline(t time.Time) error {
 	c.rd, c.wd = t, t
 	return c.Conn.SetDeadline(t)
@@ -167,11 +164,12 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 
 // setWriteDeadline is setReadDeadline for writes.
 func (c *conn) setWriteDeadline(d time.Time) error {
-	if !c.wd.Before(d) && c.wd.Sub(d) <= c.slack {
+	set, ok := deadline.Coarse(d, c.wd, c.slack)
+	if !ok {
 		return nil
 	}
-	c.wd = d.Add(c.slack)
-	return c.Conn.SetWriteDeadline(c.wd)
+	c.wd = set
+	return c.Conn.SetWriteDeadline(set)
 }
 
 // errSwitchedConn fails the read of an answer 101 Switching Protocols.

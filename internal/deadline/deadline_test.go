@@ -1,0 +1,34 @@
+package deadline
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCoarse(t *testing.T) {
+	const slack = time.Second
+	now := time.Now()
+	far := now.Add(time.Minute)
+	tests := []struct {
+		name      string
+		want, set time.Time
+		out       time.Time
+		apply     bool
+	}{
+		{"zero clears a set one", time.Time{}, far, time.Time{}, true},
+		{"zero with none set: nothing", time.Time{}, time.Time{}, time.Time{}, false},
+		{"set within slack after want: kept", far, far.Add(slack / 2), far.Add(slack / 2), false},
+		{"set exactly at want: kept", far, far, far, false},
+		{"set before want: renewed, slack later", far, far.Add(-time.Millisecond), far.Add(slack), true},
+		{"set too late: renewed", far, far.Add(2 * slack), far.Add(slack), true},
+		{"none set: slack later", far, time.Time{}, far.Add(slack), true},
+		{"near: exactly", now.Add(slack), time.Time{}, now.Add(slack), true},
+		{"past: exactly", now.Add(-time.Hour), far, now.Add(-time.Hour), true},
+	}
+	for _, tt := range tests {
+		out, apply := Coarse(tt.want, tt.set, slack)
+		if !out.Equal(tt.out) || apply != tt.apply {
+			t.Errorf("%s: Coarse = %v, %v; want %v, %v", tt.name, out, apply, tt.out, tt.apply)
+		}
+	}
+}
