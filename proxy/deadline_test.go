@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // coarsePair returns a coarseConn with slack and the peer end of its
@@ -94,16 +96,11 @@ func TestCoarseConn(t *testing.T) {
 			_, err := c.Read(make([]byte, 1))
 			done <- err
 		}()
-		// Wait until the Read is blocked (it has applied its deadline).
-		for {
+		testproc.WaitFor(t, 10*time.Second, "the Read to block with its deadline applied", func() bool {
 			c.mu.Lock()
-			blocked := c.reading && !c.rdSet.IsZero()
-			c.mu.Unlock()
-			if blocked {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+			defer c.mu.Unlock()
+			return c.reading && !c.rdSet.IsZero()
+		})
 		_ = c.SetReadDeadline(time.Now())
 		select {
 		case err := <-done:
@@ -196,6 +193,9 @@ func TestPeerAddrAtAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The accepted connection's RemoteAddr now names another peer: only
+	// the address parsed at accept gives want.
+	accepted.(*coarseConn).Conn = fakeConn{remote: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4000}}
 	for name, conn := range map[string]net.Conn{"accepted": accepted, "plain": c} {
 		var ctx fasthttp.RequestCtx
 		ctx.Init2(conn, nil, false)

@@ -160,9 +160,10 @@ func (v *valueSource) Query(name string) (string, int) {
 // allocate. An unknown address type yields the zero Addr (never trusted,
 // never in an allow-list).
 func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	// A traffic connection parsed its peer once, at accept. The contexts
-	// built for Envoy's gRPC checks, explain and tunnels set their peer
-	// and have no *coarseConn.
+	// A plain-HTTP traffic connection parsed its peer once, at accept.
+	// Under TLS ctx.Conn() is the *tls.Conn, and the contexts built for
+	// Envoy's gRPC checks, explain and tunnels set their peer: those parse
+	// RemoteAddr.
 	if c, ok := ctx.Conn().(*coarseConn); ok {
 		return c.peer
 	}

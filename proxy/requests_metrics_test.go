@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,25 +17,28 @@ import (
 )
 
 // holdUpstream answers 200 at once, except /api/hold, which it answers
-// only once release is closed; entered gets a value when a held request
-// arrives.
-func holdUpstream(t *testing.T) (addr string, entered chan struct{}, release chan struct{}) {
+// only once release is called; entered gets a value when a held request
+// arrives. The test's cleanup releases it too, so a test that fails while
+// a request is held still ends (Shutdown waits for the handler).
+func holdUpstream(t *testing.T) (addr string, entered chan struct{}, release func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	entered, release = make(chan struct{}, 1), make(chan struct{})
+	held := make(chan struct{})
+	var once sync.Once
+	entered, release = make(chan struct{}, 1), func() { once.Do(func() { close(held) }) }
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/api/hold" {
 			entered <- struct{}{}
-			<-release
+			<-held
 		}
 		ctx.SetBodyString("ok")
 	}}
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ln); close(done) }()
-	t.Cleanup(func() { _ = srv.Shutdown(); _ = ln.Close(); <-done })
+	t.Cleanup(func() { release(); _ = srv.Shutdown(); _ = ln.Close(); <-done })
 	return ln.Addr().String(), entered, release
 }
 
@@ -134,7 +138,7 @@ func TestRequestMetrics(t *testing.T) {
 	if v := value(scrape(), inFlight); v != 1 {
 		t.Errorf("%s = %v while a request is held, want 1", inFlight, v)
 	}
-	close(release)
+	release()
 	if r := <-answered; r == nil || r.status != 200 {
 		t.Fatalf("held request: %+v", r)
 	}
