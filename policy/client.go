@@ -56,8 +56,17 @@ const (
 	coldPathsEmpty               // allowed_paths likewise
 )
 
+// Status returns the row's status (active, suspended, revoked). It does
+// not allocate.
+func (c *Client) Status() string { return c.decodeCold().status }
+
+// LastUsed returns the row's last_used_at as loaded, zero when null. It
+// does not allocate.
+func (c *Client) LastUsed() time.Time { return c.decodeCold().lastUsed }
+
 // Record returns the row the client was compiled from. It allocates (the
-// lists are copies): it is for display and tests, not the request path.
+// lists are copies, the hash is formatted): it is for tests and one-off
+// display; a listing of every client reads Status and LastUsed.
 func (c *Client) Record() ClientRecord {
 	d := c.decodeCold()
 	rec := ClientRecord{ID: c.ID, ClientKey: c.ClientKey, Name: c.Name, Status: d.status, UpdatedAt: d.updated}
@@ -88,11 +97,17 @@ func (c *Client) Record() ClientRecord {
 // compiling rec would give. Lists compare as [slices.Equal] does (nil and
 // empty alike). It does not allocate.
 func (c *Client) SameRow(rec ClientRecord) bool {
+	return c.SameContent(rec) && rec.UpdatedAt.Equal(c.decodeCold().updated)
+}
+
+// SameContent is SameRow without updated_at: for a store whose rows carry
+// no such column (the declarative file stamps its load time).
+func (c *Client) SameContent(rec ClientRecord) bool {
 	if rec.ID != c.ID || rec.ClientKey != c.ClientKey || rec.Name != c.Name {
 		return false
 	}
 	d := c.decodeCold()
-	if rec.Status != d.status || !rec.UpdatedAt.Equal(d.updated) ||
+	if rec.Status != d.status ||
 		!slices.Equal(rec.AllowedIPs, c.ipList.source()) ||
 		!slices.Equal(rec.AllowedOrigins, c.originList.source()) ||
 		!slices.Equal(rec.AllowedPaths, c.pathList.source()) {

@@ -150,17 +150,21 @@ func TestClientRecordRoundTrip(t *testing.T) {
 					}
 				},
 				func(r *ClientRecord) { n := 7; r.RateLimitPerMin = &n },
-				func(r *ClientRecord) { r.ExpiresAt = &exp; r.UpdatedAt = r.UpdatedAt.Add(1) },
-				func(r *ClientRecord) { r.UpdatedAt = r.UpdatedAt.Add(time.Nanosecond) },
+				func(r *ClientRecord) { e := exp.Add(time.Second); r.ExpiresAt = &e },
 			}
 			for i, change := range changes {
 				r := tt.rec
 				change(&r)
-				if c.SameRow(r) {
-					t.Errorf("change %d: SameRow(changed row) = true", i)
+				if c.SameRow(r) || c.SameContent(r) {
+					t.Errorf("change %d: SameRow, SameContent(changed row) = %v, %v", i, c.SameRow(r), c.SameContent(r))
 				}
 			}
 			r := tt.rec
+			r.UpdatedAt = r.UpdatedAt.Add(time.Nanosecond)
+			if c.SameRow(r) || !c.SameContent(r) {
+				t.Errorf("a new updated_at: SameRow, SameContent = %v, %v; want false, true", c.SameRow(r), c.SameContent(r))
+			}
+			r = tt.rec
 			now := time.Now()
 			r.LastUsedAt = &now
 			if !c.SameRow(r) {

@@ -190,7 +190,7 @@ func (f *File) compile(raw []byte) (*fileSnapshot, error) {
 	s.dir = policy.NewDirectory(data.Modules, data.Companies, data.Sites)
 	for _, rec := range data.Clients {
 		if prev != nil {
-			if old, ok := prev.clients[rec.ClientKey]; ok && sameClient(old.Record(), rec) {
+			if old, ok := prev.clients[rec.ClientKey]; ok && old.SameContent(rec) {
 				s.clients[rec.ClientKey] = old
 				continue
 			}
@@ -204,38 +204,6 @@ func (f *File) compile(raw []byte) (*fileSnapshot, error) {
 	}
 	s.origins = policy.NewClientOrigins(maps.Values(s.clients))
 	return s, nil
-}
-
-// sameClient reports whether two records hold the same row, ignoring
-// UpdatedAt and LastUsedAt.
-func sameClient(a, b policy.ClientRecord) bool {
-	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
-	a.LastUsedAt, b.LastUsedAt = nil, nil
-	if a.ID != b.ID || a.ClientKey != b.ClientKey || a.Name != b.Name || a.Status != b.Status || a.APIKeyHash != b.APIKeyHash {
-		return false
-	}
-	if !equalStrings(a.AllowedOrigins, b.AllowedOrigins) || !equalStrings(a.AllowedIPs, b.AllowedIPs) || !equalStrings(a.AllowedPaths, b.AllowedPaths) {
-		return false
-	}
-	if (a.RateLimitPerMin == nil) != (b.RateLimitPerMin == nil) || (a.RateLimitPerMin != nil && *a.RateLimitPerMin != *b.RateLimitPerMin) {
-		return false
-	}
-	if (a.ExpiresAt == nil) != (b.ExpiresAt == nil) || (a.ExpiresAt != nil && !a.ExpiresAt.Equal(*b.ExpiresAt)) {
-		return false
-	}
-	return true
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // LookupClient returns the client with this client_key, nil when none

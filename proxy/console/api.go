@@ -117,7 +117,7 @@ func (c *Console) overview(now time.Time) *overviewView {
 		}
 	}
 	for _, cl := range c.syncClients() {
-		switch cl.Record().Status {
+		switch cl.Status() {
 		case "active":
 			v.Clients.Active++
 		case "suspended":

@@ -130,22 +130,18 @@ func (c *Console) clientViews(now time.Time) []clientView {
 	t := c.clients.Load()
 	out := make([]clientView, 0, len(list))
 	for _, cl := range list {
-		rec := cl.Record()
 		cs := t.byKey[cl.ClientKey]
 		if cs == nil {
 			cs = new(clientStats)
 		}
 		v := clientView{
-			ID: cl.ID, ClientKey: cl.ClientKey, Name: cl.Name, Status: rec.Status,
+			ID: cl.ID, ClientKey: cl.ClientKey, Name: cl.Name, Status: cl.Status(),
 			Requests: cs.requests.Load(), Denials: cs.denials.Load().snapshot(),
 		}
 		if !cl.ExpiresAt.IsZero() {
 			v.ExpiresAt = timeString(cl.ExpiresAt)
 		}
-		last := time.Time{}
-		if rec.LastUsedAt != nil {
-			last = *rec.LastUsedAt
-		}
+		last := cl.LastUsed()
 		if n := cs.lastUse.Load(); n != 0 && time.Unix(0, n).After(last) {
 			last = time.Unix(0, n)
 		}
