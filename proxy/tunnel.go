@@ -310,20 +310,18 @@ func (t *tunnel) close(reason string) bool {
 	}
 	t.reason = reason
 	t.closed.Store(true)
+	// fasthttp closes a hijacked connection when the handler (run)
+	// returns, and its Close is a no-op: a past deadline ends the client
+	// pump's read instead. Under t.mu: once run has returned, fasthttp
+	// recycles the connection's wrapper, and run clears t.client first.
+	if t.client != nil {
+		_ = t.client.SetDeadline(aLongTimeAgo)
+	}
 	t.mu.Unlock()
 	if t.timer != nil {
 		t.timer.Stop()
 	}
 	_ = t.up.Close()
-	// fasthttp closes a hijacked connection when the handler (run)
-	// returns, and its Close is a no-op: a past deadline ends the client
-	// pump's read instead. Under t.mu: once run has returned, fasthttp
-	// recycles the connection's wrapper, and run clears t.client first.
-	t.mu.Lock()
-	if t.client != nil {
-		_ = t.client.SetDeadline(aLongTimeAgo)
-	}
-	t.mu.Unlock()
 	s := &t.p.tun
 	s.mu.Lock()
 	delete(s.open, t)

@@ -152,18 +152,13 @@ func view(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// parseList turns a jsonb list into its entries: JSON strings become their
-// text, any other entry its raw JSON text (which then fails to parse as an
-// origin, address or glob, and never matches). A value that is not an array
-// becomes one such raw entry, never an empty list, so it cannot lift a
-// restriction. An empty array is nil.
-func parseList(text string) []string {
-	return parseListInto(nil, text)
-}
-
-// parseListInto is parseList appending to scratch[:0] in the common case
-// (an array of strings without escapes), so a loader can reuse one slice
-// per list for every row. The result is nil for an empty list.
+// parseListInto turns a jsonb list into its entries: JSON strings become
+// their text, any other entry its raw JSON text (which then fails to parse
+// as an origin, address or glob, and never matches). A value that is not
+// an array becomes one such raw entry, never an empty list, so it cannot
+// lift a restriction. An empty array is nil. It appends to scratch[:0] in
+// the common case (an array of strings without escapes), so a loader can
+// reuse one slice per list for every row.
 func parseListInto(scratch []string, text string) []string {
 	text = strings.Trim(text, " \t\r\n") // JSON whitespace only
 	if text == "[]" || text == "" {
@@ -193,7 +188,7 @@ func parseListInto(scratch []string, text string) []string {
 	return out
 }
 
-// parseSimpleList is the fast path of parseList for the common case, an
+// parseSimpleList is the fast path of parseListInto for the common case, an
 // array of strings without escapes as PostgreSQL prints jsonb: the entries
 // are substrings of text, with no copy. It reports false for anything else.
 func parseSimpleList(out []string, text string) ([]string, bool) {

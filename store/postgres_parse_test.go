@@ -28,13 +28,13 @@ func TestParseList(t *testing.T) {
 		{"\u00a0", []string{"\u00a0"}}, // not JSON whitespace: one raw entry, never "no restriction"
 	}
 	for _, tt := range tests {
-		if got := parseList(tt.in); !slices.Equal(got, tt.want) {
-			t.Errorf("parseList(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := parseListInto(nil, tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("parseListInto(nil, %q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
 
-// FuzzParseList: parseList never panics, and never returns an empty list
+// FuzzParseList: parseListInto never panics, and never returns an empty list
 // for input that is not an empty array (a malformed value must not lift a
 // restriction).
 func FuzzParseList(f *testing.F) {
@@ -42,13 +42,13 @@ func FuzzParseList(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got := parseList(s)
+		got := parseListInto(nil, s)
 		if len(got) == 0 {
-			switch trimmed := strings.Trim(s, " \t\r\n"); trimmed { // JSON whitespace, as parseList trims
+			switch trimmed := strings.Trim(s, " \t\r\n"); trimmed { // JSON whitespace, as parseListInto trims
 			case "", "[]":
 			default:
 				if !isEmptyJSONArray(trimmed) {
-					t.Errorf("parseList(%q) = empty", s)
+					t.Errorf("parseListInto(nil, %q) = empty", s)
 				}
 			}
 		}
