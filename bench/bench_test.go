@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scopegate/scopegate/internal/pgtest"
+	"github.com/scopegate/scopegate/internal/redistest"
 )
 
 func TestMain(m *testing.M) {
@@ -63,7 +64,7 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	scenarios, n := "direct,proxy-public,proxy-apikey,proxy-jwt,forward-auth,fasthttp-proxy,fasthttp-proxy-safe,fasthttp-auth,bad-keys", 9
 	// The Redis scenarios ride along (one harness start, not two).
-	withRedis := findRedis() != ""
+	withRedis := redistest.Binary() != ""
 	if withRedis {
 		scenarios, n = scenarios+",proxy-apikey-limited,proxy-apikey-redis,redis-2-replicas", n+3
 	} else if os.Getenv("CI") == "true" {

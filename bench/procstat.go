@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
@@ -35,24 +34,4 @@ func cpuTime(pid int) (int64, error) {
 		return 0, fmt.Errorf("bad /proc stat times")
 	}
 	return (ut + st) * 1_000_000 / clockTicks, nil
-}
-
-// peakRSS returns VmHWM of pid in KiB.
-func peakRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "VmHWM:") {
-			fs := strings.Fields(line)
-			if len(fs) >= 2 {
-				return strconv.ParseInt(fs[1], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
 }

@@ -32,11 +32,6 @@ const (
 // redisScenarios need the private redis-server.
 var redisScenarios = []string{"proxy-apikey-limited", "proxy-apikey-redis", "redis-2-replicas"}
 
-// findRedis returns the redis-server binary, "" when none is installed.
-func findRedis() string {
-	return testproc.Find([]string{"redis-server"}, "/usr/bin/redis-server", "/usr/local/bin/redis-server")
-}
-
 // startRedis runs a private redis-server (no persistence) on a free loopback
 // port, so its CPU per request is the gateways' alone.
 func startRedis(ctx context.Context, dir, bin string) (addr string, p *process, err error) {
@@ -125,7 +120,7 @@ func startRedisGateways(ctx context.Context, e *env, dir, bin, baseline string, 
 			return err
 		}
 	}
-	rs := findRedis()
+	rs := redistest.Binary()
 	if rs == "" {
 		fmt.Fprintln(os.Stderr, "redis-server not installed: the Redis scenarios are skipped")
 		return nil

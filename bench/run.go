@@ -13,6 +13,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // allScenarios is the order of one round (issue 6).
@@ -433,7 +435,7 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 		if served > 0 {
 			r.GatewayCPUus = float64(cpu1-cpu0) / served
 		}
-		r.GatewayPeakRSSKiB, _ = peakRSS(gw.Pid())
+		r.GatewayPeakRSSKiB, _ = testproc.PeakRSS(gw.Pid())
 		if redis0 > 0 && served > 0 {
 			redis1, _ := cpuTime(e.redis.Pid())
 			r.RedisCPUus = float64(redis1-redis0) / served

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -377,7 +378,7 @@ func rawUpstream(t *testing.T) (addr string, got <-chan string) {
 		default: // only the first request's
 		}
 	}
-	addr = connUpstream(t, func(c net.Conn) {
+	addr = testproc.ServeConns(t, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		var buf strings.Builder
 		var req fasthttp.Request

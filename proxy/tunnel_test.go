@@ -157,7 +157,7 @@ func handshake(path string, extra ...string) string {
 func TestTunnelNoByteBefore101(t *testing.T) {
 	early := make(chan int, 1)
 	got := make(chan string, 1)
-	addr := connUpstream(t, func(c net.Conn) {
+	addr := testproc.ServeConns(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		if _, err := http.ReadRequest(br); err != nil {
 			return
@@ -209,7 +209,7 @@ func TestTunnelOnlyOn101WebSocket(t *testing.T) {
 		"/api/h2c":       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
 		"/api/no-conn":   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
 	}
-	addr := connUpstream(t, func(c net.Conn) {
+	addr := testproc.ServeConns(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			req, err := http.ReadRequest(br)
@@ -315,8 +315,8 @@ func TestTunnelBadHandshakes(t *testing.T) {
 // one that never answers is 504 within SCOPEGATE_UPSTREAM_TIMEOUT, one
 // that nothing listens on is 502; the cap's slot comes back each time.
 func TestTunnelUpstreamFaults(t *testing.T) {
-	drop := connUpstream(t, func(c net.Conn) { bufio.NewReader(c).ReadString('\n') })
-	silent := connUpstream(t, func(c net.Conn) { time.Sleep(3 * time.Second) })
+	drop := testproc.ServeConns(t, func(c net.Conn) { bufio.NewReader(c).ReadString('\n') })
+	silent := testproc.ServeConns(t, func(c net.Conn) { time.Sleep(3 * time.Second) })
 	for _, c := range []struct {
 		name, addr string
 		status     int

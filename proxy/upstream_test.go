@@ -29,7 +29,7 @@ import (
 // one answer (without saying Connection: close) makes the pooled connection
 // stale; idempotent requests are retried once on a new connection.
 func TestStaleKeepAliveRetried(t *testing.T) {
-	addr := connUpstream(t, func(c net.Conn) {
+	addr := testproc.ServeConns(t, func(c net.Conn) {
 		buf := make([]byte, 4096)
 		c.Read(buf)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -84,7 +84,7 @@ func TestUpstreamShortKeepAlive(t *testing.T) {
 // upstream is not marked down for it: the next requests still reach it.
 func TestClosedKeepAliveNotMarkedDown(t *testing.T) {
 	var hits atomic.Int64
-	addr := connUpstream(t, func(c net.Conn) { // one answer per connection, without saying so
+	addr := testproc.ServeConns(t, func(c net.Conn) { // one answer per connection, without saying so
 		buf := make([]byte, 4096)
 		c.Read(buf)
 		hits.Add(1)
@@ -133,7 +133,7 @@ func TestClosedKeepAliveNotMarkedDown(t *testing.T) {
 // header text (cookies), and it does not mark the upstream down.
 func TestUpstreamLargeResponseHeaders(t *testing.T) {
 	var hits atomic.Int64
-	addr := connUpstream(t, func(c net.Conn) {
+	addr := testproc.ServeConns(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			req, err := http.ReadRequest(br)
@@ -327,7 +327,7 @@ func TestUpstreamUnaskedSwitchingProtocols(t *testing.T) {
 // that trickles header bytes (or interim 1xx answers) is 504
 // upstream_timeout.
 func TestUpstreamTricklingHeadersTimeOut(t *testing.T) {
-	addr := connUpstream(t, func(c net.Conn) {
+	addr := testproc.ServeConns(t, func(c net.Conn) {
 		bufio.NewReader(c).ReadString('\n')
 		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
 		for i := 0; i < 50; i++ {
@@ -353,7 +353,7 @@ func TestUpstreamTricklingHeadersTimeOut(t *testing.T) {
 // down, a crash loop) fails requests on fresh connections, so it is marked
 // down and the next requests go to the other upstream.
 func TestUpstreamDroppingNewConnectionsMarkedDown(t *testing.T) {
-	addr := connUpstream(t, func(c net.Conn) {
+	addr := testproc.ServeConns(t, func(c net.Conn) {
 		bufio.NewReader(c).ReadString('\n')
 	})
 	e := newEnv(t, envOptions{upstreams: []string{"http://" + addr, "http://" + startEcho(t).addr}})
@@ -370,14 +370,6 @@ func TestUpstreamDroppingNewConnectionsMarkedDown(t *testing.T) {
 	if failed != 1 {
 		t.Errorf("statuses %v: want one failure, then the dropping upstream skipped", statuses)
 	}
-}
-
-// connUpstream serves each connection to a loopback listener with handle
-// (closing it afterwards) until the test ends, and returns its address: an
-// upstream that misbehaves at the byte level.
-func connUpstream(t *testing.T, handle func(net.Conn)) string {
-	t.Helper()
-	return testproc.ServeConns(t, handle)
 }
 
 // countingUpstream is an unstarted upstream that counts its requests in
@@ -407,7 +399,7 @@ func unlimitClient(key string) func(*storetest.Fixture) {
 // HTTP/1.1 client under an HTTP/1.1 status line, so its chunked framing is
 // read as such.
 func TestAnswerFramingPerClientVersion(t *testing.T) {
-	addr := connUpstream(t, func(c net.Conn) {
+	addr := testproc.ServeConns(t, func(c net.Conn) {
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {
 			return
@@ -442,7 +434,7 @@ func TestAnswerFramingPerClientVersion(t *testing.T) {
 // next request, as nginx and Envoy do.
 func TestUpstreamCloseKeepsClientConnection(t *testing.T) {
 	var conns atomic.Int64
-	addr := connUpstream(t, func(c net.Conn) {
+	addr := testproc.ServeConns(t, func(c net.Conn) {
 		conns.Add(1)
 		br := bufio.NewReader(c)
 		for served := 0; ; served++ {

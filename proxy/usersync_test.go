@@ -10,7 +10,6 @@ import (
 
 	"github.com/scopegate/scopegate/internal/pgtest"
 	"github.com/scopegate/scopegate/internal/storetest"
-	"github.com/scopegate/scopegate/internal/testproc"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -100,16 +99,10 @@ CREATE TRIGGER refuse_users BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION
 		t.Errorf("refused insert: %d %s; want 403 user_unknown", r.status, r.body)
 	}
 
-	waitUntil(t, "bob's name written, still inactive", func() bool {
+	waitFor(t, "bob's name written, still inactive", func() bool {
 		var name string
 		var active bool
 		err := pool.QueryRow(ctx, `SELECT display_name, is_active FROM users WHERE authentik_sub = 'bob'`).Scan(&name, &active)
 		return err == nil && name == "Robert" && !active
 	})
-}
-
-// waitUntil polls cond every few milliseconds for up to 5 s.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	testproc.WaitFor(t, 5*time.Second, what, cond)
 }

@@ -8,7 +8,6 @@ import (
 	"runtime/metrics"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,21 +42,6 @@ SET LOCAL session_replication_role = replica;
 COMMIT;
 ANALYZE api_clients;`)
 	return dsn
-}
-
-// peakRSS returns the process's peak resident set (VmHWM), 0 when unknown.
-func peakRSS() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // BenchmarkPostgresScaleStart is issue 16's scale row: with
@@ -158,7 +142,8 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 		b.ReportMetric(float64(live)/(1<<20), "MB-heap-live")
 		b.ReportMetric(float64(live)/float64(n), "B-heap/client")
 		b.ReportMetric(float64(peak.Load())/(1<<20), "MB-heap-peak")
-		b.ReportMetric(float64(peakRSS())/(1<<20), "MB-rss-peak")
+		kib, _ := testproc.PeakRSS(os.Getpid())
+		b.ReportMetric(float64(kib)/(1<<10), "MB-rss-peak")
 		b.ReportMetric(float64(revokes[len(revokes)/2].Microseconds())/1000, "ms-revoke")
 		b.ReportMetric(float64(revokes[len(revokes)-1].Microseconds())/1000, "ms-revoke-max")
 		b.ReportMetric(float64(during[0].Microseconds())/1000, "ms-revoke-in-reload-min")

@@ -106,6 +106,12 @@ func Prefix(t testing.TB) string {
 	return "scopegate-test:" + name + ":" + hex.EncodeToString(b[:]) + ":"
 }
 
+// Binary returns the redis-server binary ($PATH, then Debian's and a
+// source install's places), "" when none is installed.
+func Binary() string {
+	return testproc.Find([]string{"redis-server"}, "/usr/bin/redis-server", "/usr/local/bin/redis-server")
+}
+
 // Server is a private redis-server on a free loopback port: tests may
 // restart it, flush it or shut it down.
 type Server struct {
@@ -121,7 +127,7 @@ type Server struct {
 // CI=true).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := testproc.Find([]string{"redis-server"}, "/usr/bin/redis-server")
+	bin := Binary()
 	if bin == "" {
 		skip(t, "redis-server is not installed")
 	}

@@ -1,7 +1,12 @@
 package testproc
 
 import (
+	"bufio"
+	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -25,4 +30,24 @@ func LiveHeap() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// PeakRSS returns the peak resident set (VmHWM) of process pid in KiB.
+func PeakRSS(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "VmHWM:") {
+			fs := strings.Fields(line)
+			if len(fs) >= 2 {
+				return strconv.ParseInt(fs[1], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
 }

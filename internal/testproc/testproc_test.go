@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -115,5 +116,20 @@ func TestWaitFor(t *testing.T) {
 	WaitFor(f, 30*time.Millisecond, "never", func() bool { return false })
 	if !strings.Contains(f.fatal, "timed out waiting for never") {
 		t.Errorf("failure %q", f.fatal)
+	}
+}
+
+func TestMeasures(t *testing.T) {
+	if kib, err := PeakRSS(os.Getpid()); err != nil || kib <= 0 {
+		t.Errorf("PeakRSS(self) = %d KiB, %v", kib, err)
+	}
+	if _, err := PeakRSS(-1); err == nil {
+		t.Error("PeakRSS(-1): no error")
+	}
+	if LiveHeap() == 0 {
+		t.Error("LiveHeap() = 0")
+	}
+	start := ProcessCPU()
+	for ProcessCPU() == start { // spin until the clock of CPU time moves
 	}
 }
