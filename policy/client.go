@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/bytesconv"
 )
 
 // Client is a compiled api_clients row: IP prefixes, origin matchers, path
@@ -324,7 +326,7 @@ func (c *Client) checkSecret(secret string, now time.Time, ttl time.Duration, ga
 	if !c.hash.slow() {
 		return outcome(c.hash.verify(secret))
 	}
-	key := sha256.Sum256(bytesOf(secret))
+	key := sha256.Sum256(bytesconv.Bytes(secret))
 	if ok, known := c.hash.verified.lookup(key, now); known {
 		return outcome(ok)
 	}

@@ -3,6 +3,8 @@ package policy
 import (
 	"encoding/base64"
 	"strings"
+
+	"github.com/scopegate/scopegate/internal/bytesconv"
 )
 
 // CredentialHeaders holds the raw values a credential can come from. Empty
@@ -124,7 +126,7 @@ func looksLikeJWT(tok string) bool {
 	if i > stackJWTHeader {
 		buf = make([]byte, base64.RawURLEncoding.DecodedLen(i))
 	}
-	n, err := base64.RawURLEncoding.Decode(buf, bytesOf(tok[:i]))
+	n, err := base64.RawURLEncoding.Decode(buf, bytesconv.Bytes(tok[:i]))
 	if err != nil {
 		return false
 	}
@@ -144,7 +146,7 @@ func isBase64URL(s string) bool {
 // jsonObjectHasAlg is a cheap shape check, not a JSON parser: the text is an
 // object and holds the member name "alg". The real parser runs later.
 func jsonObjectHasAlg(b []byte) bool {
-	s := strings.TrimSpace(stringOf(b))
+	s := strings.TrimSpace(bytesconv.String(b))
 	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
 		return false
 	}

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/scopegate/scopegate/internal/bytesconv"
 )
 
 // Hash formats of api_clients.api_key_hash (SPEC §3), told apart by prefix:
@@ -151,7 +153,7 @@ func (v *verifier) slow() bool { return v.kind == hashBcrypt || v.kind == hashAr
 func (v *verifier) verify(secret string) bool {
 	switch v.kind {
 	case hashSHA256:
-		sum := sha256.Sum256(bytesOf(secret))
+		sum := sha256.Sum256(bytesconv.Bytes(secret))
 		return subtle.ConstantTimeCompare(sum[:], v.sum[:]) == 1
 	case hashBcrypt:
 		return bcrypt.CompareHashAndPassword(v.bcrypt, []byte(secret)) == nil

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"sync"
 	"weak"
+
+	"github.com/scopegate/scopegate/internal/bytesconv"
 )
 
 // Interning of compiled client lists (issue 16: a million clients).
@@ -174,11 +176,11 @@ func compileEach[V any](l *listSrc, compile func(string) (V, error), add func(V)
 // uvarint decodes a uvarint written by [binary.AppendUvarint] at the start
 // of s: the value and its width. s must hold a whole one.
 func uvarint(s string) (v uint64, w int) {
-	return binary.Uvarint(bytesOf(s))
+	return binary.Uvarint(bytesconv.Bytes(s))
 }
 
 // varint decodes a varint written by [binary.AppendVarint] (zigzag) at the
 // start of s: the value and its width. s must hold a whole one.
 func varint(s string) (v int64, w int) {
-	return binary.Varint(bytesOf(s))
+	return binary.Varint(bytesconv.Bytes(s))
 }

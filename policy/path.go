@@ -2,6 +2,8 @@ package policy
 
 import (
 	"unicode/utf8"
+
+	"github.com/scopegate/scopegate/internal/bytesconv"
 )
 
 // Raw path screening (SPEC §5 "Paths").
@@ -167,7 +169,7 @@ func decodePath(raw string, keepSlash bool, scratch []byte) (path string, ok boo
 	if !utf8.Valid(buf) {
 		return "", false
 	}
-	return stringOf(buf), true
+	return bytesconv.String(buf), true
 }
 
 func isHex(c byte) bool {

@@ -1,6 +1,10 @@
 package policy
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/scopegate/scopegate/internal/bytesconv"
+)
 
 // litPrefix is a literal path prefix with its last eight bytes preloaded, so
 // rejecting a path that does not start with it is one 64-bit compare in the
@@ -26,7 +30,7 @@ func (lp *litPrefix) prefixOf(path string) bool {
 		return false
 	}
 	if n >= 8 {
-		if binary.LittleEndian.Uint64(bytesOf(path[n-8:n])) != lp.tail {
+		if binary.LittleEndian.Uint64(bytesconv.Bytes(path[n-8:n])) != lp.tail {
 			return false
 		}
 		return path[:n-8] == lp.s[:n-8]

@@ -9,6 +9,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/bytesconv"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -69,11 +70,11 @@ func (p *Proxy) adminAuthorized(h *fasthttp.RequestHeader) bool {
 	if !p.adminTokenSet {
 		return true
 	}
-	scheme, tok := policy.SplitAuthorization(b2s(h.Peek("Authorization")))
+	scheme, tok := policy.SplitAuthorization(bytesconv.String(h.Peek("Authorization")))
 	if tok == "" || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
-	got := sha256.Sum256(s2b(tok))
+	got := sha256.Sum256(bytesconv.Bytes(tok))
 	return subtle.ConstantTimeCompare(got[:], p.adminToken[:]) == 1
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/bytesconv"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -57,7 +58,7 @@ func (p *Proxy) corsPrepare(st *reqState) {
 		return // a repeated Origin is origin_not_allowed (or cors_rejected)
 	}
 	st.corsOrigin = append(st.corsOrigin[:0], st.hdr.origin...)
-	st.corsAllowed = c.OriginAllowed(b2s(st.corsOrigin), p.store.ClientOrigins())
+	st.corsAllowed = c.OriginAllowed(bytesconv.String(st.corsOrigin), p.store.ClientOrigins())
 }
 
 // isPreflight reports whether st.req (filled) is a CORS preflight this front
@@ -72,7 +73,7 @@ func (p *Proxy) isPreflight(st *reqState) bool {
 // policy does not answer it as one (no route for the requested method): it
 // is then decided as an ordinary request.
 func (p *Proxy) preflight(st *reqState) (d policy.Decision, ok bool) {
-	acrh := b2s(st.hdr.acrHeaders)
+	acrh := bytesconv.String(st.hdr.acrHeaders)
 	if st.hdr.acrHeadersLines > 1 {
 		// Several lines are one list (RFC 9110 §5.3).
 		j := st.keys[:0]
@@ -83,9 +84,9 @@ func (p *Proxy) preflight(st *reqState) (d policy.Decision, ok bool) {
 			j = append(j, v...)
 		}
 		st.keys = j
-		acrh = b2s(j)
+		acrh = bytesconv.String(j)
 	}
-	c, d := p.engine.Preflight(policy.PreflightRequest{Req: &st.req, Method: b2s(st.hdr.acrMethod), Headers: acrh},
+	c, d := p.engine.Preflight(policy.PreflightRequest{Req: &st.req, Method: bytesconv.String(st.hdr.acrMethod), Headers: acrh},
 		p.store.ClientOrigins())
 	if c == nil {
 		return d, false
@@ -103,11 +104,11 @@ func (p *Proxy) writePreflight(ctx *fasthttp.RequestCtx, st *reqState) {
 	resp.SetStatusCode(fasthttp.StatusNoContent)
 	h := &resp.Header
 	h.SetCanonical(hdrACAO, st.corsOrigin)
-	h.SetCanonical(hdrACAM, s2b(c.AllowMethods()))
+	h.SetCanonical(hdrACAM, bytesconv.Bytes(c.AllowMethods()))
 	if v := c.AllowHeaders(); v != "" {
-		h.SetCanonical(hdrACAH, s2b(v))
+		h.SetCanonical(hdrACAH, bytesconv.Bytes(v))
 	}
-	h.SetCanonical(hdrACMA, s2b(c.MaxAge()))
+	h.SetCanonical(hdrACMA, bytesconv.Bytes(c.MaxAge()))
 	if c.Credentials() {
 		h.SetCanonical(hdrACAC, valTrue)
 	}
@@ -134,7 +135,7 @@ func (p *Proxy) corsAnswer(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	h.SetCanonical(hdrACAO, st.corsOrigin)
 	if v := c.ExposeHeaders(); v != "" {
-		h.SetCanonical(hdrACEH, s2b(v))
+		h.SetCanonical(hdrACEH, bytesconv.Bytes(v))
 	}
 	if c.Credentials() {
 		h.SetCanonical(hdrACAC, valTrue)

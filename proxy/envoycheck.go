@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/bytesconv"
 	"github.com/scopegate/scopegate/policy"
 	"github.com/scopegate/scopegate/proxy/envoycheck"
 )
@@ -109,7 +110,7 @@ func (p *Proxy) envoyAnswer(c *envoycheck.Request, resp *fasthttp.Response) *env
 		a.Upstream = make([]envoycheck.Header, 0, 8)
 	}
 	for k, v := range resp.Header.All() {
-		name := b2s(k)
+		name := bytesconv.String(k)
 		switch {
 		case equalFoldASCII(k, "Content-Length"), equalFoldASCII(k, "Connection"), equalFoldASCII(k, "Date"):
 		case !allowed:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/bytesconv"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -87,7 +88,7 @@ func (st *reqState) connectionField(k, v []byte) {
 // hopField reports whether k, of class c (classOf), is to be removed, given
 // the first tokens names of st.names (the Connection tokens).
 func (st *reqState) hopField(k []byte, c fieldClass, tokens int, identityPrefix string) bool {
-	if c&classHop != 0 || identityPrefix != "" && policy.HasHeaderPrefix(b2s(k), identityPrefix) {
+	if c&classHop != 0 || identityPrefix != "" && policy.HasHeaderPrefix(bytesconv.String(k), identityPrefix) {
 		return true
 	}
 	for _, t := range st.names[:tokens] {
@@ -173,7 +174,7 @@ func (p *Proxy) identityHeaderSent(h *fasthttp.RequestHeader, st *reqState) bool
 		return false
 	}
 	for k := range h.All() {
-		if bytes.IndexByte(k, '_') >= 0 && policy.HasHeaderPrefix(b2s(k), p.prefix) {
+		if bytes.IndexByte(k, '_') >= 0 && policy.HasHeaderPrefix(bytesconv.String(k), p.prefix) {
 			return true
 		}
 	}
@@ -231,7 +232,7 @@ func cleanResponseHeaders(h *fasthttp.ResponseHeader, st *reqState, rateLimit bo
 //
 // c is name's class (classOf).
 func dropBeforeForwarding(name []byte, c fieldClass, replaceForwarded bool) bool {
-	if !policy.ForwardedHeaderName(b2s(name)) {
+	if !policy.ForwardedHeaderName(bytesconv.String(name)) {
 		return true // so the lists below need no '_' spellings
 	}
 	return c&classDroppedAny != 0 ||
@@ -334,13 +335,13 @@ func nameIn(name []byte, names []string) bool {
 // equalHeaderName reports whether name is s ignoring case and reading '_'
 // as '-' (policy.SameHeaderName).
 func equalHeaderName(name []byte, s string) bool {
-	return policy.SameHeaderName(b2s(name), s)
+	return policy.SameHeaderName(bytesconv.String(name), s)
 }
 
 // rateLimitResponse names the RateLimit fields setRateLimitHeaders writes
 // (the same variables, so a new one is also stripped from the upstream).
 var rateLimitResponse = [...]string{
-	b2s(hdrRateLimitPolicy), b2s(hdrRateLimit), b2s(hdrRateLimitLimit), b2s(hdrRateLimitRemain), b2s(hdrRateLimitReset),
+	bytesconv.String(hdrRateLimitPolicy), bytesconv.String(hdrRateLimit), bytesconv.String(hdrRateLimitLimit), bytesconv.String(hdrRateLimitRemain), bytesconv.String(hdrRateLimitReset),
 }
 
 // replacedInResponse reports whether a response field is one the gateway

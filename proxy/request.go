@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/bytesconv"
 	"github.com/scopegate/scopegate/policy"
 	"github.com/scopegate/scopegate/proxy/upstream"
 )
@@ -130,7 +131,7 @@ func (v *valueSource) Header(name string) (string, int) {
 	if len(first) == 0 {
 		return "", 0
 	}
-	return b2s(first), n
+	return bytesconv.String(first), n
 }
 
 // Query returns the first value of the query parameter name, decoded, and
@@ -146,14 +147,14 @@ func (v *valueSource) Query(name string) (string, int) {
 	var first []byte
 	n := 0
 	for k, val := range v.args.All() {
-		if b2s(k) == name || policy.SameQueryKey(b2s(k), name) {
+		if bytesconv.String(k) == name || policy.SameQueryKey(bytesconv.String(k), name) {
 			if n == 0 {
 				first = val
 			}
 			n++
 		}
 	}
-	return b2s(first), n
+	return bytesconv.String(first), n
 }
 
 // peerAddr returns the connection's peer address, unmapped. It does not
@@ -233,17 +234,17 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, method, rawPath, ra
 	st.values.h = h
 	st.values.rawQuery = append(st.values.rawQuery[:0], rawQuery...)
 	ch := policy.CredentialHeaders{
-		APIKey:        b2s(st.hdr.apiKey),
-		ClientKey:     b2s(st.hdr.clientKey),
-		Authorization: b2s(st.hdr.authorization),
+		APIKey:        bytesconv.String(st.hdr.apiKey),
+		ClientKey:     bytesconv.String(st.hdr.clientKey),
+		Authorization: bytesconv.String(st.hdr.authorization),
 	}
 	if p.cfg.JWTCookie != "" {
-		ch.JWTCookie = b2s(h.Cookie(p.cfg.JWTCookie))
+		ch.JWTCookie = bytesconv.String(h.Cookie(p.cfg.JWTCookie))
 	}
 	st.req = policy.Request{
-		Method:  b2s(method),
-		RawPath: b2s(rawPath),
-		Origin:  b2s(st.hdr.origin),
+		Method:  bytesconv.String(method),
+		RawPath: bytesconv.String(rawPath),
+		Origin:  bytesconv.String(st.hdr.origin),
 		// A repeated Origin is denied (origin_not_allowed), never
 		// decided by its first line while both are forwarded.
 		OriginRepeated: st.hdr.originLines > 1,
@@ -258,7 +259,7 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, method, rawPath, ra
 // proxy appended rather than replaced, so neither can be trusted).
 func (st *reqState) realIP(h *fasthttp.RequestHeader) string {
 	if st.hdr.xRealIPLines <= 1 {
-		return b2s(st.hdr.xRealIP)
+		return bytesconv.String(st.hdr.xRealIP)
 	}
 	b := st.xri[:0]
 	for i, v := range h.PeekAll("X-Real-Ip") {
@@ -268,5 +269,5 @@ func (st *reqState) realIP(h *fasthttp.RequestHeader) string {
 		b = append(b, v...)
 	}
 	st.xri = b
-	return b2s(b)
+	return bytesconv.String(b)
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/bytesconv"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -101,8 +102,8 @@ func (p *Proxy) writeAnswer(ctx *fasthttp.RequestCtx, st *reqState, a answer) {
 		resp.Header.SetCanonical(hdrWWWAuthenticate, valBearerInvalid)
 	}
 	if a.forwardAuth {
-		resp.Header.SetCanonical(hdrDenyReason, s2b(a.code))
-		resp.Header.SetCanonical(hdrDenyError, s2b(a.text))
+		resp.Header.SetCanonical(hdrDenyReason, bytesconv.Bytes(a.code))
+		resp.Header.SetCanonical(hdrDenyError, bytesconv.Bytes(a.text))
 	}
 	p.setRateLimitHeaders(ctx, st, &a.rateLimit, a.reason == policy.ReasonRateLimited)
 	// The request id holds no '"', '\\' or control character
@@ -191,14 +192,14 @@ func (p *Proxy) setIdentity(h headerSetter, st *reqState, id *policy.Identity) {
 	}
 	for _, f := range p.identityFields(id) {
 		if f.value != "" {
-			h.SetCanonical(s2b(f.name), s2b(f.value))
+			h.SetCanonical(bytesconv.Bytes(f.name), bytesconv.Bytes(f.value))
 		}
 	}
 	if hasScope(id) {
 		b := append(st.scratch[:0], id.ScopeKind...)
 		b = append(b, ':')
 		b = append(b, id.ScopeKey...)
-		h.SetCanonical(s2b(p.hdrScope), b)
+		h.SetCanonical(bytesconv.Bytes(p.hdrScope), b)
 		st.scratch = b[:0]
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scopegate/scopegate/internal/bytesconv"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -24,7 +25,7 @@ const (
 
 // authMode classifies the raw path of the request target.
 func (p *Proxy) authMode(path []byte) authMode {
-	if !bytes.HasPrefix(path, s2b(p.authPath)) {
+	if !bytes.HasPrefix(path, bytesconv.Bytes(p.authPath)) {
 		return modeProxy
 	}
 	rest := path[len(p.authPath):]
@@ -34,7 +35,7 @@ func (p *Proxy) authMode(path []byte) authMode {
 	case rest[0] != '/':
 		return modeProxy // "/_authx"
 	}
-	if bytes.HasPrefix(path, s2b(p.envoyPath)) {
+	if bytes.HasPrefix(path, bytesconv.Bytes(p.envoyPath)) {
 		r := path[len(p.envoyPath):]
 		if len(r) == 0 || r[0] == '/' {
 			return modeEnvoy
@@ -51,7 +52,7 @@ func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer ne
 		return false, "", ""
 	}
 	if st.hdr.xffLines <= 1 {
-		return true, b2s(st.hdr.xff), st.realIP(&ctx.Request.Header)
+		return true, bytesconv.String(st.hdr.xff), st.realIP(&ctx.Request.Header)
 	}
 	// Several X-Forwarded-For lines are one list (RFC 9110 §5.3).
 	all := ctx.Request.Header.PeekAll(string(hdrXFF))
@@ -61,7 +62,7 @@ func (p *Proxy) trustedForwarded(ctx *fasthttp.RequestCtx, st *reqState, peer ne
 		j = append(j, v...)
 	}
 	st.keys = j
-	xff = b2s(j)
+	xff = bytesconv.String(j)
 	return true, xff, st.realIP(&ctx.Request.Header)
 }
 

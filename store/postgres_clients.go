@@ -9,11 +9,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/scopegate/scopegate/internal/bytesconv"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -93,8 +93,8 @@ func (r *rowScan) scan(rows pgx.Rows) (policy.ClientRecord, error) {
 			return rec, errNullColumn
 		}
 	}
-	rec.ID, rec.ClientKey, rec.Name = view(r.text[0]), view(r.text[1]), view(r.text[2])
-	rec.Status, rec.APIKeyHash = view(r.text[3]), view(r.text[4])
+	rec.ID, rec.ClientKey, rec.Name = bytesconv.String(r.text[0]), bytesconv.String(r.text[1]), bytesconv.String(r.text[2])
+	rec.Status, rec.APIKeyHash = bytesconv.String(r.text[3]), bytesconv.String(r.text[4])
 	rec.AllowedOrigins = r.list(0)
 	rec.AllowedIPs = r.list(1)
 	rec.AllowedPaths = r.list(2)
@@ -123,7 +123,7 @@ func (r *rowScan) scan(rows pgx.Rows) (policy.ClientRecord, error) {
 // list parses list i (0 allowed_origins, 1 allowed_ips, 2 allowed_paths)
 // into its scratch slice.
 func (r *rowScan) list(i int) []string {
-	l := parseListInto(r.lists[i], view(r.text[5+i]))
+	l := parseListInto(r.lists[i], bytesconv.String(r.text[5+i]))
 	if cap(l) > cap(r.lists[i]) {
 		r.lists[i] = l // keep the grown scratch
 	}
@@ -142,14 +142,6 @@ func timeOrNil(t pgtype.Timestamptz, dst *time.Time) (*time.Time, error) {
 	}
 	*dst = t.Time
 	return dst, nil
-}
-
-// view returns b as a string without a copy: it must not outlive b.
-func view(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
 }
 
 // parseListInto turns a jsonb list into its entries: JSON strings become

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/scopegate/scopegate/internal/bytesconv"
 	"github.com/scopegate/scopegate/policy"
 )
 
@@ -467,13 +468,8 @@ func (r *RedisBuckets) send(batch []*takeReq) {
 	}
 }
 
-// le64 reads a little-endian uint64 from the first 8 bytes of s, which
-// binary.LittleEndian cannot without copying s to a []byte.
-func le64(s string) uint64 {
-	_ = s[7]
-	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-}
+// le64 reads a little-endian uint64 from the first 8 bytes of s.
+func le64(s string) uint64 { return binary.LittleEndian.Uint64(bytesconv.Bytes(s)) }
 
 // gcraAnswer reads one take's part of the script's reply: the bucket's
 // debt after it (µs), negated when the take was refused.
