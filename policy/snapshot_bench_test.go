@@ -38,40 +38,42 @@ func snapshotRecord(i int) ClientRecord {
 	return rec
 }
 
+// compileSnapshot compiles n clients (snapshotRecord) and keeps them until
+// it has measured: the live heap they hold per client (records dropped)
+// and the time CompileClient took for all of them.
+func compileSnapshot(tb testing.TB, n int) (perClient float64, spent time.Duration) {
+	tb.Helper()
+	before := testproc.LiveHeap()
+	clients := make([]*Client, n)
+	for i := range clients {
+		rec := snapshotRecord(i)
+		t := time.Now()
+		c, errs := CompileClient(rec)
+		spent += time.Since(t)
+		if len(errs) > 0 {
+			tb.Fatal(errs)
+		}
+		clients[i] = c
+	}
+	perClient = float64(testproc.LiveHeap()-before-uint64(n*8)) / float64(n)
+	runtime.KeepAlive(clients)
+	return perClient, spent
+}
+
 // BenchmarkCompileClients compiles a snapshot of 100,000 clients (see
 // snapshotRecord) and keeps them: B-retained/client is the live heap they
 // hold (records dropped), ms-compile the time CompileClient took for all
 // of them. Target (issue 16): at most 640 bytes per client, 100,000
 // clients compiled well within a second.
 func BenchmarkCompileClients(b *testing.B) {
-	const n = 100000
 	b.ReportAllocs()
-	var perClient, compileMs float64
+	var perClient float64
+	var spent time.Duration
 	for b.Loop() {
-		b.StopTimer()
-		before := testproc.LiveHeap()
-		clients := make([]*Client, n)
-		var spent time.Duration
-		b.StartTimer()
-		for i := range clients {
-			rec := snapshotRecord(i)
-			t := time.Now()
-			c, errs := CompileClient(rec)
-			spent += time.Since(t)
-			if len(errs) > 0 {
-				b.Fatal(errs)
-			}
-			clients[i] = c
-		}
-		b.StopTimer()
-		sliceBytes := uint64(n * 8)
-		perClient = float64(testproc.LiveHeap()-before-sliceBytes) / n
-		compileMs = float64(spent.Microseconds()) / 1000
-		runtime.KeepAlive(clients)
-		b.StartTimer()
+		perClient, spent = compileSnapshot(b, 100000)
 	}
 	b.ReportMetric(perClient, "B-retained/client")
-	b.ReportMetric(compileMs, "ms-compile")
+	b.ReportMetric(float64(spent.Microseconds())/1000, "ms-compile")
 }
 
 // TestCompiledClientFootprint keeps issue 16's bound: 100,000 compiled
@@ -82,18 +84,8 @@ func TestCompiledClientFootprint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles 100,000 clients")
 	}
-	const n, bound = 100000, 640
-	before := testproc.LiveHeap()
-	clients := make([]*Client, n)
-	for i := range clients {
-		c, errs := CompileClient(snapshotRecord(i))
-		if len(errs) > 0 {
-			t.Fatal(errs)
-		}
-		clients[i] = c
-	}
-	per := float64(testproc.LiveHeap()-before-n*8) / n
-	runtime.KeepAlive(clients)
+	const bound = 640
+	per, _ := compileSnapshot(t, 100000)
 	t.Logf("%.0f bytes retained per compiled client", per)
 	if per > bound {
 		t.Errorf("%.0f bytes retained per compiled client, want at most %d", per, bound)
