@@ -44,6 +44,10 @@ type Request struct {
 	// (SPEC §10): every check runs except the token bucket, which a
 	// re-check must neither consume nor be refused by.
 	Recheck bool
+	// Routes is set by [Engine.Match] and [Engine.Preflight]: the routes
+	// file a decision's Route indexes. A reload may swap the engine's
+	// routes while the request is served; labels and logs read this one.
+	Routes *Routes
 }
 
 // Match is the request-level result of [Engine.Match]: the matched route and
@@ -182,6 +186,7 @@ func (e *Engine) match(req *Request) (Match, Decision) {
 // otherwise the Decision is empty and m.rule is the matched route (nil with
 // no routes file or under default: authenticated).
 func (e *Engine) matchRoute(req *Request, rs *Routes) (Match, Decision) {
+	req.Routes = rs
 	m := Match{Route: -1}
 	d := screenPath(req.RawPath)
 	if d&pathBad != 0 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/scopegate/scopegate/policy"
 	"github.com/valyala/fasthttp"
 )
 
@@ -172,4 +173,31 @@ func doRawNoFatal(addr, raw string) *rawResponse {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return &rawResponse{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// TestSettleLabelsWithTheDecisionsRoutes: a reload between a decision and
+// its answer does not relabel the request: its counter and log name the
+// route of the routes file it was decided with.
+func TestSettleLabelsWithTheDecisionsRoutes(t *testing.T) {
+	e := newEnv(t, envOptions{noUpstream: true})
+	p := e.proxy
+	decidedWith := e.engine.Routes()
+	st := p.pool.Get().(*reqState)
+	defer p.release(st)
+	st.req = policy.Request{Method: "GET", RawPath: "/healthz"}
+	_, d := e.engine.Match(&st.req)
+	if d.Route != 0 || !d.Allowed() {
+		t.Fatalf("/healthz: %+v, want route 0 allowed", d)
+	}
+	reloaded, _, err := policy.ParseRoutes([]byte("default: deny\nroutes:\n  - path: /other\n    auth: none\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.engine.SetRoutes(reloaded)
+	var ctx fasthttp.RequestCtx
+	p.settle(&ctx, st, &d, 0, false)
+	if st.routes != decidedWith || st.routes.Path(st.route) != "/healthz" {
+		t.Errorf("settled with route %d of %p (%q), want /healthz of the routes decided with (%p)",
+			st.route, st.routes, st.routes.Path(st.route), decidedWith)
+	}
 }

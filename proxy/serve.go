@@ -250,7 +250,9 @@ func requestTime(ctx *fasthttp.RequestCtx) time.Time {
 // settle records d (which took took) and, when it denies, answers it; it
 // reports whether d allows, so the caller goes on.
 func (p *Proxy) settle(ctx *fasthttp.RequestCtx, st *reqState, d *policy.Decision, took time.Duration, forwardAuth bool) bool {
-	st.route, st.routes = d.Route, p.engine.Routes()
+	// The routes the decision was made with (set by the match), not the
+	// engine's now: a reload may have swapped them since.
+	st.route, st.routes = d.Route, st.req.Routes
 	if d.Allowed() {
 		p.observe(st, d, nil, took, forwardAuth)
 		return true
