@@ -68,12 +68,7 @@ type coarseConn struct {
 
 // applyRead sets the read deadline asked for; c.mu is held.
 func (c *coarseConn) applyRead() error {
-	d, ok := deadline.Coarse(c.rdWant, c.rdSet, c.slack)
-	if !ok {
-		return nil
-	}
-	c.rdSet = d
-	return c.Conn.SetReadDeadline(d)
+	return deadline.Renew(c.Conn, false, c.rdWant, &c.rdSet, c.slack)
 }
 
 func (c *coarseConn) Read(b []byte) (int, error) {
@@ -107,12 +102,7 @@ func (c *coarseConn) SetReadDeadline(t time.Time) error {
 func (c *coarseConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d, ok := deadline.Coarse(t, c.wdSet, c.slack)
-	if !ok {
-		return nil
-	}
-	c.wdSet = d
-	return c.Conn.SetWriteDeadline(d)
+	return deadline.Renew(c.Conn, true, t, &c.wdSet, c.slack)
 }
 
 // SetDeadline sets both deadlines exactly and at once.

@@ -35,3 +35,23 @@ func Coarse(want, set time.Time, slack time.Duration) (time.Time, bool) {
 	}
 	return want.Add(slack), true
 }
+
+// Conn is the part of net.Conn whose deadlines Renew sets.
+type Conn interface {
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+}
+
+// Renew sets c's read (or, with write, write) deadline for want through
+// Coarse, given *set, the one set now, which it updates.
+func Renew(c Conn, write bool, want time.Time, set *time.Time, slack time.Duration) error {
+	d, ok := Coarse(want, *set, slack)
+	if !ok {
+		return nil
+	}
+	*set = d
+	if write {
+		return c.SetWriteDeadline(d)
+	}
+	return c.SetReadDeadline(d)
+}

@@ -32,3 +32,31 @@ func TestCoarse(t *testing.T) {
 		}
 	}
 }
+
+type recordConn struct{ read, write []time.Time }
+
+func (c *recordConn) SetReadDeadline(t time.Time) error  { c.read = append(c.read, t); return nil }
+func (c *recordConn) SetWriteDeadline(t time.Time) error { c.write = append(c.write, t); return nil }
+
+// TestRenew: the first renewal sets the deadline a slack later, the next
+// within the slack keeps it (no call), and read and write stay apart.
+func TestRenew(t *testing.T) {
+	const slack = time.Second
+	want := time.Now().Add(time.Minute)
+	var c recordConn
+	var rd, wd time.Time
+	for _, w := range []time.Time{want, want.Add(slack / 2)} {
+		if err := Renew(&c, false, w, &rd, slack); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Renew(&c, true, want, &wd, slack); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.read) != 1 || !c.read[0].Equal(want.Add(slack)) || !rd.Equal(want.Add(slack)) {
+		t.Errorf("read deadlines set %v (kept %v), want one at %v", c.read, rd, want.Add(slack))
+	}
+	if len(c.write) != 1 || !wd.Equal(want.Add(slack)) {
+		t.Errorf("write deadlines set %v (kept %v)", c.write, wd)
+	}
+}

@@ -132,12 +132,7 @@ func newConn(c net.Conn, timeout time.Duration, bufSize int, u *upstream) *conn 
 // late (deadline.Coarse: a busy keep-alive connection renews it about once
 // per slack instead of on every read).
 func (c *conn) setReadDeadline(d time.Time) error {
-	set, ok := deadline.Coarse(d, c.rd, c.slack)
-	if !ok {
-		return nil
-	}
-	c.rd = set
-	return c.Conn.SetReadDeadline(set)
+	return deadline.Renew(c.Conn, false, d, &c.rd, c.slack)
 }
 
 // SetDeadline, SetReadDeadline and SetWriteDeadline set Conn's deadlines
@@ -164,12 +159,7 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 
 // setWriteDeadline is setReadDeadline for writes.
 func (c *conn) setWriteDeadline(d time.Time) error {
-	set, ok := deadline.Coarse(d, c.wd, c.slack)
-	if !ok {
-		return nil
-	}
-	c.wd = set
-	return c.Conn.SetWriteDeadline(set)
+	return deadline.Renew(c.Conn, true, d, &c.wd, c.slack)
 }
 
 // errSwitchedConn fails the read of an answer 101 Switching Protocols.
