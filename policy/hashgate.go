@@ -36,6 +36,7 @@ type slowHashGate struct {
 
 	mu      sync.Mutex
 	busy    int                    // slots in use
+	grants  uint64                 // slots handed out, ever
 	clients map[string]*gateClient // by client id, while it holds or waits for a slot
 	turns   []*gateClient          // clients with requests waiting, next first
 
@@ -54,11 +55,13 @@ type gateClient struct {
 	inTurns bool
 }
 
-// gateWaiter is one request waiting for a slot. granted is set, under the
-// gate's lock, when a slot is handed to it; ready is closed then.
+// gateWaiter is one request waiting for a slot. granted and ahead are set,
+// under the gate's lock, when a slot is handed to it; ready is closed then.
 type gateWaiter struct {
-	ready   chan struct{}
-	granted bool
+	ready    chan struct{}
+	granted  bool
+	queuedAt uint64 // the gate's grants when it queued
+	ahead    uint64 // slots handed to other requests while it waited
 }
 
 // newSlowHashGate returns a gate of n slots (at least 1) where one client
@@ -81,6 +84,7 @@ func (g *slowHashGate) acquire(id string) bool {
 	}
 	if g.busy < g.slots && c.running < g.share && len(c.waiters) == 0 {
 		g.busy++
+		g.grants++
 		c.running++
 		g.mu.Unlock()
 		return true
@@ -90,7 +94,7 @@ func (g *slowHashGate) acquire(id string) bool {
 		g.refused.Add(1)
 		return false
 	}
-	w := &gateWaiter{ready: make(chan struct{})}
+	w := &gateWaiter{ready: make(chan struct{}), queuedAt: g.grants}
 	c.waiters = append(c.waiters, w)
 	if !c.inTurns {
 		c.inTurns = true
@@ -159,10 +163,11 @@ func (g *slowHashGate) dispatch() {
 		c := g.turns[i]
 		w := c.waiters[0]
 		c.waiters = c.waiters[1:]
-		w.granted = true
+		w.granted, w.ahead = true, g.grants-w.queuedAt
 		close(w.ready)
 		c.running++
 		g.busy++
+		g.grants++
 		// Its next request waits for every other client's turn.
 		g.turns = append(g.turns[:i], g.turns[i+1:]...)
 		if len(c.waiters) > 0 {
