@@ -29,6 +29,15 @@ func HasHeaderPrefix(name, prefix string) bool {
 	return true
 }
 
+// IdentityHeaderSpoof reports whether a request field named name passes
+// for an identity header under prefix (SPEC's identity_header_sent): it
+// holds '_', so a CGI-style server reads it with '-', and so read it starts
+// with prefix. A proxy that cannot remove such a field from what reaches the
+// upstream (forward-auth) refuses the request; one that can drops it.
+func IdentityHeaderSpoof(name, prefix string) bool {
+	return prefix != "" && !ForwardedHeaderName(name) && HasHeaderPrefix(name, prefix)
+}
+
 // SameHeaderName reports whether a header named k is read as name: ASCII
 // case ignored, '_' read as '-'.
 func SameHeaderName(k, name string) bool {

@@ -39,3 +39,22 @@ func TestSameHeaderNameAndForwarded(t *testing.T) {
 		t.Errorf("ForwardedHeaderName must refuse exactly the names with '_'")
 	}
 }
+
+func TestIdentityHeaderSpoof(t *testing.T) {
+	for _, c := range []struct {
+		name, prefix string
+		want         bool
+	}{
+		{"X_Auth_User_Id", "X-Auth-", true},
+		{"x_auth_type", "X-Auth-", true},
+		{"X-Auth_User", "X-Auth-", true},     // one '_' is enough
+		{"X-Auth-User-Id", "X-Auth-", false}, // the real spelling: removed, not refused
+		{"X_Other_Id", "X-Auth-", false},
+		{"X_Auth", "X-Auth-", false},
+		{"X_Auth_User_Id", "", false}, // no identity headers configured
+	} {
+		if got := IdentityHeaderSpoof(c.name, c.prefix); got != c.want {
+			t.Errorf("IdentityHeaderSpoof(%q, %q) = %v, want %v", c.name, c.prefix, got, c.want)
+		}
+	}
+}

@@ -174,7 +174,7 @@ func (p *Proxy) identityHeaderSent(h *fasthttp.RequestHeader, st *reqState) bool
 		return false
 	}
 	for k := range h.All() {
-		if bytes.IndexByte(k, '_') >= 0 && policy.HasHeaderPrefix(bytesconv.String(k), p.prefix) {
+		if policy.IdentityHeaderSpoof(bytesconv.String(k), p.prefix) {
 			return true
 		}
 	}
