@@ -221,7 +221,9 @@ func newUpstream(raw string, cfg *Config) (*upstream, error) {
 		DisablePathNormalizing:        true, // the raw path goes out unchanged (SPEC §5 Paths)
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultUserAgentHeader:      true,
-		StreamResponseBody:            true,
+		// Answers stream back unless their body came whole with the header
+		// block (transport).
+		Transport: transport{},
 		// At most one retry, only for an idempotent request without a
 		// streamed body whose pooled keep-alive connection turned out to be
 		// closed by the upstream: a body stream cannot be replayed, and a
