@@ -1,9 +1,10 @@
 // Package upstream is the reverse proxy's upstream side: one keep-alive
 // pool per SCOPEGATE_UPSTREAM_URL entry, round-robin over the healthy ones
 // with a passive health check, the connections' timeouts and their look at
-// each answer's status line (conn.go), the retry of a stale keep-alive
-// connection, the request-body limit, and the framing of an answer for the
-// client's HTTP version.
+// each answer's status line (conn.go), the exchange itself (transport.go:
+// an answer that came whole is read, any other streamed), the retry of a
+// stale keep-alive connection, the request-body limit, and the framing of an
+// answer for the client's HTTP version.
 //
 // It knows nothing of decisions or of the handler: [Pool.Do] sends a
 // request that the caller has already rewritten and tells, as an
