@@ -124,11 +124,13 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 		slices.Sort(revokes)
 
 		// Three more while a full reload (SIGHUP, or the periodic one)
-		// reads every row: it starts, and 300 ms later the revocations
-		// begin, so they land while it runs.
+		// reads every row: they begin once the database shows its read
+		// running, so they land while it runs.
 		reloaded := make(chan error, 1)
 		go func() { reloaded <- s.Reload() }()
-		time.Sleep(300 * time.Millisecond)
+		if !waitReadRunning(b, db, reloaded) {
+			b.Logf("the reload ended before its read was seen running: the in-reload revocations came after it")
+		}
 		var during []time.Duration
 		for i := 0; i < 3; i++ {
 			during = append(during, timeRevocation(b, db, s, fmt.Sprintf("client-%d", 2+(i*7907)%n)))
@@ -155,6 +157,34 @@ func BenchmarkPostgresScaleStart(b *testing.B) {
 		pgtest.Exec(b, db, "UPDATE api_clients SET status = 'active' WHERE status = 'revoked'")
 		b.StartTimer()
 	}
+}
+
+// waitReadRunning waits until another session of the database runs a
+// statement that reads api_clients (the full reload's), and reports true;
+// false when done (the reload's result) came first. The result is put back
+// on done for the caller.
+func waitReadRunning(b *testing.B, db pgtest.DB, done chan error) bool {
+	b.Helper()
+	for t0 := time.Now(); time.Since(t0) < 30*time.Second; time.Sleep(time.Millisecond) {
+		var n int
+		err := db.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE pid <> pg_backend_pid() AND state = 'active'
+			AND query ILIKE '%api_clients%' AND query NOT ILIKE 'UPDATE%'`).Scan(&n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n > 0 {
+			return true
+		}
+		select {
+		case err := <-done:
+			done <- err
+			return false
+		default:
+		}
+	}
+	b.Fatal("the reload's read of api_clients was not seen within 30 s")
+	return false
 }
 
 // timeRevocation revokes key and returns how long until the store's
