@@ -173,13 +173,20 @@ func TestSummaryMedians(t *testing.T) {
 }
 
 // checkRedisFigures checks the smoke results of proxy-apikey-limited,
-// proxy-apikey-redis and redis-2-replicas: Redis's CPU and the replicas'
-// admitted and refused counts are reported.
+// proxy-apikey-redis and redis-2-replicas: the replicas' admitted and
+// refused counts and the takes per Redis call are reported. Redis's CPU is
+// read in clock ticks (10 ms): a smoke run on a busy machine may not use
+// one, so it is only checked to be there, not to be above zero.
 func checkRedisFigures(t *testing.T, rs []scenarioResult) {
 	t.Helper()
 	// A fraction of a second does not drain the 3,000-token bucket: 429s
 	// are not expected here, only counted.
-	if x := rs[2].Replicas; x == nil || x.Admitted == 0 || x.Admitted+x.Refused != rs[2].Requests || rs[2].RedisCPUus <= 0 || rs[1].RedisCPUus <= 0 {
-		t.Errorf("redis figures missing: %+v %+v", rs[1], rs[2])
+	if x := rs[2].Replicas; x == nil || x.Admitted == 0 || x.Admitted+x.Refused != rs[2].Requests {
+		t.Errorf("replica figures missing: %+v", rs[2])
+	}
+	for _, r := range rs[1:] {
+		if r.RedisTakesPerCall <= 0 || r.RedisCPUus < 0 {
+			t.Errorf("redis figures missing: %+v", r)
+		}
 	}
 }

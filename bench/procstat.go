@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,6 +10,9 @@ import (
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
 const clockTicks = 100
+
+// errNoRedis: the scenario runs without Redis, so it has no Redis figures.
+var errNoRedis = errors.New("no redis in this scenario")
 
 // cpuTime returns the user+system CPU time of pid in microseconds, from
 // /proc/PID/stat (fields 14 and 15, in clock ticks).
