@@ -47,7 +47,7 @@ type browserResult struct {
 }
 
 // runBrowser serves the page on pageLn, loads it at pageURL in a fresh
-// headless Chromium (stopped by PID afterwards) and returns what the page
+// headless Chromium (its process group stopped afterwards) and returns what the page
 // posted back.
 func runBrowser(t *testing.T, bin string, pageLn net.Listener, pageURL, gateway, key string) browserResult {
 	t.Helper()
@@ -69,13 +69,21 @@ func runBrowser(t *testing.T, bin string, pageLn net.Listener, pageURL, gateway,
 	defer srv.Close()
 
 	dir := t.TempDir()
-	p, err := testproc.Start("chromium", exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+	// Its own process group: Chromium's zygote, renderer and network
+	// processes outlive a kill of its PID and go on writing to the profile
+	// while the test's cleanup removes it. StopGroup ends them all, and only
+	// them, before that.
+	p, err := testproc.StartGroup("chromium", exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-crash-reporter", "--disable-breakpad",
 		"--user-data-dir="+filepath.Join(dir, "profile"), pageURL), filepath.Join(dir, "chromium.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Stop(nil, 0) // this Chromium only, by its PID
+	defer func() {
+		if err := p.StopGroup(); err != nil {
+			t.Error(err)
+		}
+	}()
 	var raw []byte
 	select {
 	case raw = <-results:
