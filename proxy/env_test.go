@@ -212,8 +212,10 @@ func openFileStore(t testing.TB, f storetest.Fixture) *store.File {
 	return s
 }
 
+// testLogger logs through t with -v (discards otherwise). A fuzz target's
+// *testing.F may not log once fuzzing runs, so its logs are discarded.
 func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
+	if _, fuzz := t.(*testing.F); testing.Verbose() && !fuzz {
 		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)

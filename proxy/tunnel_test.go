@@ -452,8 +452,12 @@ func TestTunnelClosedWhenDenied(t *testing.T) {
 	}
 	t.Run("key expires", func(t *testing.T) {
 		// Nothing in the store changes when expires_at passes: a timer.
-		soon := time.Now().Add(700 * time.Millisecond)
+		// The expiry is set as the store is written, 1.5 s ahead: the
+		// rest of the set-up and the tunnel's opening come before it even
+		// on a loaded machine.
+		var soon time.Time
 		e := newEnv(t, envOptions{upstreams: []string{up}, fixture: func(f *storetest.Fixture) {
+			soon = time.Now().Add(1500 * time.Millisecond)
 			for i := range f.Clients {
 				if f.Clients[i].ClientKey == "app" {
 					f.Clients[i].ExpiresAt = &soon

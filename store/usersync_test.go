@@ -351,7 +351,9 @@ func TestUserSyncFeed(t *testing.T) {
 // subject per interval, and is not asked again within the negative TTL.
 func TestUserSyncRefusedWrite(t *testing.T) {
 	t.Parallel()
-	b := setup(t, edits(withSync(nil), func(c *store.PostgresConfig) { c.NegativeCacheTTL = 300 * time.Millisecond }))
+	// The three attempts below must fall within one negative TTL: 2 s
+	// leaves a loaded machine room (the retry after it waits that long).
+	b := setup(t, edits(withSync(nil), func(c *store.PostgresConfig) { c.NegativeCacheTTL = 2 * time.Second }))
 	pgtest.Exec(t, b.db, `CREATE FUNCTION refuse_users() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'users are read-only here'; END $$;
 CREATE TRIGGER refuse_users BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION refuse_users();`)
@@ -367,7 +369,7 @@ CREATE TRIGGER refuse_users BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION
 	}
 	// Past the negative TTL it is tried again, and refused again, but the
 	// error is not logged again within the interval.
-	eventually(t, 5*time.Second, "a second attempt", func() bool {
+	eventually(t, 10*time.Second, "a second attempt", func() bool {
 		u, err := lookupAndSync(t, b.store, c)
 		if u != nil || err != nil {
 			t.Fatalf("retry: %v, %v; want unknown", u, err)

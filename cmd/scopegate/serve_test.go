@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -146,8 +147,10 @@ func TestServeConfigErrors(t *testing.T) {
 // finish, then serve returns nil (exit 0).
 func TestServeReloadAndGracefulShutdown(t *testing.T) {
 	release := make(chan struct{})
+	var parked atomic.Int32
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/slow" {
+			parked.Add(1)
 			<-release
 		}
 		fmt.Fprintf(w, "upstream %s sub=%q key=%q", r.URL.Path, r.Header.Get("X-Auth-User-Sub"), r.Header.Get("X-Auth-Client-Key"))
@@ -204,9 +207,9 @@ func TestServeReloadAndGracefulShutdown(t *testing.T) {
 			results <- s
 		}()
 	}
-	time.Sleep(300 * time.Millisecond) // all in flight, parked in the upstream
+	waitFor(t, "every request parked in the upstream", func() bool { return parked.Load() == n })
 	r.sigs <- syscall.SIGTERM
-	time.Sleep(200 * time.Millisecond)
+	waitLog(t, r.logs, "shutting down")
 	close(release)
 	for i := 0; i < n; i++ {
 		if s := <-results; s != 200 {
