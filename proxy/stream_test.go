@@ -48,15 +48,17 @@ func TestProxyStreamsResponse(t *testing.T) {
 func TestProxySlowBodyOutlivesUpstreamTimeout(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
-		for i := 0; i < 8; i++ {
+		// 800 ms of body, in pauses of 50 ms: the whole outlives the
+		// 400 ms timeout, no pause comes near it.
+		for i := 0; i < 16; i++ {
 			io.WriteString(w, "tick\n")
 			w.(http.Flusher).Flush()
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond)
 		}
 		io.WriteString(w, "END\n")
 	}))
 	defer up.Close()
-	resp, err := getStream(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 300 * time.Millisecond})
+	resp, err := getStream(t, envOptions{upstreams: []string{up.URL}, upstreamTimeout: 400 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

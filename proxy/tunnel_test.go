@@ -348,7 +348,7 @@ func TestTunnelUpstreamFaults(t *testing.T) {
 func TestTunnelCapIdleShutdown(t *testing.T) {
 	e := newEnv(t, envOptions{upstreams: []string{wsEcho(t)}, mutate: func(c *Config) {
 		c.MaxTunnels = 2
-		c.TunnelIdleTimeout = 400 * time.Millisecond
+		c.TunnelIdleTimeout = 800 * time.Millisecond // 16 times a's pause below
 	}})
 	t.Cleanup(e.proxy.CloseTunnels)
 	a, _, err := wsDial(t, e, "/api/ws", keyHeader(e, "app"))
@@ -366,11 +366,11 @@ func TestTunnelCapIdleShutdown(t *testing.T) {
 	if body, _ := io.ReadAll(resp.Body); !strings.Contains(string(body), `"too_many_tunnels"`) {
 		t.Errorf("third tunnel: %s", body)
 	}
-	// a talks every 100 ms for 1 s: it stays; b idles and closes.
+	// a talks every 50 ms for 1.5 s: it stays; b idles and closes.
 	start := time.Now()
-	for time.Since(start) < time.Second {
+	for time.Since(start) < 1500*time.Millisecond {
 		echoRoundTrip(t, a, []byte("ping"))
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	b.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, _, err := b.ReadMessage(); err == nil || isTimeout(err) {

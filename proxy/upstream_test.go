@@ -58,7 +58,9 @@ func TestStaleKeepAliveRetried(t *testing.T) {
 func TestUpstreamShortKeepAlive(t *testing.T) {
 	var hits atomic.Int64
 	up := countingUpstream(&hits)
-	up.Config.IdleTimeout = 1500 * time.Millisecond
+	// Well past the gateway's 1 s, whose idle sweep runs about once a
+	// second: the gateway's side is gone before the upstream closes its own.
+	up.Config.IdleTimeout = 2500 * time.Millisecond
 	up.Start()
 	defer up.Close()
 	e := newEnv(t, envOptions{upstreams: []string{up.URL}})
@@ -70,7 +72,7 @@ func TestUpstreamShortKeepAlive(t *testing.T) {
 	if r := post(); r.status != 200 {
 		t.Fatalf("first POST: %d %s", r.status, r.body)
 	}
-	time.Sleep(1800 * time.Millisecond) // the upstream has closed its side
+	time.Sleep(2800 * time.Millisecond) // the upstream has closed its side
 	if r := post(); r.status != 200 {
 		t.Fatalf("POST after the upstream's keep-alive timeout: %d %s", r.status, r.body)
 	}
