@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -143,4 +144,99 @@ func TestProxyFlushesHeadersOfOpenEndedResponses(t *testing.T) {
 		t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
 	}
 	t.Logf("headers after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestProxyClientGoneMidStreamClosesUpstream: a client that disconnects
+// while a sized answer streams makes the gateway close that upstream
+// connection at once, mid-body: it is never pooled (its next bytes would
+// be read as the next request's answer), and the next request opens a new
+// one and gets its own answer.
+func TestProxyClientGoneMidStreamClosesUpstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns, requests atomic.Int32
+	proceed := make(chan struct{})
+	fate := make(chan string, 1) // what became of the first connection
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if requests.Add(1) > 1 {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+						continue
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"+strings.Repeat("a", 64<<10))
+					<-proceed // the client has left: the next bytes fail its write
+					io.WriteString(c, strings.Repeat("a", 256<<10))
+					c.SetReadDeadline(time.Now().Add(3 * time.Second))
+					_, err = http.ReadRequest(br)
+					var ne net.Error
+					switch {
+					case err == nil:
+						fate <- "reused mid-body: another request came on it"
+					case errors.As(err, &ne) && ne.Timeout():
+						fate <- "left open (pooled?)"
+					default:
+						fate <- "closed"
+					}
+					return
+				}
+			}(c)
+		}
+	}()
+	e := newEnv(t, envOptions{
+		upstreams:       []string{"http://" + ln.Addr().String()},
+		upstreamTimeout: 5 * time.Second,
+		mutate:          func(c *Config) { c.UpstreamIdleTimeout = time.Minute },
+	})
+	send := func() (net.Conn, *http.Response) {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, reqText("GET", "/api/stream", "X-API-Key", e.fix.Token("app")))
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, resp
+	}
+	c, resp := send()
+	if _, err := io.CopyN(io.Discard, resp.Body, 1000); err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // the client leaves mid-body
+	close(proceed)
+	// A second request while the first connection's fate is decided (the
+	// upstream waits 3 s for a request on it): it must not go on that
+	// connection. The pause lets the gateway's write to the departed client
+	// fail first; sent earlier, it only finds the connection still busy.
+	time.Sleep(200 * time.Millisecond)
+	_, resp2 := send()
+	if body, _ := io.ReadAll(resp2.Body); string(body) != "second" {
+		t.Errorf("second answer %.40q, want \"second\"", body)
+	}
+	if f := <-fate; f != "closed" {
+		t.Fatalf("the first upstream connection was %s, want closed", f)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d upstream connections, want 2", n)
+	}
 }

@@ -11,8 +11,10 @@ import (
 )
 
 // transport is the HostClient's exchange: fasthttp's default transport for
-// this package's settings (no per-request timeouts: the connections keep
-// their own deadlines), with one change. fasthttp streams every answer of
+// this package's settings, with one change. Those settings are all it
+// honours: the HostClient's ReadTimeout, WriteTimeout, MaxConnDuration and
+// MaxResponseBodySize and a request's DoTimeout/DoDeadline are not applied
+// here (the connections keep their own deadlines, see conn.go). fasthttp streams every answer of
 // a StreamResponseBody client, at four allocations and a stream copy per
 // answer; most API answers are a few hundred bytes that arrive in the same
 // read as their header block. An answer whose body is already buffered
@@ -65,10 +67,12 @@ func (transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp 
 		hc.CloseConn(cc)
 		return true, err
 	}
-	closeConn := req.ConnectionClose() || resp.ConnectionClose()
-	n := resp.Header.ContentLength()
-	if skipsBody(resp) || n >= 0 && n <= br.Buffered() {
-		if !skipsBody(resp) {
+	n, noBody := resp.Header.ContentLength(), skipsBody(resp)
+	// A body that ends with the connection (-2) leaves none to reuse, even
+	// when fasthttp did not mark it closing (an Upgrade answer).
+	closeConn := req.ConnectionClose() || resp.ConnectionClose() || n == -2 && !noBody
+	if noBody || n >= 0 && n <= br.Buffered() {
+		if !noBody {
 			resp.StreamBody = false
 			err = resp.ReadBody(br, 0) // from the buffer: no read, no wait
 		}

@@ -142,7 +142,9 @@ func (p *Pool) Len() int { return len(p.upstreams) }
 // HostClient returns the keep-alive client requests for the upstream raw go
 // through, with cfg's pool size, idle timeout, dialer and Timeout on every
 // read and write of its connections (defaults applied). The benchmark's
-// reference proxy uses it to pay for the same client.
+// reference proxy uses it to pay for the same client. Its exchange is this
+// package's transport, which ignores the client's ReadTimeout,
+// WriteTimeout, MaxConnDuration and MaxResponseBodySize: leave them unset.
 func HostClient(cfg Config, raw string) (*fasthttp.HostClient, error) {
 	cfg.setDefaults()
 	u, err := newUpstream(raw, &cfg)
