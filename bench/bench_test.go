@@ -176,7 +176,7 @@ func TestSummaryMedians(t *testing.T) {
 // proxy-apikey-redis and redis-2-replicas: the replicas' admitted and
 // refused counts and the takes per Redis call are reported. Redis's CPU is
 // read in clock ticks (10 ms): a smoke run on a busy machine may not use
-// one, so it is only checked to be there, not to be above zero.
+// one, so it is not checked (the figure comes from go run ./bench).
 func checkRedisFigures(t *testing.T, rs []scenarioResult) {
 	t.Helper()
 	// A fraction of a second does not drain the 3,000-token bucket: 429s
@@ -185,7 +185,7 @@ func checkRedisFigures(t *testing.T, rs []scenarioResult) {
 		t.Errorf("replica figures missing: %+v", rs[2])
 	}
 	for _, r := range rs[1:] {
-		if r.RedisTakesPerCall <= 0 || r.RedisCPUus < 0 {
+		if r.RedisTakesPerCall <= 0 {
 			t.Errorf("redis figures missing: %+v", r)
 		}
 	}

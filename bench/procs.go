@@ -104,7 +104,7 @@ func serveBareProxy(listen, upstream string) error {
 // (proxy.Config.ListenerServer: read, write and idle timeouts, request body
 // streaming, header-name normalization) and upstream client
 // (proxy.Config.UpstreamClient: a deadline renewed before every read and
-// write, response bodies streamed back), with no decision, header hygiene or forwarded fields. The
+// write, an answer read whole when it came whole, any other streamed back), with no decision, header hygiene or forwarded fields. The
 // gap between fasthttp-proxy and it is what those settings cost; the gap
 // between it and proxy-public is scopegate's own work.
 func serveSafeProxy(listen, upstream string) error {

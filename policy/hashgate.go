@@ -36,7 +36,7 @@ type slowHashGate struct {
 
 	mu      sync.Mutex
 	busy    int                    // slots in use
-	grants  uint64                 // slots handed out, ever
+	grants  uint64                 // slots handed out, ever: a waiter's ahead is measured in them
 	clients map[string]*gateClient // by client id, while it holds or waits for a slot
 	turns   []*gateClient          // clients with requests waiting, next first
 

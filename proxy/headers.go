@@ -161,9 +161,9 @@ func (p *Proxy) decisionRead(st *reqState, name []byte) bool {
 	return false
 }
 
-// identityHeaderSent reports whether the request carries a field whose name
-// holds '_' and, with '_' read as '-', starts with the identity prefix
-// (X_Auth_User_Id). In forward-auth mode scopegate cannot remove it from
+// identityHeaderSent reports whether the request carries a field
+// [policy.IdentityHeaderSpoof] names (X_Auth_User_Id). In forward-auth mode
+// scopegate cannot remove it from
 // what the proxy in front passes on, and CGI-style servers read it as the
 // identity header: the request is refused (identity_header_sent). The
 // proxy mode drops every '_' name (dropBeforeForwarding), and the gRPC

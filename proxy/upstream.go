@@ -35,7 +35,9 @@ func (c *Config) upstreamConfig() upstream.Config {
 // the upstream raw (one SCOPEGATE_UPSTREAM_URL entry) through, with c's pool
 // size, idle timeout, dialer and UpstreamTimeout on every read and write of
 // its connections (defaults applied). The benchmark's reference proxy uses
-// it to pay for the same client.
+// it to pay for the same client. Like [upstream.HostClient], leave the
+// client's ReadTimeout, WriteTimeout, MaxConnDuration and
+// MaxResponseBodySize unset: its transport ignores them.
 func (c Config) UpstreamClient(raw string) (*fasthttp.HostClient, error) {
 	c.setDefaults()
 	return upstream.HostClient(c.upstreamConfig(), raw)

@@ -49,7 +49,7 @@ func TestStaleKeepAliveRetried(t *testing.T) {
 }
 
 // TestUpstreamShortKeepAlive: an upstream that closes idle keep-alive
-// connections after 1.5 s (gunicorn's gthread worker: 2 s) does not make a
+// connections after 2.5 s (gunicorn's gthread worker: 2 s) does not make a
 // POST fail 502 when it arrives after such a pause. A request with a body
 // is never retried (it streams and may not be replayed), so the pool must
 // drop idle connections before the upstream does (UpstreamIdleTimeout,
@@ -58,8 +58,9 @@ func TestStaleKeepAliveRetried(t *testing.T) {
 func TestUpstreamShortKeepAlive(t *testing.T) {
 	var hits atomic.Int64
 	up := countingUpstream(&hits)
-	// Well past the gateway's 1 s, whose idle sweep runs about once a
-	// second: the gateway's side is gone before the upstream closes its own.
+	// Well past the gateway's 1 s (fasthttp sweeps idle connections as the
+	// oldest one's time runs out): the gateway's side is gone before the
+	// upstream closes its own.
 	up.Config.IdleTimeout = 2500 * time.Millisecond
 	up.Start()
 	defer up.Close()

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,8 +69,9 @@ func TestPostgresLastUsedCoalescing(t *testing.T) {
 	// change of last_used_at alone): a change that does notify, committed
 	// after them, is the next notification the feed receives.
 	pgtest.Exec(t, db, "UPDATE api_clients SET name = name || '-marker' WHERE id = $1", ids[0])
-	eventually(t, 5*time.Second, "the marker's notification", func() bool {
-		return metricValue(t, s, store.MetricNotifications) > notifs
+	eventually(t, 5*time.Second, "the marker change applied", func() bool {
+		c, err := s.LookupClient("c000", time.Now())
+		return err == nil && c != nil && strings.HasSuffix(c.Name, "-marker")
 	})
 	if n := metricValue(t, s, store.MetricNotifications); n != notifs+1 {
 		t.Errorf("notifications after the flushes and one marker change = %v, want %v", n, notifs+1)

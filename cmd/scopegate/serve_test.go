@@ -209,7 +209,16 @@ func TestServeReloadAndGracefulShutdown(t *testing.T) {
 	}
 	waitFor(t, "every request parked in the upstream", func() bool { return parked.Load() == n })
 	r.sigs <- syscall.SIGTERM
-	waitLog(t, r.logs, "shutting down")
+	// The drain has begun once /readyz says 503 (its first step); the
+	// parked requests are released into it.
+	waitFor(t, "/readyz 503 once draining", func() bool {
+		resp, err := http.Get("http://" + r.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503
+	})
 	close(release)
 	for i := 0; i < n; i++ {
 		if s := <-results; s != 200 {

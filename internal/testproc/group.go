@@ -29,6 +29,10 @@ func (p *Proc) StopGroup() error {
 	if p == nil || p.Cmd.Process == nil {
 		return nil
 	}
+	if a := p.Cmd.SysProcAttr; a == nil || !a.Setpgid {
+		p.Stop(nil, 0)
+		return fmt.Errorf("%s: not started by StartGroup; stopped by its PID only", p.Name)
+	}
 	pgid := p.Pid()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)

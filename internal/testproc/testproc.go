@@ -1,7 +1,8 @@
 // Package testproc is the process plumbing the tests (and the bench
 // harness) share: a free loopback port, a binary looked up on PATH and at
 // fixed places, a child process whose output goes to a file and which is
-// stopped by its PID, a wait until it is ready, the skip-or-fail rule for a
+// stopped by its PID (or, for a program with helpers of its own, by its
+// process group: group.go), a wait until it is ready, the skip-or-fail rule for a
 // missing tool, and a loopback listener that hands each connection to a
 // function.
 //

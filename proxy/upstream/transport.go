@@ -11,7 +11,7 @@ import (
 )
 
 // transport is the HostClient's exchange: fasthttp's default transport for
-// this package's settings, with one change. Those settings are all it
+// this package's settings, with the changes below. Those settings are all it
 // honours: the HostClient's ReadTimeout, WriteTimeout, MaxConnDuration and
 // MaxResponseBodySize and a request's DoTimeout/DoDeadline are not applied
 // here (the connections keep their own deadlines, see conn.go). fasthttp streams every answer of
@@ -21,14 +21,17 @@ import (
 // whole when its header block has been read is read into the response
 // (no stream, the connection back in the pool at once); any other answer
 // streams through an [answerStream], as before. What the client receives
-// is the same either way.
+// is the same either way, except a chunked answer's trailer (dropped). The
+// connection is marked closing as the answer arrives (its Connection
+// field, or a body that ends with the connection), not when its body has
+// streamed: by then the proxy has rewritten the answer's headers.
 type transport struct{}
 
 // maxInterimAnswers bounds the 1xx answers (other than 101) skipped before
 // the final one, as fasthttp does.
 const maxInterimAnswers = 100
 
-var errTooManyInterim = errors.New("upstream: too many interim (1xx) answers")
+var errTooManyInterim = errors.New("proxy: too many interim (1xx) answers")
 
 // RoundTrip sends req on a pooled connection of hc and reads the answer's
 // header block into resp, and its body when it is already buffered whole.

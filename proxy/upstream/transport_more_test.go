@@ -14,18 +14,6 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// doOnce sends one request through p and returns its response (released
-// at the end of the test).
-func doOnce(t *testing.T, p *Pool, method string) (*fasthttp.Response, Outcome) {
-	t.Helper()
-	var x Exchange
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	t.Cleanup(func() { fasthttp.ReleaseRequest(req); fasthttp.ReleaseResponse(resp) })
-	req.Header.SetMethod(method)
-	req.SetRequestURI("/things")
-	return resp, p.Do(&x, req, resp, time.Now())
-}
-
 // TestTransportCloseWhileReadBlocked: a Close from another goroutine while
 // a Read waits for body bytes that never come ends the Read at once,
 // returns promptly, closes the connection (its slot in the pool freed) and

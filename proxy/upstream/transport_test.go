@@ -27,7 +27,7 @@ func TestTransportBuffersWholeAnswers(t *testing.T) {
 		head     string // the header block, written first
 		body     string // written after it: at once, or once the test let it (late)
 		late     bool
-		closeEOF bool // the test closes the stream unread
+		closeUnread bool // the test closes the stream unread
 		status   int
 		want     string
 		streamed bool
@@ -36,7 +36,7 @@ func TestTransportBuffersWholeAnswers(t *testing.T) {
 		{name: "whole", head: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", body: "hello", status: 200, want: "hello", reused: true},
 		{name: "empty", head: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", status: 200, reused: true},
 		{name: "body after the header", head: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", body: "hello", late: true, status: 200, want: "hello", streamed: true, reused: true},
-		{name: "body after the header, closed unread", head: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", body: "hello", late: true, closeEOF: true, status: 200, streamed: true, reused: false},
+		{name: "body after the header, closed unread", head: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", body: "hello", late: true, closeUnread: true, status: 200, streamed: true, reused: false},
 		{name: "larger than the read buffer", head: "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", body: big, status: 200, want: big, streamed: true, reused: true},
 		{name: "chunked, trailer dropped", head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n", body: "5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n", status: 200, want: "hello", streamed: true, reused: true},
 		{name: "HEAD", method: "HEAD", head: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", status: 200, reused: true},
@@ -78,19 +78,11 @@ func TestTransportBuffersWholeAnswers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			do := func(method string) (*fasthttp.Response, Outcome) {
-				var x Exchange
-				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-				t.Cleanup(func() { fasthttp.ReleaseRequest(req); fasthttp.ReleaseResponse(resp) })
-				req.Header.SetMethod(method)
-				req.SetRequestURI("/things")
-				return resp, p.Do(&x, req, resp, time.Now())
-			}
 			method := c.method
 			if method == "" {
 				method = "GET"
 			}
-			resp, o := do(method) // returns before a late body is released
+			resp, o := doOnce(t, p, method) // returns before a late body is released
 			if o != OK || resp.StatusCode() != c.status {
 				t.Fatalf("outcome %v, status %d; want OK, %d", o, resp.StatusCode(), c.status)
 			}
@@ -102,7 +94,7 @@ func TestTransportBuffersWholeAnswers(t *testing.T) {
 			switch bs := resp.BodyStream(); {
 			case bs == nil:
 				body = resp.Body()
-			case !c.closeEOF: // (Body would read the stream)
+			case !c.closeUnread: // (Body would read the stream)
 				if body, err = io.ReadAll(bs); err != nil {
 					t.Fatalf("reading the stream: %v", err)
 				}
@@ -116,7 +108,7 @@ func TestTransportBuffersWholeAnswers(t *testing.T) {
 			if v := resp.Header.Peek("X-Sum"); len(v) != 0 {
 				t.Errorf("the trailer field X-Sum: %s reached the response", v)
 			}
-			if resp2, o := do("GET"); o != OK || string(resp2.Body()) != "ok" {
+			if resp2, o := doOnce(t, p, "GET"); o != OK || string(resp2.Body()) != "ok" {
 				t.Fatalf("second request: outcome %v, body %q", o, resp2.Body())
 			}
 			wantConns := int32(2)
@@ -128,4 +120,16 @@ func TestTransportBuffersWholeAnswers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// doOnce sends one request through p and returns its response (released
+// at the end of the test).
+func doOnce(t *testing.T, p *Pool, method string) (*fasthttp.Response, Outcome) {
+	t.Helper()
+	var x Exchange
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	t.Cleanup(func() { fasthttp.ReleaseRequest(req); fasthttp.ReleaseResponse(resp) })
+	req.Header.SetMethod(method)
+	req.SetRequestURI("/things")
+	return resp, p.Do(&x, req, resp, time.Now())
 }
