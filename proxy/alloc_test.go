@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -72,5 +73,37 @@ func TestForwardAuthNoAllocs(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestProxyNoAllocs: a proxied request on a cached API key allocates
+// nothing once warm, end to end over in-memory connections (the client,
+// the gateway and an upstream whose answer comes whole): the decision, the
+// rewrite, the upstream exchange (no response stream for a whole answer)
+// and the answer.
+func TestProxyNoAllocs(t *testing.T) {
+	be := newBenchEnv(t, true)
+	defer be.stop()
+	hc := be.client("127.0.0.1")
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://gw.bench/api/things?page=2")
+	req.Header.Set("X-API-Key", be.fix.Token("app"))
+	var failed error
+	run := func() {
+		if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 || string(resp.Body()) != "ok" {
+			failed = fmt.Errorf("%v: %d %q", err, resp.StatusCode(), resp.Body())
+		}
+	}
+	run()
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	if n := testing.AllocsPerRun(200, run); n != 0 {
+		t.Errorf("a proxied request on a cached API key: %v allocs, want 0", n)
+	}
+	if failed != nil {
+		t.Fatal(failed)
 	}
 }

@@ -19,14 +19,14 @@ type benchEnv struct {
 
 // newBenchEnv serves p over an in-memory listener; the upstream (when
 // wanted) is an in-memory fasthttp server answering 200 "ok".
-func newBenchEnv(b *testing.B, withUpstream bool) *benchEnv {
+func newBenchEnv(b testing.TB, withUpstream bool) *benchEnv {
 	b.Helper()
 	return newConsoleBenchEnv(b, withUpstream, false)
 }
 
 // newConsoleBenchEnv is newBenchEnv with the operator page's counters off
 // when noConsole is set.
-func newConsoleBenchEnv(b *testing.B, withUpstream, noConsole bool) *benchEnv {
+func newConsoleBenchEnv(b testing.TB, withUpstream, noConsole bool) *benchEnv {
 	b.Helper()
 	var upLn *fasthttputil.InmemoryListener
 	var up *fasthttp.Server

@@ -22,16 +22,16 @@ import (
 func TestTransportBuffersWholeAnswers(t *testing.T) {
 	big := strings.Repeat("b", 100_000)
 	cases := []struct {
-		name     string
-		method   string
-		head     string // the header block, written first
-		body     string // written after it: at once, or once the test let it (late)
-		late     bool
+		name        string
+		method      string
+		head        string // the header block, written first
+		body        string // written after it: at once, or once the test let it (late)
+		late        bool
 		closeUnread bool // the test closes the stream unread
-		status   int
-		want     string
-		streamed bool
-		reused   bool
+		status      int
+		want        string
+		streamed    bool
+		reused      bool
 	}{
 		{name: "whole", head: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", body: "hello", status: 200, want: "hello", reused: true},
 		{name: "empty", head: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", status: 200, reused: true},
