@@ -19,25 +19,12 @@ import (
 // returns promptly, closes the connection (its slot in the pool freed) and
 // never pools it.
 func TestTransportCloseWhileReadBlocked(t *testing.T) {
-	var conns atomic.Int32
 	hold := make(chan struct{})
 	t.Cleanup(func() { close(hold) })
-	url := serveConns(t, func(conn net.Conn) {
-		n := conns.Add(1)
-		br := bufio.NewReader(conn)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if n > 1 {
-				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				continue
-			}
-			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe")
-			<-hold // "llo" never comes while the test runs
-		}
+	url, conns := firstAnswered(t, func(conn net.Conn) bool {
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe")
+		<-hold // "llo" never comes while the test runs
+		return false
 	})
 	p, err := New(Config{URLs: []string{url}, Timeout: 10 * time.Second})
 	if err != nil {
@@ -122,30 +109,14 @@ func TestTransportMoreFramings(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var conns, requests atomic.Int32
 			release := make(chan struct{})
-			url := serveConns(t, func(conn net.Conn) {
-				conns.Add(1)
-				br := bufio.NewReader(conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if requests.Add(1) > 1 {
-						io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-						continue
-					}
-					io.WriteString(conn, c.head)
-					if c.body != "" {
-						<-release
-						io.WriteString(conn, c.body)
-					}
-					if c.closes {
-						return
-					}
+			url, conns := firstAnswered(t, func(conn net.Conn) bool {
+				io.WriteString(conn, c.head)
+				if c.body != "" {
+					<-release
+					io.WriteString(conn, c.body)
 				}
+				return !c.closes
 			})
 			p, err := New(Config{URLs: []string{url}, Timeout: 2 * time.Second})
 			if err != nil {

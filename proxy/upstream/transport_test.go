@@ -47,32 +47,16 @@ func TestTransportBuffersWholeAnswers(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var conns, requests atomic.Int32
 			release := make(chan struct{})
-			url := serveConns(t, func(conn net.Conn) {
-				conns.Add(1)
-				br := bufio.NewReader(conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if requests.Add(1) > 1 {
-						io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-						continue
-					}
-					if !c.late {
-						io.WriteString(conn, c.head+c.body)
-					} else {
-						io.WriteString(conn, c.head)
-						<-release
-						io.WriteString(conn, c.body)
-					}
-					if c.head == "HTTP/1.1 200 OK\r\n\r\n" {
-						return // the body ends with the connection
-					}
+			url, conns := firstAnswered(t, func(conn net.Conn) bool {
+				if !c.late {
+					io.WriteString(conn, c.head+c.body)
+				} else {
+					io.WriteString(conn, c.head)
+					<-release
+					io.WriteString(conn, c.body)
 				}
+				return c.head != "HTTP/1.1 200 OK\r\n\r\n" // else the body ends with the connection
 			})
 			p, err := New(Config{URLs: []string{url}, Timeout: 5 * time.Second})
 			if err != nil {
@@ -132,4 +116,31 @@ func doOnce(t *testing.T, p *Pool, method string) (*fasthttp.Response, Outcome) 
 	req.Header.SetMethod(method)
 	req.SetRequestURI("/things")
 	return resp, p.Do(&x, req, resp, time.Now())
+}
+
+// firstAnswered serves keep-alive connections on loopback: the first
+// request of the test gets first's answer (written on its connection;
+// first reports false to end that connection afterwards), every later one
+// "ok". It returns the URL and the count of connections accepted.
+func firstAnswered(t *testing.T, first func(conn net.Conn) (keep bool)) (string, *atomic.Int32) {
+	var conns, requests atomic.Int32
+	url := serveConns(t, func(conn net.Conn) {
+		conns.Add(1)
+		br := bufio.NewReader(conn)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			if requests.Add(1) > 1 {
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				continue
+			}
+			if !first(conn) {
+				return
+			}
+		}
+	})
+	return url, &conns
 }
