@@ -102,11 +102,7 @@ func TestRedisBucketsMatchLocal(t *testing.T) {
 	// call: the key's expiry is in real time (a 60 µs debt lives 1 ms), and
 	// on a loaded machine more than that may pass between two calls while
 	// the test's clock stands still.
-	batch := []struct {
-		id    string
-		after time.Duration
-		limit int
-	}{
+	batch := []batchTake{
 		{"d", 0, 1_000_000_000}, {"d", 0, 1_000_000_000}, {"d", 0, 1_000_000_000},
 		{"d", time.Microsecond, 1_000_000_000},
 	}
@@ -125,26 +121,45 @@ func TestRedisBucketsMatchLocal(t *testing.T) {
 		now = now.Add(s.after)
 		check(i, s.id, s.limit, r.Take(s.id, s.limit, now), s.want)
 	}
-	var qs []*takeReq
-	start := now
-	for _, s := range batch {
-		now = now.Add(s.after)
-		qs = append(qs, &takeReq{key: r.cfg.KeyPrefix + "rl:" + s.id, perMin: s.limit, now: now.UnixMicro(),
-			deadline: time.Now().Add(time.Minute), done: make(chan struct{}, 1)})
-	}
-	r.send(qs)
-	now = start
+	answers := sendBatch(t, r, now, batch)
 	for i, s := range batch {
 		now = now.Add(s.after)
-		<-qs[i].done
-		if qs[i].err != nil {
-			t.Fatalf("step %d: %v", len(steps)+i, qs[i].err)
-		}
-		check(len(steps)+i, s.id, s.limit, qs[i].a, policy.ReasonNone)
+		check(len(steps)+i, s.id, s.limit, answers[i], policy.ReasonNone)
 	}
 	if n := r.m.errors.Get(); n != 0 {
 		t.Errorf("%d redis errors", n)
 	}
+}
+
+// batchTake is one take of a script call sendBatch makes: client id's
+// bucket of limit per minute, after the previous take (or the start).
+type batchTake struct {
+	id    string
+	after time.Duration
+	limit int
+}
+
+// sendBatch sends takes, from start, to r in one script call and returns
+// their answers, failing t on an error.
+func sendBatch(t *testing.T, r *RedisBuckets, start time.Time, takes []batchTake) []policy.BucketAnswer {
+	t.Helper()
+	qs := make([]*takeReq, len(takes))
+	now := start
+	for i, tk := range takes {
+		now = now.Add(tk.after)
+		qs[i] = &takeReq{key: r.cfg.KeyPrefix + "rl:" + tk.id, perMin: tk.limit, now: now.UnixMicro(),
+			deadline: time.Now().Add(time.Minute), done: make(chan struct{}, 1)}
+	}
+	r.send(qs)
+	answers := make([]policy.BucketAnswer, len(takes))
+	for i, q := range qs {
+		<-q.done
+		if q.err != nil {
+			t.Fatalf("take %d of the batch: %v", i, q.err)
+		}
+		answers[i] = q.a
+	}
+	return answers
 }
 
 // TestRedisBucketsKey checks the key's name and that it expires once the
@@ -486,31 +501,16 @@ func TestGCRAScriptBatchEqualsSequential(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	takes := []struct {
-		id    string
-		after time.Duration
-		limit int
-	}{
+	takes := []batchTake{
 		{"A", 0, 5}, {"B", 0, 7}, {"A", 0, 5}, {"C", 0, 3}, {"A", time.Second, 6},
 		{"B", 0, 7}, {"A", -2 * time.Second, 5}, {"A", 0, 5}, {"A", 0, 5}, {"A", 0, 5}, {"C", 0, 3},
 		{"B", 0, 7}, {"B", 0, 7},
 	}
-	var batch []*takeReq
+	answers := sendBatch(t, batched, rlT0, takes)
 	now := rlT0
-	for _, tk := range takes {
-		now = now.Add(tk.after)
-		batch = append(batch, &takeReq{key: pa + "rl:" + tk.id, perMin: tk.limit, now: now.UnixMicro(),
-			deadline: time.Now().Add(time.Minute), done: make(chan struct{}, 1)})
-	}
-	batched.send(batch)
-	now = rlT0
 	for i, tk := range takes {
 		now = now.Add(tk.after)
-		<-batch[i].done
-		if batch[i].err != nil {
-			t.Fatalf("take %d in the batch: %v", i, batch[i].err)
-		}
-		got, want := batch[i].a, seq.Take(tk.id, tk.limit, now)
+		got, want := answers[i], seq.Take(tk.id, tk.limit, now)
 		if got != want {
 			t.Errorf("take %d (%s at %v, %d/min): batched %+v, one per call %+v", i, tk.id, now.Sub(rlT0), tk.limit, got, want)
 		}
