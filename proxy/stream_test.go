@@ -8,9 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // TestProxyStreamsResponse: the upstream's response body reaches the client
@@ -110,7 +111,14 @@ func TestProxyStalledBodyIsCut(t *testing.T) {
 // bounded by 5 s), returning the response as soon as its header is read.
 func getStream(t *testing.T, o envOptions) (*http.Response, error) {
 	t.Helper()
-	e := newEnv(t, o)
+	_, resp, err := streamOn(t, newEnv(t, o))
+	return resp, err
+}
+
+// streamOn is getStream on the gateway of e; it also returns the client's
+// connection.
+func streamOn(t *testing.T, e *env) (net.Conn, *http.Response, error) {
+	t.Helper()
 	c, err := net.Dial("tcp", e.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +126,8 @@ func getStream(t *testing.T, o envOptions) (*http.Response, error) {
 	t.Cleanup(func() { c.Close() })
 	io.WriteString(c, reqText("GET", "/api/stream", "X-API-Key", e.fix.Token("app")))
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	return http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	return c, resp, err
 }
 
 // TestProxyFlushesHeadersOfOpenEndedResponses: a response of unknown length
@@ -152,73 +161,34 @@ func TestProxyFlushesHeadersOfOpenEndedResponses(t *testing.T) {
 // be read as the next request's answer), and the next request opens a new
 // one and gets its own answer.
 func TestProxyClientGoneMidStreamClosesUpstream(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var conns, requests atomic.Int32
 	proceed := make(chan struct{})
 	fate := make(chan string, 1) // what became of the first connection
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if requests.Add(1) > 1 {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
-						continue
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"+strings.Repeat("a", 64<<10))
-					<-proceed // the client has left: the next bytes fail its write
-					io.WriteString(c, strings.Repeat("a", 256<<10))
-					c.SetReadDeadline(time.Now().Add(3 * time.Second))
-					_, err = http.ReadRequest(br)
-					var ne net.Error
-					switch {
-					case err == nil:
-						fate <- "reused mid-body: another request came on it"
-					case errors.As(err, &ne) && ne.Timeout():
-						fate <- "left open (pooled?)"
-					default:
-						fate <- "closed"
-					}
-					return
-				}
-			}(c)
+	addr, conns := testproc.FirstAnswered(t, func(c net.Conn, br *bufio.Reader) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"+strings.Repeat("a", 64<<10))
+		<-proceed // the client has left: the next bytes fail its write
+		io.WriteString(c, strings.Repeat("a", 256<<10))
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err := http.ReadRequest(br)
+		var ne net.Error
+		switch {
+		case err == nil:
+			fate <- "reused mid-body: another request came on it"
+		case errors.As(err, &ne) && ne.Timeout():
+			fate <- "left open (pooled?)"
+		default:
+			fate <- "closed"
 		}
-	}()
+		return false
+	}, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
 	e := newEnv(t, envOptions{
-		upstreams:       []string{"http://" + ln.Addr().String()},
+		upstreams:       []string{"http://" + addr},
 		upstreamTimeout: 5 * time.Second,
 		mutate:          func(c *Config) { c.UpstreamIdleTimeout = time.Minute },
 	})
-	send := func() (net.Conn, *http.Response) {
-		c, err := net.Dial("tcp", e.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		io.WriteString(c, reqText("GET", "/api/stream", "X-API-Key", e.fix.Token("app")))
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c, resp
+	c, resp, err := streamOn(t, e)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c, resp := send()
 	if _, err := io.CopyN(io.Discard, resp.Body, 1000); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +200,10 @@ func TestProxyClientGoneMidStreamClosesUpstream(t *testing.T) {
 	if f := <-fate; f != "closed" {
 		t.Fatalf("the first upstream connection was %s, want closed", f)
 	}
-	_, resp2 := send()
+	_, resp2, err := streamOn(t, e)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if body, _ := io.ReadAll(resp2.Body); string(body) != "second" {
 		t.Errorf("second answer %.40q, want \"second\"", body)
 	}

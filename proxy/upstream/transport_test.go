@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/scopegate/scopegate/internal/testproc"
 )
 
 // TestTransportBuffersWholeAnswers: an answer whose body came with its
@@ -119,28 +120,11 @@ func doOnce(t *testing.T, p *Pool, method string) (*fasthttp.Response, Outcome) 
 }
 
 // firstAnswered serves keep-alive connections on loopback: the first
-// request of the test gets first's answer (written on its connection;
-// first reports false to end that connection afterwards), every later one
-// "ok". It returns the URL and the count of connections accepted.
+// request of the test gets first's answer (first reports false to end that
+// connection afterwards), every later one "ok". It returns the URL and the
+// count of connections accepted.
 func firstAnswered(t *testing.T, first func(conn net.Conn) (keep bool)) (string, *atomic.Int32) {
-	var conns, requests atomic.Int32
-	url := serveConns(t, func(conn net.Conn) {
-		conns.Add(1)
-		br := bufio.NewReader(conn)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if requests.Add(1) > 1 {
-				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				continue
-			}
-			if !first(conn) {
-				return
-			}
-		}
-	})
-	return url, &conns
+	addr, conns := testproc.FirstAnswered(t, func(c net.Conn, _ *bufio.Reader) bool { return first(c) },
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	return "http://" + addr, conns
 }
