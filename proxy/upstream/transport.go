@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -44,20 +45,10 @@ func (transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp 
 		return false, err
 	}
 	conn := cc.Conn()
-	bw := hc.AcquireWriter(conn)
-	err = req.Write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	hc.ReleaseWriter(bw)
-	if err != nil {
+	if err := writeRequest(hc, conn, req); err != nil {
 		hc.CloseConn(cc)
-		if isTimeout(err) {
-			err = fasthttp.ErrTimeout
-		}
 		return true, err
 	}
-
 	if req.Header.IsHead() {
 		resp.SkipBody = true
 	}
@@ -101,6 +92,21 @@ func (transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp 
 	}
 	resp.SetBodyStream(s, n)
 	return false, nil
+}
+
+// writeRequest writes req on conn through one of hc's pooled writers; a
+// timeout is fasthttp.ErrTimeout, as fasthttp reports it.
+func writeRequest(hc *fasthttp.HostClient, conn net.Conn, req *fasthttp.Request) error {
+	bw := hc.AcquireWriter(conn)
+	err := req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if isTimeout(err) {
+		err = fasthttp.ErrTimeout
+	}
+	return err
 }
 
 // readHeader reads an answer's header block into h, skipping interim (1xx
