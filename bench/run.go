@@ -404,11 +404,13 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 		cpu0, _ = cpuTime(gw.Pid())
 	}
 	var redis0, calls0 int64
-	var redisErr error = errNoRedis
+	withRedis := false // a Redis scenario whose first CPU reading succeeded
 	if e.redis != nil && strings.HasSuffix(name, "-redis") {
 		// A fresh redis-server may not have used a clock tick yet: its
 		// reading is 0, and the figures below are still due.
-		redis0, redisErr = cpuTime(e.redis.Pid())
+		var err error
+		redis0, err = cpuTime(e.redis.Pid())
+		withRedis = err == nil
 		calls0 = redisCalls(gw)
 	}
 	var x0 int64
@@ -439,7 +441,7 @@ func runScenario(ctx context.Context, e *env, name string, o options) (scenarioR
 			r.GatewayCPUus = float64(cpu1-cpu0) / served
 		}
 		r.GatewayPeakRSSKiB, _ = testproc.PeakRSS(gw.Pid())
-		if redisErr == nil && served > 0 {
+		if withRedis && served > 0 {
 			redis1, _ := cpuTime(e.redis.Pid())
 			r.RedisCPUus = float64(redis1-redis0) / served
 			if calls := redisCalls(gw) - calls0; calls > 0 {

@@ -1,9 +1,7 @@
 package testproc
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -50,22 +48,17 @@ func (p *Proc) StopGroup() error {
 // groupAlive reports whether a process other than a zombie is in process
 // group pgid.
 func groupAlive(pgid int) bool {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
 		if err != nil {
-			continue // gone meanwhile
-		}
-		// Fields after the command name (which may hold spaces): state, ppid, pgrp.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
 			continue
 		}
-		fs := bytes.Fields(b[i+1:])
-		if len(fs) < 3 || string(fs[0]) == "Z" {
-			continue
+		fs, err := ProcStat(pid)
+		if err != nil || len(fs) < 3 || fs[0] == "Z" {
+			continue // gone meanwhile, or a zombie
 		}
-		if g, err := strconv.Atoi(string(fs[2])); err == nil && g == pgid {
+		if g, err := strconv.Atoi(fs[2]); err == nil && g == pgid {
 			return true
 		}
 	}

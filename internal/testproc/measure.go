@@ -51,3 +51,19 @@ func PeakRSS(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
 }
+
+// ProcStat returns the fields of /proc/PID/stat after the command name
+// (which may hold spaces): [0] is field 3 (state), [1] the parent's pid,
+// [2] the process group, [11] and [12] utime and stime in clock ticks.
+func ProcStat(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("unexpected /proc/%d/stat format", pid)
+	}
+	return strings.Fields(s[i+1:]), nil
+}
