@@ -107,7 +107,9 @@ func TestRedisBucketsMatchLocal(t *testing.T) {
 		{"d", time.Microsecond, 1_000_000_000},
 	}
 	now := rlT0
-	check := func(i int, id string, limit int, got policy.BucketAnswer, want policy.Reason) {
+	// check compares got, Redis's answer to step i at now, with the local
+	// bucket's answer to the same take.
+	check := func(i int, id string, limit int, now time.Time, got policy.BucketAnswer, want policy.Reason) {
 		gotR, gotRL := headers(limit, got)
 		wantR, wantRL := headers(limit, local.TakeLocal(id, limit, now))
 		if gotR != wantR || gotRL != wantRL {
@@ -119,12 +121,12 @@ func TestRedisBucketsMatchLocal(t *testing.T) {
 	}
 	for i, s := range steps {
 		now = now.Add(s.after)
-		check(i, s.id, s.limit, r.Take(s.id, s.limit, now), s.want)
+		check(i, s.id, s.limit, now, r.Take(s.id, s.limit, now), s.want)
 	}
 	answers := sendBatch(t, r, now, batch)
 	for i, s := range batch {
 		now = now.Add(s.after)
-		check(len(steps)+i, s.id, s.limit, answers[i], policy.ReasonNone)
+		check(len(steps)+i, s.id, s.limit, now, answers[i], policy.ReasonNone)
 	}
 	if n := r.m.errors.Get(); n != 0 {
 		t.Errorf("%d redis errors", n)
